@@ -1,12 +1,268 @@
-//! Command-line interface (clap). Each verb is a thin function over the library.
+//! Command-line interface (clap). Each verb is a thin function over the library; errors are
+//! printed once, here, and become a non-zero exit status.
 
-use clap::Parser;
+use crate::cache::Cache;
+use crate::exec::{self, RunOptions, Status};
+use crate::lang;
+use crate::plan::{self, Plan};
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "maskflow", version, about = "Declarative pipelines for image-classification experiments")]
-pub struct Cli {}
+#[command(name = "maskflow", version, about = "Declarative, cached pipelines for image-classification experiments")]
+pub struct Cli {
+    /// Cache directory (content-addressed step outputs).
+    #[arg(long, global = true, env = "MASKFLOW_CACHE", default_value = "cache")]
+    pub cache: PathBuf,
+    /// Where human-facing results go (`saved/<pipeline>/<run-id>/`).
+    #[arg(long, global = true, env = "MASKFLOW_SAVED", default_value = "saved")]
+    pub saved: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// The pipeline file (`.mf`).
+    pub file: PathBuf,
+    /// Override a field of the pipeline, e.g. `--set split.seed=7` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the pipeline's steps in dependency order, skipping those already cached.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Rerun this step even if it is cached (a step name or kind; repeatable).
+        #[arg(long, value_name = "STEP")]
+        force: Vec<String>,
+        /// Stop after this step (and run only what it needs).
+        #[arg(long, value_name = "STEP")]
+        until: Option<String>,
+        /// Print a JSON report instead of step lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every step with hit or miss and why, without running or writing anything.
+    Plan {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check pipelines for errors without running them.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Print pipelines in canonical form (or, with --check, fail if they are not).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Exit non-zero if a file is not in canonical form; change nothing.
+        #[arg(long)]
+        check: bool,
+        /// Rewrite the files in place.
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+    },
+    /// Print the key object of one step (what its cache key is computed from).
+    Explain {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The step name, as `maskflow plan` shows it.
+        step: String,
+    },
+    /// Remove cache entries that no pipeline references.
+    Gc {
+        /// Pipelines whose steps to keep (default: every `.mf` under `pipelines/`).
+        files: Vec<PathBuf>,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cache maintenance.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Re-hash every object, tree and record; exit non-zero on any mismatch.
+    Verify,
+}
 
 pub fn main() -> i32 {
-    let _cli = Cli::parse();
-    0
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// An error already shown to the user (diagnostics), carrying only the exit status.
+#[derive(Debug)]
+struct Reported;
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reported")
+    }
+}
+impl std::error::Error for Reported {}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let result = match cli.command {
+        Command::Run { pipeline, force, until, json } => cmd_run(&cli.cache, &cli.saved, &pipeline, force, until, json),
+        Command::Plan { pipeline, json } => cmd_plan(&cli.cache, &pipeline, json),
+        Command::Check { files, sets } => cmd_check(&files, &sets),
+        Command::Fmt { files, check, write } => cmd_fmt(&files, check, write),
+        Command::Explain { pipeline, step } => cmd_explain(&cli.cache, &pipeline, &step),
+        Command::Gc { files, dry_run } => crate::gc::run(&cli.cache, &files, dry_run),
+        Command::Cache { command: CacheCommand::Verify } => crate::verify::run(&cli.cache),
+    };
+    match result {
+        Err(e) if e.is::<Reported>() => Ok(1),
+        other => other,
+    }
+}
+
+/// Loads a pipeline, printing its diagnostics on failure.
+pub fn load(args: &PipelineArgs) -> Result<lang::Loaded> {
+    lang::load(&args.file, &args.sets).map_err(|d| {
+        eprint!("{}", d.render());
+        anyhow!(Reported)
+    })
+}
+
+/// Loads and plans a pipeline against the cache.
+pub fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> {
+    let loaded = load(args)?;
+    let base_dir = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+    plan::build(&args.file.display().to_string(), &loaded.name, &base_dir, &loaded.variants, cache)
+}
+
+fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<String>, until: Option<String>, json: bool) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = load_plan(&mut cache, args)?;
+    let started = std::time::Instant::now();
+    let opts = RunOptions { force, until, json };
+    let stdout = std::io::stdout();
+    let result = exec::run(&mut cache, &plan, &opts, &mut |r| {
+        if !json {
+            let _ = writeln!(stdout.lock(), "{}", exec::report_line(r));
+        }
+    });
+    let reports = result?;
+    let canonical = lang::format_file(&args.file).ok();
+    let run_dir = exec::saved::write(saved, &mut cache, &exec::saved::SavedRun { plan: &plan, reports: &reports, canonical })?;
+    let ran = reports.iter().filter(|r| r.status == "run").count();
+    if json {
+        let out = serde_json::json!({
+            "pipeline": plan.pipeline,
+            "saved": run_dir.display().to_string(),
+            "steps": reports,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} steps: {} hit, {} run in {:.2}s; results in {}",
+            reports.len(),
+            reports.len() - ran,
+            ran,
+            started.elapsed().as_secs_f64(),
+            run_dir.display()
+        );
+    }
+    Ok(0)
+}
+
+fn cmd_plan(cache_dir: &Path, args: &PipelineArgs, json: bool) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = load_plan(&mut cache, args)?;
+    let refs = cache.read_refs(&plan.pipeline);
+    let statuses: Vec<_> = plan.steps.iter().map(|s| exec::status(&mut cache, &plan, &refs, s, false)).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        for st in &statuses {
+            let word = if st.status == Status::Hit { "hit " } else { "miss" };
+            let mut line = format!("{word} {}  {}", st.step, &st.key[..12]);
+            if st.status == Status::Miss && !st.reasons.is_empty() {
+                line.push_str(": ");
+                line.push_str(&st.reasons.join("; "));
+            }
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_check(files: &[PathBuf], sets: &[String]) -> Result<i32> {
+    let mut failed = false;
+    for file in files {
+        match lang::load(file, sets) {
+            Ok(loaded) => {
+                let n = loaded.variants.len();
+                println!("{}: ok ({} variant{})", file.display(), n, if n == 1 { "" } else { "s" });
+            }
+            Err(d) => {
+                eprint!("{}", d.render());
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn cmd_fmt(files: &[PathBuf], check: bool, write: bool) -> Result<i32> {
+    let mut status = 0;
+    for file in files {
+        let formatted = match lang::format_file(file) {
+            Ok(f) => f,
+            Err(d) => {
+                eprint!("{}", d.render());
+                status = 1;
+                continue;
+            }
+        };
+        let current = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        if check {
+            if current != formatted {
+                println!("{}: not in canonical form (run `maskflow fmt --write {}`)", file.display(), file.display());
+                status = 1;
+            }
+        } else if write {
+            if current != formatted {
+                crate::fsutil::write_atomic(file, formatted.as_bytes()).with_context(|| format!("{}: cannot write", file.display()))?;
+            }
+        } else {
+            print!("{formatted}");
+        }
+    }
+    Ok(status)
+}
+
+fn cmd_explain(cache_dir: &Path, args: &PipelineArgs, step: &str) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = load_plan(&mut cache, args)?;
+    let Some(s) = plan.step(step) else {
+        let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        return Err(anyhow!("no step `{step}` in {} (steps: {})", args.file.display(), names.join(", ")));
+    };
+    let out = serde_json::json!({ "step": s.name, "key": s.key.hex(), "key_object": s.key_object });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
 }

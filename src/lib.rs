@@ -4,9 +4,20 @@
 //! - `lang`: `.mf` text → AST (with spans) → checked, normalised [`ir`];
 //! - `plan`: IR → a graph of steps, each with a blake3 key and an explanation;
 //! - `cache`: the content-addressed store that holds step outputs;
-//! - `exec`: runs the steps whose key missed;
+//! - `exec`: runs the steps whose key missed, and writes `saved/`;
 //! - the ML libraries (`data`, `batch`): know nothing of the language.
 
 pub mod batch;
-pub mod ir;
+pub mod cache;
 pub mod cli;
+pub mod digest;
+pub mod exec;
+pub mod fsutil;
+pub mod gc;
+pub mod ir;
+pub mod lang;
+pub mod plan;
+pub mod verify;
+
+/// The burn version that training and inference steps are built with (part of their keys).
+pub const BURN_VERSION: &str = "0.21.0";

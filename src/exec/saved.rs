@@ -1,0 +1,76 @@
+//! Human-facing results: `saved/<pipeline>/<run-id>/` and the `latest` link.
+//!
+//! Everything here is a copy: files under `saved/` can be edited or deleted without touching
+//! the cache. A run directory is built under a temporary name and renamed into place, and
+//! `latest` is replaced atomically, so a crash never leaves a half-written run as `latest`.
+
+use super::StepReport;
+use super::steps::human_outputs;
+use crate::cache::{Cache, Record};
+use crate::fsutil;
+use crate::plan::Plan;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+pub struct SavedRun<'a> {
+    pub plan: &'a Plan,
+    pub reports: &'a [StepReport],
+    /// The canonical (formatted) pipeline text, when available.
+    pub canonical: Option<String>,
+}
+
+/// A run id from the current UTC time: `20261127-231502`, with `-2`, `-3`… on collision.
+fn run_id(dir: &Path) -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let base: String = now.trim_end_matches('Z').replace(['-', ':'], "").replace('T', "-");
+    let mut id = base.clone();
+    let mut n = 2;
+    while dir.join(&id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// Writes the run directory and points `latest` at it. Returns the run directory.
+pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<PathBuf> {
+    let pipeline_dir = saved_root.join(&run.plan.name);
+    std::fs::create_dir_all(&pipeline_dir).with_context(|| format!("{}: cannot create", pipeline_dir.display()))?;
+    let id = run_id(&pipeline_dir);
+    let tmp = fsutil::temp_path_for(&pipeline_dir.join(&id));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = tmp.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+    };
+    if let Some(text) = &run.canonical {
+        write("pipeline.mf", text.as_bytes())?;
+    }
+    let variants: Vec<_> = run.plan.variants.iter().collect();
+    write("pipeline.json", &serde_json::to_vec_pretty(&variants)?)?;
+    let log: String = run.reports.iter().map(|r| super::report_line(r) + "\n").collect();
+    write("log.txt", log.as_bytes())?;
+    write("steps.json", &serde_json::to_vec_pretty(run.reports)?)?;
+    // Human-facing outputs of every step of this run, hit or run.
+    for report in run.reports {
+        let Some(step) = run.plan.step(&report.step) else { continue };
+        let Ok(Some(record)) = cache.read_record(&step.key) else { continue };
+        let record: Record = record;
+        for name in human_outputs(step.kind) {
+            let Some(out) = record.outputs.get(*name) else { continue };
+            let bytes = cache.read_blob(&out.digest)?;
+            let rel = if step.name == step.kind { name.to_string() } else { format!("{}/{}", step.name, name) };
+            write(&rel, &bytes)?;
+        }
+    }
+    let dest = pipeline_dir.join(&id);
+    fsutil::rename_into_place(&tmp, &dest)?;
+    // Replace `latest` atomically: a new symlink under a temporary name, renamed over the old.
+    let link_tmp = fsutil::temp_path_for(&pipeline_dir.join("latest"));
+    std::os::unix::fs::symlink(&id, &link_tmp).with_context(|| format!("{}: cannot create link", link_tmp.display()))?;
+    std::fs::rename(&link_tmp, pipeline_dir.join("latest")).with_context(|| format!("{}: cannot replace", pipeline_dir.join("latest").display()))?;
+    Ok(dest)
+}

@@ -1,0 +1,223 @@
+//! Step keys: what goes into them, what is left out, and why a step reruns.
+//!
+//! A step key is blake3 over the canonical JSON (keys sorted, no whitespace, shortest
+//! round-trip floats) of a *key object*:
+//!
+//! | field      | contents                                                                  |
+//! |------------|---------------------------------------------------------------------------|
+//! | `kind`     | the step kind (`source`, `relabel`, `split`, `prepare`, `train`, …)        |
+//! | `version`  | the implementation version of that kind ([`step_version`]); bumped when   |
+//! |            | the code that computes the step changes what it produces                  |
+//! | `params`   | only the IR fields the step reads, taken from the normalised IR           |
+//! | `deps`     | the keys of the steps it depends on, by dependency name                   |
+//! | `files`    | content digests of the files it reads directly: the data manifest, the    |
+//! |            | relabel CSV, pretrained weights                                           |
+//! | `env`      | what the result depends on beyond the inputs: backend, burn version and    |
+//! |            | the compute feature set, for training and inference steps only            |
+//!
+//! Deliberately left out:
+//! - source text, spans, comments, key order and spellings: keys come from the IR, so an edit
+//!   that does not change meaning changes no key;
+//! - paths and mtimes of inputs: a dataset moved to another folder, or a fresh clone, keeps its
+//!   keys because only content digests enter (`data.root` is not a param of any step);
+//! - the pipeline's file name and the variant's name: two pipelines that describe the same step
+//!   share its cache entry;
+//! - the maskflow version: only step `version`s matter, so a release that does not change a
+//!   step's output keeps the cache warm;
+//! - thread counts: every step is written to give the same bytes whatever the parallelism;
+//! - output locations (`saved/`, `predict.output`): where results are copied is not what they are.
+//!
+//! The same key object feeds the hash ([`hash_key_object`]) and the explanation of a rerun
+//! ([`explain`]), which diffs the old key object against the new one, so the reason printed
+//! for a rerun can never disagree with the cache decision.
+
+use crate::digest::Digest;
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Implementation versions of each step kind. Bump one when its output changes for the same inputs.
+pub fn step_version(kind: &str) -> u32 {
+    match kind {
+        "source" => 1,
+        "relabel" => 1,
+        "split" => 1,
+        "prepare" => 1,
+        "train" => 1,
+        "evaluate" => 1,
+        "predict" => 1,
+        "ensemble" => 1,
+        _ => 0,
+    }
+}
+
+/// Writes `value` as canonical JSON: object keys sorted, no whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+pub fn hash_key_object(object: &Value) -> Digest {
+    Digest::of(canonical_json(object).as_bytes())
+}
+
+/// A change between two key objects, found by [`diff`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Dotted path inside the key object (`params.loss.terms[0].gamma`).
+    pub path: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// Every leaf that differs between two key objects, in path order.
+pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
+    let mut changes = Vec::new();
+    diff_into(String::new(), Some(old), Some(new), &mut changes);
+    changes
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+}
+
+fn diff_into(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Change>) {
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                diff_into(join(&path, k), a.get(k), b.get(k), out);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                diff_into(format!("{path}[{i}]"), Some(x), Some(y), out);
+            }
+        }
+        (a, b) if a != b => out.push(Change { path, old: a.cloned(), new: b.cloned() }),
+        _ => {}
+    }
+}
+
+/// Renders a value for a one-line reason: numbers and bools bare, strings quoted, and
+/// digests shortened.
+pub fn show(value: &Option<Value>) -> String {
+    match value {
+        None => "(none)".into(),
+        Some(Value::String(s)) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => s[..12].to_string(),
+        Some(Value::Number(n)) => {
+            // Integral floats keep their `.0` so `2.0 → 1.5` reads as the user wrote it.
+            if let (true, Some(f)) = (n.is_f64(), n.as_f64()) {
+                if f.fract() == 0.0 && f.abs() < 1e15 { format!("{f:.1}") } else { n.to_string() }
+            } else {
+                n.to_string()
+            }
+        }
+        Some(Value::Null) => "none".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Explains, one reason per line, why `new` differs from `old`. `describe_file` turns a
+/// change of a file digest into words (e.g. `3 files changed`) when it can.
+pub fn explain(old: &Value, new: &Value, describe_file: &mut dyn FnMut(&str, &Value, &Value) -> Option<String>) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let mut changed_deps = Vec::new();
+    for change in diff(old, new) {
+        let (section, rest) = change.path.split_once('.').unwrap_or((change.path.as_str(), ""));
+        match section {
+            "deps" => {
+                let dep = rest.split(['.', '[']).next().unwrap_or(rest).to_string();
+                if !changed_deps.contains(&dep) {
+                    changed_deps.push(dep);
+                }
+            }
+            "files" => {
+                let words = match (&change.old, &change.new) {
+                    (Some(a), Some(b)) => describe_file(rest, a, b),
+                    _ => None,
+                };
+                reasons.push(words.unwrap_or_else(|| format!("{rest} {} → {}", show(&change.old), show(&change.new))));
+            }
+            "version" => reasons.push(format!("implementation version {} → {}", show(&change.old), show(&change.new))),
+            "params" | "env" => reasons.push(format!("{rest} {} → {}", show(&change.old), show(&change.new))),
+            _ => reasons.push(format!("{} {} → {}", change.path, show(&change.old), show(&change.new))),
+        }
+    }
+    if !changed_deps.is_empty() {
+        let mut line = String::new();
+        for (i, d) in changed_deps.iter().enumerate() {
+            if i > 0 {
+                line.push_str(", ");
+            }
+            let _ = write!(line, "{d}");
+        }
+        line.push_str(" changed");
+        reasons.push(line);
+    }
+    reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a = json!({"b": 1, "a": {"z": [1, {"y": 2, "x": 3}], "c": 0.5}});
+        assert_eq!(canonical_json(&a), r#"{"a":{"c":0.5,"z":[1,{"x":3,"y":2}]},"b":1}"#);
+    }
+
+    #[test]
+    fn equal_objects_hash_equal_whatever_the_insertion_order() {
+        let a = json!({"kind": "split", "params": {"seed": 42, "val": 0.2}});
+        let mut b = serde_json::Map::new();
+        b.insert("params".into(), json!({"val": 0.2, "seed": 42}));
+        b.insert("kind".into(), json!("split"));
+        assert_eq!(hash_key_object(&a), hash_key_object(&Value::Object(b)));
+        assert_ne!(hash_key_object(&a), hash_key_object(&json!({"kind": "split", "params": {"seed": 7, "val": 0.2}})));
+    }
+
+    #[test]
+    fn explain_names_params_deps_and_files() {
+        let old = json!({"kind": "train", "version": 1, "params": {"loss": {"gamma": 2.0}, "epochs": 3},
+                         "deps": {"split": "a", "prepare": "b"}, "files": {"weights": "w1"}});
+        let new = json!({"kind": "train", "version": 1, "params": {"loss": {"gamma": 1.5}, "epochs": 3},
+                         "deps": {"split": "c", "prepare": "b"}, "files": {"weights": "w2"}});
+        let reasons = explain(&old, &new, &mut |name, _, _| Some(format!("{name} changed")));
+        assert_eq!(reasons, ["weights changed", "loss.gamma 2.0 → 1.5", "split changed"]);
+    }
+}
