@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod cache;
 pub mod cli;
+pub mod data;
 pub mod digest;
 pub mod exec;
 pub mod fsutil;
