@@ -258,6 +258,10 @@ pub fn report_line(r: &StepReport) -> String {
             line.push_str(": ");
             line.push_str(&r.reasons.join("; "));
         }
+        if let Some(summary) = &r.summary {
+            line.push_str(" — ");
+            line.push_str(summary);
+        }
     } else if !r.reasons.is_empty() {
         line.push_str(&format!(" ({})", r.reasons.join("; ")));
     }
