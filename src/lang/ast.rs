@@ -214,6 +214,9 @@ pub enum ValueKind {
     Sweep(Vec<Value>),
     /// A weighted sum with at least one explicit weight or two terms.
     Sum(Vec<Term>),
+    /// A literal that was already reported as invalid (e.g. an integer overflow); the
+    /// checker stays silent about it.
+    Invalid,
 }
 
 impl ValueKind {
@@ -232,6 +235,7 @@ impl ValueKind {
             ValueKind::Call { name, .. } => format!("call `{}(...)`", name.name),
             ValueKind::Sweep(_) => "a sweep".to_string(),
             ValueKind::Sum(_) => "a weighted sum".to_string(),
+            ValueKind::Invalid => "an invalid value".to_string(),
         }
     }
 }

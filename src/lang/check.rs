@@ -58,6 +58,9 @@ impl Cx<'_> {
     }
 
     pub fn type_error(&mut self, v: &Value, expected: &str, key: &str) {
+        if v.kind == ValueKind::Invalid {
+            return;
+        }
         self.error(
             Kind::Type,
             v.span,
@@ -165,12 +168,13 @@ impl Cx<'_> {
         match options.iter().find(|o| **o == name) {
             Some(o) => Some(o),
             None => {
-                let msg = names::unknown(&format!("value for `{key}`"), name, options);
                 let expected = options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>();
-                let msg = if msg.contains("did you mean") {
-                    msg
-                } else {
-                    format!("{msg}; expected {}", super::parse::join_or(&expected))
+                let msg = match names::did_you_mean(name, options.iter().copied()) {
+                    Some(s) => format!("unknown value `{name}` for `{key}`; did you mean `{s}`?"),
+                    None => format!(
+                        "unknown value `{name}` for `{key}`; expected {}",
+                        super::parse::join_or(&expected)
+                    ),
                 };
                 self.error(Kind::UnknownName, v.span, msg);
                 None
@@ -282,7 +286,15 @@ impl<'b> Keys<'b> {
         let mut entries = Vec::new();
         for s in block.stmts() {
             match s {
-                Stmt::Assign { key, value, .. } => entries.push((key, value)),
+                // A repeated key was reported when the file was read; the first one counts.
+                Stmt::Assign { key, value, .. }
+                    if !entries
+                        .iter()
+                        .any(|(k, _): &(&Ident, &Value)| k.name == key.name) =>
+                {
+                    entries.push((key, value))
+                }
+                Stmt::Assign { .. } => {}
                 Stmt::Op(op) => {
                     let what = if op.args.is_empty() {
                         "a bare name"

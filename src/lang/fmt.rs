@@ -115,6 +115,24 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
             .iter()
             .filter(|b| b.span.start < c.start && c.start < b.span.end)
             .max_by_key(|b| b.span.start);
+        // A comment inside a multi-line value goes with its statement.
+        let in_stmt = inside.and_then(|b| {
+            b.stmts()
+                .iter()
+                .find(|s| s.span().start < c.start && c.start < s.span().end)
+        });
+        if let Some(s) = in_stmt {
+            if code_before {
+                let t = att.trailing.entry(key(s.span())).or_default();
+                if !t.is_empty() {
+                    t.push(' ');
+                }
+                t.push_str(&line);
+            } else {
+                att.leading.entry(key(s.span())).or_default().push(line);
+            }
+            continue;
+        }
         if code_before {
             let on_line = anchors
                 .iter()
@@ -291,6 +309,7 @@ pub fn value_text(v: &Value) -> String {
         ValueKind::Str(s) => quote(s),
         ValueKind::Bool(b) => b.to_string(),
         ValueKind::Ident(s) => s.clone(),
+        ValueKind::Invalid => String::new(),
         ValueKind::Size(w, h) => format!("{w}x{h}"),
         ValueKind::Angle(n, unit) => format!(
             "{n}{}",

@@ -423,21 +423,20 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
         );
         return;
     }
-    let mut probe = Sink::default();
-    let value = match parse::parse_set_value(id, set, value_start, &mut probe) {
-        Some(v) => {
-            probe.into_vec().into_iter().for_each(|d| sink.push(d));
-            v
-        }
-        // Not `.mf` syntax: take the text as a bare string (`data.root=/data/mask`).
-        None if probe.is_empty() => Value {
-            kind: ValueKind::Str(set[value_start..].to_string()),
-            span: Span::new(id, value_start, set.len()),
-        },
-        None => {
-            probe.into_vec().into_iter().for_each(|d| sink.push(d));
+    let raw = &set[value_start..];
+    let looks_like_syntax =
+        raw.starts_with(['[', '{', '(', '"', '-']) || raw.starts_with(|c: char| c.is_ascii_digit());
+    let value = match parse::parse_set_value(id, set, value_start, sink) {
+        Ok(v) => v,
+        Err(d) if looks_like_syntax => {
+            sink.push(d);
             return;
         }
+        // Not `.mf` syntax: take the text as a bare string (`data.root=/data/mask`).
+        Err(_) => Value {
+            kind: ValueKind::Str(raw.to_string()),
+            span: Span::new(id, value_start, set.len()),
+        },
     };
     let path_span = Span::new(id, 0, eq);
     let block_name = &segments[0];

@@ -119,6 +119,9 @@ pub fn format_file(path: &Path) -> Result<String, Diagnostics> {
     }
 }
 
+/// Diagnostics in source order (file, then position), whatever stage found them.
 fn finish(sources: SourceMap, sink: Sink) -> Diagnostics {
-    Diagnostics::new(Arc::new(sources), sink.into_vec())
+    let mut items = sink.into_vec();
+    items.sort_by_key(|d| (d.span.file, d.span.start));
+    Diagnostics::new(Arc::new(sources), items)
 }

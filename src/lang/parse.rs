@@ -56,27 +56,46 @@ pub fn parse_file(id: FileId, text: &str, sink: &mut Sink) -> Option<Parsed> {
 }
 
 /// Parses the value of a `--set PATH=VALUE`; `offset` is where the value starts in `text`.
-pub fn parse_set_value(id: FileId, text: &str, offset: usize, sink: &mut Sink) -> Option<Value> {
+/// `Err` carries the syntax error, to be reported or not by the caller.
+pub fn parse_set_value(
+    id: FileId,
+    text: &str,
+    offset: usize,
+    sink: &mut Sink,
+) -> Result<Value, Diagnostic> {
     let src = &text[offset..];
     if let Err(d) = scan::scan(id, src) {
         let mut d = d;
         d.span.start += offset;
         d.span.end += offset;
-        sink.push(d);
-        return None;
+        return Err(d);
     }
     configure_pest();
-    let root = MfParser::parse(Rule::set_value, src).ok()?.next()?;
+    let root = match MfParser::parse(Rule::set_value, src) {
+        Ok(mut pairs) => pairs.next(),
+        Err(e) => return Err(syntax_error(id, text, offset, &e)),
+    };
+    let fail = || {
+        Diagnostic::new(
+            Kind::Syntax,
+            Span::new(id, offset, text.len()),
+            "syntax error: expected a value",
+        )
+    };
+    let root = root.ok_or_else(fail)?;
     let mut b = Builder {
         file: id,
         sink,
         text: src,
         comment_at_end: Default::default(),
     };
-    let value = root.into_inner().find(|p| p.as_rule() == Rule::value)?;
+    let value = root
+        .into_inner()
+        .find(|p| p.as_rule() == Rule::value)
+        .ok_or_else(fail)?;
     let mut v = b.value(value);
     shift(&mut v, offset);
-    Some(v)
+    Ok(v)
 }
 
 fn configure_pest() {
@@ -125,7 +144,13 @@ fn shift(v: &mut Value, by: usize) {
 
 // ---------------------------------------------------------------- syntax errors
 
-fn syntax_error(id: FileId, text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
+fn syntax_error(
+    id: FileId,
+    whole: &str,
+    offset: usize,
+    e: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    let text = &whole[offset..];
     let pos = match e.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
@@ -155,7 +180,12 @@ fn syntax_error(id: FileId, text: &str, offset: usize, e: &pest::error::Error<Ru
     } else {
         (pos, describe_found(&text[pos..]))
     };
-    let message = if expected.is_empty() {
+    let unterminated_string = !at_end
+        && text[pos..].starts_with('"')
+        && !text[pos + 1..].lines().next().unwrap_or("").contains('"');
+    let message = if unterminated_string {
+        "syntax error: unterminated string".to_string()
+    } else if expected.is_empty() {
         format!("syntax error: unexpected {found}")
     } else {
         format!(
@@ -226,9 +256,9 @@ fn rule_name(r: Rule) -> Option<&'static str> {
         Rule::clause => "a condition",
         Rule::cmp => "a comparison",
         Rule::entry => "a map entry `key: value`",
-        Rule::args => "`(`",
+
         Rule::arg => "an argument",
-        Rule::angle_unit => "`deg` or `rad`",
+
         Rule::EOI => "end of file",
         Rule::lbrace => "`{`",
         Rule::rbrace => "`}`",
@@ -537,6 +567,7 @@ impl Builder<'_> {
                 }
             }
             Rule::angle => {
+                let errors = self.sink.len();
                 let mut num = Num::Int(0);
                 let mut unit = AngleUnit::Deg;
                 for q in p.into_inner() {
@@ -552,9 +583,13 @@ impl Builder<'_> {
                         _ => {}
                     }
                 }
-                ValueKind::Angle(num, unit)
+                if self.sink.len() > errors {
+                    ValueKind::Invalid
+                } else {
+                    ValueKind::Angle(num, unit)
+                }
             }
-            Rule::number => ValueKind::Num(self.number(p.as_str(), span)),
+            Rule::number => self.number_value(p.as_str(), span),
             Rule::string => ValueKind::Str(self.string(p)),
             Rule::boolean => ValueKind::Bool(p.as_str() == "true"),
             _ => ValueKind::Ident(p.as_str().to_string()),
@@ -567,6 +602,17 @@ impl Builder<'_> {
             .filter(|q| q.as_rule() == Rule::value)
             .map(|q| self.value(q))
             .collect()
+    }
+
+    /// A number literal, or `Invalid` (reported) when it does not fit.
+    fn number_value(&mut self, text: &str, span: Span) -> ValueKind {
+        let errors = self.sink.len();
+        let n = self.number(text, span);
+        if self.sink.len() > errors {
+            ValueKind::Invalid
+        } else {
+            ValueKind::Num(n)
+        }
     }
 
     fn number(&mut self, text: &str, span: Span) -> Num {
