@@ -342,7 +342,7 @@ fn mutated_inputs_never_panic() {
         }
         fs::write(&path, &text).expect("write");
         if let Err(d) = lang::load(&path, &[]) {
-            assert!(d.len() > 0);
+            assert!(!d.is_empty());
             let _ = d.render();
         }
         let _ = lang::format_file(&path);

@@ -63,7 +63,7 @@ fn diagnostics_match_golden_files() {
                 continue;
             }
             Err(d) => {
-                assert!(d.len() > 0);
+                assert!(!d.is_empty());
                 d.render()
             }
         };

@@ -154,11 +154,12 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
             }
             continue;
         }
-        if let Some(first) = first_item {
-            if c.start < first && text[c.end..first].contains("\n\n") {
-                att.header.push(line);
-                continue;
-            }
+        if let Some(first) = first_item
+            && c.start < first
+            && text[c.end..first].contains("\n\n")
+        {
+            att.header.push(line);
+            continue;
         }
         match file
             .items

@@ -39,26 +39,25 @@ pub fn lower(cx: &mut Cx<'_>, doc: &Doc) -> ir::Pipeline {
                 found.insert(k, b);
             }
         }
-        if kind != "oversample" {
-            if let Some(c) = b.predicate.first() {
-                cx.error(
-                    Kind::Syntax,
-                    c.span,
-                    format!("only `oversample` takes a `where` clause, not `{kind}`"),
-                );
-            }
+        if kind != "oversample"
+            && let Some(c) = b.predicate.first()
+        {
+            cx.error(
+                Kind::Syntax,
+                c.span,
+                format!("only `oversample` takes a `where` clause, not `{kind}`"),
+            );
         }
         if matches!(
             kind,
             "relabel" | "prepare" | "train" | "evaluate" | "predict" | "ensemble"
-        ) {
-            if let Some(q) = b.qualifiers.first() {
-                cx.error(
-                    Kind::Syntax,
-                    q.span,
-                    format!("`{kind}` takes no qualifier, found `{}`", q.name),
-                );
-            }
+        ) && let Some(q) = b.qualifiers.first()
+        {
+            cx.error(
+                Kind::Syntax,
+                q.span,
+                format!("`{kind}` takes no qualifier, found `{}`", q.name),
+            );
         }
     }
     let root = Span::new(doc.root, 0, 0);
@@ -1280,19 +1279,18 @@ fn tta_block(cx: &mut Cx<'_>, b: &Block, what: &str) -> (ir::Tta, String) {
         _ => ir::Tta::None,
     };
     let mut output = "submission.csv".to_string();
-    if what == "predict" {
-        if let Some(v) = k.get("output") {
-            if let Some(s) = cx.string(v, "output") {
-                if s.is_empty() || s.contains(['/', '\\']) || s == "." || s == ".." {
-                    cx.error(
-                        Kind::Range,
-                        v.span,
-                        "`output` must be a plain file name such as \"submission.csv\"",
-                    );
-                } else {
-                    output = s;
-                }
-            }
+    if what == "predict"
+        && let Some(v) = k.get("output")
+        && let Some(s) = cx.string(v, "output")
+    {
+        if s.is_empty() || s.contains(['/', '\\']) || s == "." || s == ".." {
+            cx.error(
+                Kind::Range,
+                v.span,
+                "`output` must be a plain file name such as \"submission.csv\"",
+            );
+        } else {
+            output = s;
         }
     }
     k.finish(cx, what, names::block_keys(what));
@@ -1317,14 +1315,14 @@ fn ensemble(cx: &mut Cx<'_>, b: &Block) -> ir::Ensemble {
                 let Some(m) = cx.string(item, "members") else {
                     continue;
                 };
-                if let Some(dir) = &dir {
-                    if !dir.join(&m).is_file() {
-                        cx.error(
-                            Kind::Include,
-                            item.span,
-                            format!("ensemble member `{m}` not found"),
-                        );
-                    }
+                if let Some(dir) = &dir
+                    && !dir.join(&m).is_file()
+                {
+                    cx.error(
+                        Kind::Include,
+                        item.span,
+                        format!("ensemble member `{m}` not found"),
+                    );
                 }
                 members.push(m);
             }

@@ -336,17 +336,16 @@ fn check_value(v: &Value, sink: &mut Sink) {
         }
         ValueKind::Call { name, args } => {
             for (i, a) in args.iter().enumerate() {
-                if let Some(n) = &a.name {
-                    if args[..i]
+                if let Some(n) = &a.name
+                    && args[..i]
                         .iter()
                         .any(|b| b.name.as_ref().is_some_and(|m| m.name == n.name))
-                    {
-                        sink.error(
-                            Kind::Duplicate,
-                            n.span,
-                            format!("duplicate argument `{}` in `{}`", n.name, name.name),
-                        );
-                    }
+                {
+                    sink.error(
+                        Kind::Duplicate,
+                        n.span,
+                        format!("duplicate argument `{}` in `{}`", n.name, name.name),
+                    );
                 }
                 check_value(&a.value, sink);
             }

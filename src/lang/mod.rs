@@ -5,6 +5,8 @@
 //! [`merge`] (reading files, the `extends` chain, `--set`); [`sweep`] (variants); [`check`] and
 //! [`lower`] (typed checks, defaults, IR); [`fmt`] (canonical text). Errors at every stage are
 //! [`diag::Diagnostic`] data drawn by one renderer; the checker collects all of them.
+//!
+//! The language itself is described in `src/lang/reference.md`.
 
 pub mod ast;
 pub mod check;

@@ -497,10 +497,11 @@ impl Builder<'_> {
                 terms.push(Term { weight, value });
             }
         }
-        if terms.len() == 1 && terms[0].weight.is_none() {
-            if let Some(t) = terms.pop() {
-                return t.value;
-            }
+        if terms.len() == 1
+            && terms[0].weight.is_none()
+            && let Some(t) = terms.pop()
+        {
+            return t.value;
         }
         Value {
             kind: ValueKind::Sum(terms),
