@@ -26,3 +26,13 @@ fn malformed_set_overrides_are_errors() {
         assert!(text.contains("--> --set:1:"), "{set}: {text}");
     }
 }
+
+#[test]
+fn set_loss_kind_switches_the_loss_and_drops_its_old_keys() {
+    let sets = ["loss.kind=focal".to_string(), "loss.gamma=1.5".to_string()];
+    let l = lang::load(Path::new("pipelines/base.mf"), &sets).unwrap_or_else(|d| panic!("{}", d.render()));
+    assert_eq!(
+        l.variants[0].pipeline.loss.terms[0].kind,
+        maskflow::ir::LossKind::Focal { gamma: 1.5, alpha: maskflow::ir::ClassWeights::None }
+    );
+}
