@@ -1,0 +1,129 @@
+//! The `.mf` front end: text → AST (with spans) → merged document (`extends`, `--set`) →
+//! sweep variants → checked, normalised [`ir::Pipeline`]s.
+//!
+//! Stages, one module each: [`scan`] (comments, nesting limit) and [`parse`] (pest → [`ast`]);
+//! [`merge`] (reading files, the `extends` chain, `--set`); [`sweep`] (variants); [`check`] and
+//! [`lower`] (typed checks, defaults, IR); [`fmt`] (canonical text). Errors at every stage are
+//! [`diag::Diagnostic`] data drawn by one renderer; the checker collects all of them.
+//!
+//! The language itself is described in `src/lang/reference.md`.
+
+pub mod ast;
+pub mod check;
+pub mod diag;
+pub mod fmt;
+pub mod lower;
+pub mod merge;
+pub mod names;
+pub mod parse;
+pub mod scan;
+pub mod source;
+pub mod sweep;
+
+pub use diag::Diagnostics;
+
+use crate::ir;
+use diag::{Kind, Sink};
+use source::SourceMap;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A loaded pipeline: one IR per sweep variant.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    /// The file stem (`b4_focal` for `pipelines/b4_focal.mf`).
+    pub name: String,
+    pub variants: Vec<ir::Variant>,
+    /// The file and its `extends` chain, the loaded file first.
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads a pipeline file with its `extends` chain, applies `--set PATH=VALUE` overrides,
+/// expands sweeps and checks and lowers each variant. All errors are returned together.
+pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Diagnostics> {
+    let mut sources = SourceMap::default();
+    let mut sink = Sink::default();
+    let (doc, files) = {
+        let mut loader = merge::Loader {
+            sources: &mut sources,
+            sink: &mut sink,
+            files: Vec::new(),
+        };
+        let doc = loader.load(path, None, &mut Vec::new());
+        (doc, loader.files)
+    };
+    let fatal = |sink: &Sink| {
+        sink.items().iter().any(|d| {
+            matches!(
+                d.kind,
+                Kind::Syntax | Kind::Encoding | Kind::Include | Kind::Limit
+            )
+        })
+    };
+    let Some(mut doc) = doc else {
+        return Err(finish(sources, sink));
+    };
+    if fatal(&sink) {
+        return Err(finish(sources, sink));
+    }
+    for set in sets {
+        merge::apply_set(&mut doc, set, &mut sources, &mut sink);
+    }
+    let Some(expanded) = sweep::expand(&doc, &mut sink) else {
+        return Err(finish(sources, sink));
+    };
+    let mut variants = Vec::with_capacity(expanded.len());
+    for e in expanded {
+        let mut cx = check::Cx {
+            sink: &mut sink,
+            sources: &sources,
+        };
+        let pipeline = lower::lower(&mut cx, &e.doc);
+        let name = e
+            .assignments
+            .iter()
+            .map(|(p, v)| format!("{p}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let assignments: BTreeMap<String, String> = e.assignments.into_iter().collect();
+        variants.push(ir::Variant {
+            name,
+            assignments,
+            pipeline,
+        });
+    }
+    if !sink.is_empty() {
+        return Err(finish(sources, sink));
+    }
+    let name = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        name,
+        variants,
+        files,
+    })
+}
+
+/// The canonical text of one file (its `extends` line and comments kept; bases not read).
+pub fn format_file(path: &Path) -> Result<String, Diagnostics> {
+    let mut sources = SourceMap::default();
+    let mut sink = Sink::default();
+    let Some((id, text)) = merge::read_source(&mut sources, &mut sink, path, None) else {
+        return Err(finish(sources, sink));
+    };
+    match parse::parse_file(id, &text, &mut sink) {
+        Some(parsed) if sink.is_empty() => Ok(fmt::format(&parsed.file, &parsed.comments, &text)),
+        _ => Err(finish(sources, sink)),
+    }
+}
+
+/// Diagnostics in source order (file, then position), whatever stage found them.
+fn finish(sources: SourceMap, sink: Sink) -> Diagnostics {
+    let mut items = sink.into_vec();
+    items.sort_by_key(|d| (d.span.file, d.span.start));
+    Diagnostics::new(Arc::new(sources), items)
+}
