@@ -149,9 +149,10 @@ pub fn load(args: &PipelineArgs) -> Result<lang::Loaded> {
 /// Loads and plans a pipeline against the cache.
 pub fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> {
     let loaded = load(args)?;
-    let base_dir = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
-    plan::build(&args.file.display().to_string(), &loaded.name, &base_dir, &loaded.variants, cache)
+    // Data, relabel and weights paths are relative to the project root (the current
+    // directory), like `cache/` and `saved/`; `extends` and ensemble members are relative
+    // to the file that names them.
+    plan::build(&args.file.display().to_string(), &loaded.name, Path::new("."), &loaded.variants, cache)
 }
 
 fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<String>, until: Option<String>, json: bool) -> Result<i32> {

@@ -66,8 +66,22 @@ pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<Pat
             write(&rel, &bytes)?;
         }
     }
-    let dest = pipeline_dir.join(&id);
-    fsutil::rename_into_place(&tmp, &dest)?;
+    // Two runs finishing in the same second race for the id: rename fails for the loser
+    // (the destination exists and is not empty), which then takes the next free id.
+    let mut id = id;
+    let mut attempt = 2;
+    let dest = loop {
+        let dest = pipeline_dir.join(&id);
+        match std::fs::rename(&tmp, &dest) {
+            Ok(()) => break dest,
+            Err(_) if dest.exists() && attempt < 100 => {
+                id = format!("{}-{attempt}", id.split('-').take(2).collect::<Vec<_>>().join("-"));
+                attempt += 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot create run directory", dest.display())),
+        }
+    };
+    fsutil::sync_dir(&pipeline_dir)?;
     // Replace `latest` atomically: a new symlink under a temporary name, renamed over the old.
     let link_tmp = fsutil::temp_path_for(&pipeline_dir.join("latest"));
     std::os::unix::fs::symlink(&id, &link_tmp).with_context(|| format!("{}: cannot create link", link_tmp.display()))?;
