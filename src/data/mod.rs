@@ -5,3 +5,5 @@ pub mod labels;
 pub mod layout;
 pub mod relabel;
 pub mod split;
+pub mod stats;
+pub mod synth;
