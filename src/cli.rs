@@ -93,6 +93,62 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Write a synthetic dataset in the competition layout (train/ and eval/).
+    Synth {
+        /// Persons in train/ (7 photos each).
+        #[arg(long, default_value_t = 2700)]
+        persons: usize,
+        /// Persons in eval/ (7 photos each).
+        #[arg(long, default_value_t = 1800)]
+        eval_persons: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Image size, width x height.
+        #[arg(long, default_value = "384x512", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Output directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Dataset tools.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Print the class, gender and age distribution of a dataset and write a PNG of it.
+    Stats {
+        /// A dataset root (holding train/) or a train directory (holding train.csv).
+        dir: PathBuf,
+        /// Age bin lower bounds.
+        #[arg(long, default_value = "30,60", value_parser = parse_bins)]
+        age_bins: [u32; 2],
+        /// Where to write the chart (default: stats.png in the current directory).
+        #[arg(long, default_value = "stats.png")]
+        png: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("`{s}` is not a size like 384x512"))?;
+    let w = w.parse().map_err(|_| format!("`{s}` is not a size like 384x512"))?;
+    let h = h.parse().map_err(|_| format!("`{s}` is not a size like 384x512"))?;
+    Ok((w, h))
+}
+
+fn parse_bins(s: &str) -> Result<[u32; 2], String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [a, b] => {
+            let a: u32 = a.trim().parse().map_err(|_| format!("`{s}`: expected two ages like 30,60"))?;
+            let b: u32 = b.trim().parse().map_err(|_| format!("`{s}`: expected two ages like 30,60"))?;
+            if a < b { Ok([a, b]) } else { Err(format!("`{s}`: the first bound must be below the second")) }
+        }
+        _ => Err(format!("`{s}`: expected two ages like 30,60")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +187,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Explain { pipeline, step } => cmd_explain(&cli.cache, &pipeline, &step),
         Command::Gc { files, dry_run } => crate::gc::run(&cli.cache, &files, dry_run),
         Command::Cache { command: CacheCommand::Verify } => crate::verify::run(&cli.cache),
+        Command::Synth { persons, eval_persons, seed, size, out } => cmd_synth(persons, eval_persons, seed, size, &out),
+        Command::Data { command: DataCommand::Stats { dir, age_bins, png } } => cmd_data_stats(&dir, age_bins, &png),
     };
     match result {
         Err(e) if e.is::<Reported>() => Ok(1),
@@ -265,5 +323,33 @@ fn cmd_explain(cache_dir: &Path, args: &PipelineArgs, step: &str) -> Result<i32>
     };
     let out = serde_json::json!({ "step": s.name, "key": s.key.hex(), "key_object": s.key_object });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+fn cmd_synth(persons: usize, eval_persons: usize, seed: u64, size: (u32, u32), out: &Path) -> Result<i32> {
+    if out.exists() {
+        return Err(anyhow!("{}: already exists; choose a new --out directory", out.display()));
+    }
+    let started = std::time::Instant::now();
+    let params = crate::data::synth::SynthParams { persons, eval_persons, seed, width: size.0, height: size.1 };
+    let summary = crate::data::synth::generate(&params, out)?;
+    println!(
+        "wrote {} ({} train persons, {} eval persons, {} images) in {:.1}s",
+        out.display(),
+        persons,
+        eval_persons,
+        summary.train_images + summary.eval_images,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn cmd_data_stats(dir: &Path, age_bins: [u32; 2], png: &Path) -> Result<i32> {
+    let train_dir = if dir.join("train.csv").is_file() { dir.to_path_buf() } else { dir.join("train") };
+    let index = crate::data::layout::read_train(&train_dir, crate::data::layout::BadImagePolicy::Error)?;
+    let stats = crate::data::stats::stats(&index, age_bins);
+    print!("{}", crate::data::stats::render_table(&stats));
+    crate::data::stats::write_png(&stats, png)?;
+    println!("chart: {}", png.display());
     Ok(0)
 }
