@@ -232,6 +232,8 @@ fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<Strin
         let out = serde_json::json!({
             "pipeline": plan.pipeline,
             "saved": run_dir.display().to_string(),
+            "files_hashed": cache.stats().hashed,
+            "seconds": started.elapsed().as_secs_f64(),
             "steps": reports,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

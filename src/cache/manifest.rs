@@ -59,28 +59,13 @@ impl ManifestDiff {
 
 impl Manifest {
     /// Scans `root` (following symlinks, with loop detection) and digests every non-hidden
-    /// file through the stat cache, in parallel for the files that must be read.
+    /// file through the stat cache. Directories are listed and files stat'ed in parallel;
+    /// only files whose stamps missed are read.
     pub fn scan(root: &Path, stats: &mut StatCache) -> Result<Manifest, ScanError> {
-        let mut found: Vec<(String, PathBuf, std::fs::Metadata)> = Vec::new();
-        let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
-        for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
-            let entry = entry.map_err(|e| {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
-                let message = if e.loop_ancestor().is_some() {
-                    "symlink loop".to_string()
-                } else {
-                    e.io_error().map(|io| io.to_string()).unwrap_or_else(|| e.to_string())
-                };
-                ScanError::Io { path, message }
-            })?;
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let meta = entry.metadata().map_err(|e| ScanError::Io { path: entry.path().into(), message: e.to_string() })?;
-            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            found.push((rel, entry.path().to_path_buf(), meta));
-        }
+        let meta = std::fs::metadata(root).map_err(|e| ScanError::Io { path: root.to_path_buf(), message: e.to_string() })?;
+        let mut found = Vec::new();
+        walk(root, "", &meta, &mut Vec::new(), &mut found)?;
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         let pairs: Vec<(PathBuf, std::fs::Metadata)> = found.iter().map(|(_, p, m)| (p.clone(), m.clone())).collect();
         let digests = stats.digest_many(&pairs);
         let mut files = Vec::with_capacity(found.len());
@@ -88,7 +73,6 @@ impl Manifest {
             let digest = digest.map_err(|e| ScanError::Io { path, message: e.to_string() })?;
             files.push(ManifestEntry { path: rel, size: meta.len(), digest });
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Manifest { files })
     }
 
@@ -134,6 +118,64 @@ impl Manifest {
         diff.removed = old_map.keys().filter(|p| !new_map.contains_key(*p)).map(|p| p.to_string()).collect();
         diff
     }
+}
+
+type Found = Vec<(String, PathBuf, std::fs::Metadata)>;
+
+/// Lists `dir` recursively into `out` as (relative path, path, metadata). `ancestors` holds
+/// the (device, inode) of every directory above, so a symlink back up is reported as a loop
+/// instead of being followed forever. Subdirectories are walked in parallel.
+fn walk(dir: &Path, rel: &str, meta: &std::fs::Metadata, ancestors: &mut Vec<(u64, u64)>, out: &mut Found) -> Result<(), ScanError> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::MetadataExt;
+    let id = (meta.dev(), meta.ino());
+    if ancestors.contains(&id) {
+        return Err(ScanError::Io { path: dir.to_path_buf(), message: "symlink loop".into() });
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| ScanError::Io { path, message: e.to_string() }
+    };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            entries.push((name, entry.path()));
+        }
+    }
+    // stat (following symlinks) in parallel: on a cold page cache this is the slow part.
+    let stated: Vec<Result<(String, PathBuf, std::fs::Metadata), ScanError>> = entries
+        .into_par_iter()
+        .map(|(name, path)| {
+            let m = std::fs::metadata(&path).map_err(io(&path))?;
+            let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            Ok((rel, path, m))
+        })
+        .collect();
+    let mut subdirs = Vec::new();
+    for item in stated {
+        let (rel, path, m) = item?;
+        if m.is_dir() {
+            subdirs.push((rel, path, m));
+        } else if m.is_file() {
+            out.push((rel, path, m));
+        }
+    }
+    ancestors.push(id);
+    let nested: Vec<Result<Found, ScanError>> = subdirs
+        .par_iter()
+        .map(|(rel, path, m)| {
+            let mut found = Vec::new();
+            walk(path, rel, m, &mut ancestors.clone(), &mut found)?;
+            Ok(found)
+        })
+        .collect();
+    ancestors.pop();
+    for n in nested {
+        out.extend(n?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
