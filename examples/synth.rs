@@ -1,4 +1,5 @@
-//! Generates a synthetic dataset and reports how long it took.
+//! Generates a synthetic dataset, reports how long it took, prints its label table and
+//! draws its label charts to `OUT-stats.png`.
 //!
 //! `cargo run --release --example synth -- OUT [PERSONS] [EVAL_PERSONS] [SEED]`
 //! (set `RAYON_NUM_THREADS` to pin the thread count).
@@ -6,6 +7,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use maskflow::data::labels::DEFAULT_AGE_BINS;
+use maskflow::data::layout::{BadImagePolicy, read_train};
+use maskflow::data::stats::{render_table, stats, write_png};
 use maskflow::data::synth::{SynthParams, generate};
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,12 @@ fn main() -> anyhow::Result<()> {
         images as f64 / seconds,
         summary.bytes as f64 / 1e6
     );
+
+    let index = read_train(&out.join("train"), BadImagePolicy::Error)?;
+    let stats = stats(&index, DEFAULT_AGE_BINS);
+    print!("{}", render_table(&stats));
+    let mut png = out.clone().into_os_string();
+    png.push("-stats.png");
+    write_png(&stats, &PathBuf::from(png))?;
     Ok(())
 }

@@ -241,7 +241,11 @@ fn missing_image_under_skip_policy_is_counted() {
     assert_eq!(skipped.persons.len(), PERSONS);
     assert_eq!(skipped.images.len(), PERSONS * 7 - 1);
     assert_eq!(skipped.skipped.len(), 1);
-    assert_eq!(skipped.skipped[0].path, mask3.parent().unwrap());
+    assert_eq!(
+        root.join("train").join(&skipped.skipped[0].path),
+        mask3.parent().unwrap()
+    );
+    assert!(skipped.skipped[0].path.is_relative());
     assert_eq!(
         skipped.skipped[0].reason,
         FolderProblem::MissingImage {
@@ -406,4 +410,23 @@ fn index_round_trips_through_json() {
     let json = serde_json::to_string(&index).unwrap();
     let back: TrainIndex = serde_json::from_str(&json).unwrap();
     assert_eq!(back, index);
+}
+
+#[test]
+fn byte_order_mark_and_crlf_line_endings_are_accepted() {
+    let (_tmp, root) = fixture();
+    let csv = root.join("train/train.csv");
+    let text = fs::read_to_string(&csv).unwrap();
+    fs::write(&csv, format!("\u{feff}{}", text.replace('\n', "\r\n"))).unwrap();
+    assert_eq!(read(&root).persons.len(), PERSONS);
+    // Lines are still counted from the top of the file.
+    edit_csv(&csv, |lines| {
+        let mut cells: Vec<String> = lines[3].split(',').map(str::to_owned).collect();
+        cells[3] = "x".into();
+        lines[3] = cells.join(",");
+    });
+    assert_eq!(
+        error(&root),
+        format!("{}:4: age `x` is not a number", csv.display())
+    );
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use maskflow::data::labels::{DEFAULT_AGE_BINS, Gender, ImageSlot, MaskState};
 use maskflow::data::layout::{Person, TrainImage, TrainIndex};
-use maskflow::data::relabel::{Change, Fix, Fixes, apply_fixes, label_samples, read_fixes_csv};
+use maskflow::data::relabel::{
+    Change, Fix, Fixes, apply_fixes, competition_fixes, label_samples, read_fixes_csv,
+};
 use tempfile::TempDir;
 
 fn person(id: &str, gender: Gender, age: u32) -> Person {
@@ -229,4 +231,31 @@ fn fixes_csv_errors_name_the_line() {
             path.display()
         )
     );
+}
+
+#[test]
+fn competition_fixes_match_the_known_errors() {
+    let fixes = competition_fixes();
+    assert_eq!(fixes.len(), 11);
+    assert_eq!(fixes["006362"].gender, Some(Gender::Male));
+    assert_eq!(fixes["001498-1"].gender, Some(Gender::Female));
+    assert!(fixes["004418"].swap_incorrect_normal);
+    assert!(fixes.values().all(|f| f.age.is_none()));
+    // Applied to an index holding one of them, the rest are warnings.
+    let mut index = index();
+    let report = apply_fixes(&mut index, &fixes);
+    assert_eq!(
+        report.changes,
+        vec![
+            Change::SwapIncorrectNormal {
+                id: "000020".into()
+            },
+            Change::Gender {
+                id: "006359".into(),
+                from: Gender::Female,
+                to: Gender::Male
+            },
+        ]
+    );
+    assert_eq!(report.warnings.len(), 9);
 }

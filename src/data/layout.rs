@@ -57,6 +57,7 @@ pub struct TrainImage {
 /// A problem that [`BadImagePolicy::Skip`] stepped over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// The folder or file, relative to the train directory like image paths.
     pub path: PathBuf,
     pub reason: FolderProblem,
 }
@@ -287,12 +288,12 @@ pub fn read_train(train_dir: &Path, policy: BadImagePolicy) -> Result<TrainIndex
         let found = match scan_person_folder(train_dir, &folder_rel, line) {
             Ok(found) => found,
             Err(problem) => {
-                skip_or_fail(policy, &mut index.skipped, problem)?;
+                skip_or_fail(policy, train_dir, &mut index.skipped, problem)?;
                 continue;
             }
         };
         for problem in found.problems {
-            skip_or_fail(policy, &mut index.skipped, problem)?;
+            skip_or_fail(policy, train_dir, &mut index.skipped, problem)?;
         }
         let slots = found.slots;
         for slot in ImageSlot::ALL {
@@ -300,6 +301,7 @@ pub fn read_train(train_dir: &Path, policy: BadImagePolicy) -> Result<TrainIndex
             if !slots.contains_key(&slot) && !found.duplicated.contains(&slot) {
                 skip_or_fail(
                     policy,
+                    train_dir,
                     &mut index.skipped,
                     Skipped {
                         path: train_dir.join(&folder_rel),
@@ -338,8 +340,11 @@ impl TrainIndex {
     }
 }
 
+/// Fails with `problem` (whose path is under `train_dir`), or records it relative to
+/// `train_dir`.
 fn skip_or_fail(
     policy: BadImagePolicy,
+    train_dir: &Path,
     skipped: &mut Vec<Skipped>,
     problem: Skipped,
 ) -> Result<(), DataError> {
@@ -349,7 +354,14 @@ fn skip_or_fail(
             problem: problem.reason,
         }),
         BadImagePolicy::Skip => {
-            skipped.push(problem);
+            let path = match problem.path.strip_prefix(train_dir) {
+                Ok(relative) => relative.to_owned(),
+                Err(_) => problem.path,
+            };
+            skipped.push(Skipped {
+                path,
+                reason: problem.reason,
+            });
             Ok(())
         }
     }

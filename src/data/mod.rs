@@ -7,3 +7,5 @@ pub mod relabel;
 pub mod split;
 pub mod stats;
 pub mod synth;
+
+pub use layout::DataError;

@@ -185,6 +185,24 @@ pub fn read_fixes_csv(path: &Path) -> Result<Fixes, DataError> {
     Ok(fixes)
 }
 
+/// The label errors that several competition teams fixed (see the competition notes):
+/// gender female→male for `006359`–`006364`, male→female for `001498-1` and `004432`, and
+/// `incorrect_mask` ↔ `normal` swapped for `000020`, `004418` and `005227`.
+pub fn competition_fixes() -> Fixes {
+    let mut fixes = Fixes::new();
+    let mut set = |id: &str, edit: &dyn Fn(&mut Fix)| edit(fixes.entry(id.to_owned()).or_default());
+    for id in ["006359", "006360", "006361", "006362", "006363", "006364"] {
+        set(id, &|f| f.gender = Some(Gender::Male));
+    }
+    for id in ["001498-1", "004432"] {
+        set(id, &|f| f.gender = Some(Gender::Female));
+    }
+    for id in ["000020", "004418", "005227"] {
+        set(id, &|f| f.swap_incorrect_normal = true);
+    }
+    fixes
+}
+
 fn parse_bool(text: &str) -> Option<bool> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),

@@ -227,6 +227,8 @@ fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
     let plot_h = area.h.saturating_sub(2 * TEXT);
     let base = area.y + TEXT + plot_h;
     fill(img, Rect::new(area.x, base, area.w, 1), INK);
+    // Counts are printed for all bars or for none, so a missing number never looks like zero.
+    let counts_fit = bars.iter().all(|b| text_width(b.value as u64) <= slot);
     for (i, bar) in bars.iter().enumerate() {
         let x = area.x + i as u32 * slot;
         let h = (plot_h as u64 * bar.value as u64 / max as u64) as u32;
@@ -236,10 +238,8 @@ fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
             Rect::new(x + gap, base - h, slot - 2 * gap, h),
             bar.colour,
         );
-        // Counts only where they fit above the bar.
-        let count = bar.value as u64;
-        if text_width(count) <= slot {
-            draw_number(img, x + slot / 2, base - h - TEXT + 2, count);
+        if counts_fit {
+            draw_number(img, x + slot / 2, base - h - TEXT + 2, bar.value as u64);
         }
         if let Some(label) = bar.label {
             draw_number(img, x + slot / 2, base + 4, label);

@@ -600,7 +600,7 @@ fn shot(rng: &mut ChaCha8Rng, params: &SynthParams, state: MaskState) -> Shot {
         radius: 0.26 * w.min(h * 0.75) * rng.random_range(0.86..1.14),
         light: rng.random_range(0.75..1.15),
         light_dir: [light_dir.cos(), light_dir.sin()],
-        noise: rng.random_range(2.0..7.0),
+        noise: rng.random_range(1.0..4.0),
         noise_seed: rng.random(),
         mask: mask_look(rng, state),
         quality: rng.random_range(72..=95),
