@@ -3,11 +3,7 @@
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "maskflow",
-    version,
-    about = "Declarative pipelines for image-classification experiments"
-)]
+#[command(name = "maskflow", version, about = "Declarative pipelines for image-classification experiments")]
 pub struct Cli {}
 
 pub fn main() -> i32 {

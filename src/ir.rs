@@ -137,9 +137,7 @@ pub struct Prepare {
 pub enum Crop {
     None,
     /// A centred (W, H) crop of the source image before resizing.
-    Center {
-        size: [u32; 2],
-    },
+    Center { size: [u32; 2] },
     /// A crop around the expected face region (upper-centre of the frame).
     Face,
 }
@@ -159,39 +157,15 @@ pub struct Augment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
-    Resize {
-        size: [u32; 2],
-    },
-    RandomResizedCrop {
-        size: [u32; 2],
-        scale: [f64; 2],
-        ratio: [f64; 2],
-    },
-    CenterCrop {
-        size: [u32; 2],
-    },
-    Hflip {
-        p: f64,
-    },
+    Resize { size: [u32; 2] },
+    RandomResizedCrop { size: [u32; 2], scale: [f64; 2], ratio: [f64; 2] },
+    CenterCrop { size: [u32; 2] },
+    Hflip { p: f64 },
     /// Rotation by a uniform angle in [-degrees, degrees] (a fixed angle when `random` is false).
-    Rotate {
-        degrees: f64,
-        random: bool,
-    },
-    Jitter {
-        brightness: f64,
-        contrast: f64,
-        saturation: f64,
-    },
-    Normalize {
-        mean: [f64; 3],
-        std: [f64; 3],
-    },
-    RandomErasing {
-        p: f64,
-        scale: [f64; 2],
-        ratio: [f64; 2],
-    },
+    Rotate { degrees: f64, random: bool },
+    Jitter { brightness: f64, contrast: f64, saturation: f64 },
+    Normalize { mean: [f64; 3], std: [f64; 3] },
+    RandomErasing { p: f64, scale: [f64; 2], ratio: [f64; 2] },
 }
 
 // ---------------------------------------------------------------- oversample
@@ -293,14 +267,8 @@ pub struct LossTerm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossKind {
-    CrossEntropy {
-        smoothing: f64,
-        class_weights: ClassWeights,
-    },
-    Focal {
-        gamma: f64,
-        alpha: ClassWeights,
-    },
+    CrossEntropy { smoothing: f64, class_weights: ClassWeights },
+    Focal { gamma: f64, alpha: ClassWeights },
     SoftF1,
 }
 
@@ -337,42 +305,18 @@ pub struct Train {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Optimizer {
-    Sgd {
-        lr: f64,
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-    },
-    Adam {
-        lr: f64,
-        betas: [f64; 2],
-        eps: f64,
-        weight_decay: f64,
-    },
-    Adamw {
-        lr: f64,
-        betas: [f64; 2],
-        eps: f64,
-        weight_decay: f64,
-    },
+    Sgd { lr: f64, momentum: f64, nesterov: bool, weight_decay: f64 },
+    Adam { lr: f64, betas: [f64; 2], eps: f64, weight_decay: f64 },
+    Adamw { lr: f64, betas: [f64; 2], eps: f64, weight_decay: f64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// Warm-up and decay lengths are in epochs.
-    Constant {
-        warmup: u32,
-    },
-    Step {
-        warmup: u32,
-        every: u32,
-        gamma: f64,
-    },
-    Cosine {
-        warmup: u32,
-        min_lr: f64,
-    },
+    Constant { warmup: u32 },
+    Step { warmup: u32, every: u32, gamma: f64 },
+    Cosine { warmup: u32, min_lr: f64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,6 @@
 //! - the ML libraries (`data`, `batch`): know nothing of the language.
 
 pub mod batch;
+pub mod ir;
 pub mod cli;
 pub mod data;
-pub mod ir;
