@@ -428,9 +428,13 @@ impl Img<'_> {
     fn pixel(&self, i: usize) -> [f32; 3] {
         match &self.px {
             Pixels::U8(b) => {
+                // Divide (not multiply by 1/255) to match torchvision's `ToTensor` exactly.
                 let s = &b[i * 3..i * 3 + 3];
-                const K: f32 = 1.0 / 255.0;
-                [s[0] as f32 * K, s[1] as f32 * K, s[2] as f32 * K]
+                [
+                    s[0] as f32 / 255.0,
+                    s[1] as f32 / 255.0,
+                    s[2] as f32 / 255.0,
+                ]
             }
             Pixels::F32(v) => [v[i * 3], v[i * 3 + 1], v[i * 3 + 2]],
         }
@@ -577,11 +581,10 @@ impl<'a> Work<'a> {
         let (g_out, b_out) = rest.split_at_mut(plane);
         match &self.img.px {
             Pixels::U8(bytes) if ops.is_empty() => {
-                const K: f32 = 1.0 / 255.0;
                 for (i, s) in bytes.chunks_exact(3).enumerate() {
-                    r_out[i] = s[0] as f32 * K;
-                    g_out[i] = s[1] as f32 * K;
-                    b_out[i] = s[2] as f32 * K;
+                    r_out[i] = s[0] as f32 / 255.0;
+                    g_out[i] = s[1] as f32 / 255.0;
+                    b_out[i] = s[2] as f32 / 255.0;
                 }
             }
             Pixels::U8(bytes) if matches!(ops.as_slice(), [Resolved::Normalize { .. }]) => {
