@@ -363,15 +363,6 @@ enum PointOp {
     },
 }
 
-/// A pointwise op ready to evaluate (contrast mean known).
-#[derive(Debug, Clone, Copy)]
-enum Resolved {
-    Brightness(f32),
-    Contrast { factor: f32, offset: f32 },
-    Saturation(f32),
-    Normalize { mean: [f32; 3], inv_std: [f32; 3] },
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Rect {
     x: usize,
@@ -387,81 +378,94 @@ struct Work<'a> {
     erase: Vec<Rect>,
 }
 
-#[inline(always)]
-fn gray(p: [f32; 3]) -> f32 {
-    0.2989 * p[0] + 0.587 * p[1] + 0.114 * p[2]
+/// Splits a CHW buffer into its three planes.
+fn planes(out: &mut [f32], plane: usize) -> [&mut [f32]; 3] {
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    [r, g, &mut b[..plane]]
 }
 
-#[inline(always)]
-fn eval(mut p: [f32; 3], ops: &[Resolved]) -> [f32; 3] {
-    for op in ops {
-        match *op {
-            Resolved::Brightness(f) => {
-                for v in &mut p {
-                    *v = (*v * f).clamp(0.0, 1.0);
-                }
-            }
-            Resolved::Contrast { factor, offset } => {
-                for v in &mut p {
-                    *v = (*v * factor + offset).clamp(0.0, 1.0);
-                }
-            }
-            Resolved::Saturation(f) => {
-                let g = gray(p) * (1.0 - f);
-                for v in &mut p {
-                    *v = (*v * f + g).clamp(0.0, 1.0);
-                }
-            }
-            Resolved::Normalize { mean, inv_std } => {
-                for c in 0..3 {
-                    p[c] = (p[c] - mean[c]) * inv_std[c];
-                }
-            }
+/// Mean of a plane, summed in 16 lanes so that the loop vectorises (and stays deterministic).
+fn plane_mean(v: &[f32]) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut acc = [0.0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for k in 0..16 {
+            acc[k] += c[k];
         }
     }
-    p
+    (acc.iter().sum::<f32>() + tail) / v.len() as f32
 }
 
 impl Img<'_> {
-    /// Pixel `i` on the tensor scale.
-    #[inline(always)]
-    fn pixel(&self, i: usize) -> [f32; 3] {
+    /// Writes the image as CHW planes on the tensor scale.
+    fn write_planes(&self, out: &mut [f32]) {
+        let [r, g, b] = planes(out, self.w * self.h);
+        let dst = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
         match &self.px {
-            Pixels::U8(b) => {
+            Pixels::U8(bytes) => {
                 // Divide (not multiply by 1/255) to match torchvision's `ToTensor` exactly.
-                let s = &b[i * 3..i * 3 + 3];
-                [
-                    s[0] as f32 / 255.0,
-                    s[1] as f32 / 255.0,
-                    s[2] as f32 / 255.0,
-                ]
+                for (((r, g), b), s) in dst.zip(bytes.chunks_exact(3)) {
+                    *r = s[0] as f32 / 255.0;
+                    *g = s[1] as f32 / 255.0;
+                    *b = s[2] as f32 / 255.0;
+                }
             }
-            Pixels::F32(v) => [v[i * 3], v[i * 3 + 1], v[i * 3 + 2]],
+            Pixels::F32(v) => {
+                for (((r, g), b), s) in dst.zip(v.chunks_exact(3)) {
+                    *r = s[0];
+                    *g = s[1];
+                    *b = s[2];
+                }
+            }
         }
     }
+}
 
-    /// Resolves contrast means: each needs the grey mean of the image after the ops before it.
-    fn resolve(&self, ops: &[PointOp]) -> Vec<Resolved> {
-        let mut resolved = Vec::with_capacity(ops.len());
-        for op in ops {
-            resolved.push(match *op {
-                PointOp::Brightness(f) => Resolved::Brightness(f),
-                PointOp::Saturation(f) => Resolved::Saturation(f),
-                PointOp::Normalize { mean, inv_std } => Resolved::Normalize { mean, inv_std },
-                PointOp::Contrast(factor) => {
-                    let n = self.w * self.h;
-                    let sum: f64 = (0..n)
-                        .map(|i| gray(eval(self.pixel(i), &resolved)) as f64)
-                        .sum();
-                    let mean = if n == 0 { 0.0 } else { (sum / n as f64) as f32 };
-                    Resolved::Contrast {
-                        factor,
-                        offset: mean * (1.0 - factor),
+/// Applies pointwise ops in order, in place on CHW planes, one vectorisable pass each.
+/// Jitter clamps to [0, 1] after each factor, as torchvision does on float tensors.
+fn apply_point_ops(ops: &[PointOp], out: &mut [f32], plane: usize) {
+    let [r, g, b] = planes(out, plane);
+    for op in ops {
+        match *op {
+            PointOp::Brightness(f) => {
+                for ch in [&mut *r, &mut *g, &mut *b] {
+                    for v in ch.iter_mut() {
+                        *v = (*v * f).clamp(0.0, 1.0);
                     }
                 }
-            });
+            }
+            PointOp::Contrast(f) => {
+                let mean = 0.2989 * plane_mean(r) + 0.587 * plane_mean(g) + 0.114 * plane_mean(b);
+                let offset = mean * (1.0 - f);
+                for ch in [&mut *r, &mut *g, &mut *b] {
+                    for v in ch.iter_mut() {
+                        *v = (*v * f + offset).clamp(0.0, 1.0);
+                    }
+                }
+            }
+            PointOp::Saturation(f) => {
+                let k = 1.0 - f;
+                for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+                    let grey = (0.2989 * *r + 0.587 * *g + 0.114 * *b) * k;
+                    *r = (*r * f + grey).clamp(0.0, 1.0);
+                    *g = (*g * f + grey).clamp(0.0, 1.0);
+                    *b = (*b * f + grey).clamp(0.0, 1.0);
+                }
+            }
+            PointOp::Normalize { mean, inv_std } => {
+                for (c, ch) in [&mut *r, &mut *g, &mut *b].into_iter().enumerate() {
+                    let (m, s) = (mean[c], inv_std[c]);
+                    for v in ch.iter_mut() {
+                        *v = (*v - m) * s;
+                    }
+                }
+            }
         }
-        resolved
     }
 }
 
@@ -555,59 +559,40 @@ impl<'a> Work<'a> {
         if self.point.is_empty() && self.erase.is_empty() {
             return;
         }
-        let ops = self.img.resolve(&self.point);
-        let n = self.img.w * self.img.h;
-        let mut values = Vec::with_capacity(n * 3);
-        for i in 0..n {
-            values.extend_from_slice(&eval(self.img.pixel(i), &ops));
+        let plane = self.img.w * self.img.h;
+        let mut chw = vec![0.0f32; 3 * plane];
+        self.emit_chw(&mut chw);
+        let [r, g, b] = planes(&mut chw, plane);
+        let mut hwc = Vec::with_capacity(3 * plane);
+        for ((r, g), b) in r.iter().zip(g.iter()).zip(b.iter()) {
+            hwc.extend_from_slice(&[*r, *g, *b]);
         }
-        for r in &self.erase {
-            for y in r.y..r.y + r.h {
-                let row = (y * self.img.w + r.x) * 3;
-                values[row..row + r.w * 3].fill(0.0);
-            }
-        }
-        self.img.px = Pixels::F32(values);
+        self.img.px = Pixels::F32(hwc);
         self.point.clear();
         self.erase.clear();
     }
 
-    /// Writes the CHW tensor: pending pointwise ops fused into one pass, then erasures.
+    /// Writes the CHW tensor: planes, then the pending pointwise ops, then erasures.
     fn emit_chw(&self, out: &mut [f32]) {
-        let ops = self.img.resolve(&self.point);
         let (w, h) = (self.img.w, self.img.h);
         let plane = w * h;
-        let (r_out, rest) = out.split_at_mut(plane);
-        let (g_out, b_out) = rest.split_at_mut(plane);
-        match &self.img.px {
-            Pixels::U8(bytes) if ops.is_empty() => {
-                for (i, s) in bytes.chunks_exact(3).enumerate() {
-                    r_out[i] = s[0] as f32 / 255.0;
-                    g_out[i] = s[1] as f32 / 255.0;
-                    b_out[i] = s[2] as f32 / 255.0;
-                }
-            }
-            Pixels::U8(bytes) if matches!(ops.as_slice(), [Resolved::Normalize { .. }]) => {
-                // The common eval path: a per-channel lookup table.
-                let Resolved::Normalize { mean, inv_std } = ops[0] else {
-                    unreachable!()
-                };
+        match (&self.img.px, self.point.as_slice()) {
+            (Pixels::U8(bytes), [PointOp::Normalize { mean, inv_std }]) => {
+                // The common path: one pass through a per-channel lookup table.
                 let lut: [[f32; 256]; 3] = std::array::from_fn(|c| {
                     std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) * inv_std[c])
                 });
-                for (i, s) in bytes.chunks_exact(3).enumerate() {
-                    r_out[i] = lut[0][s[0] as usize];
-                    g_out[i] = lut[1][s[1] as usize];
-                    b_out[i] = lut[2][s[2] as usize];
+                let [r, g, b] = planes(out, plane);
+                let dst = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+                for (((r, g), b), s) in dst.zip(bytes.chunks_exact(3)) {
+                    *r = lut[0][s[0] as usize];
+                    *g = lut[1][s[1] as usize];
+                    *b = lut[2][s[2] as usize];
                 }
             }
             _ => {
-                for i in 0..plane {
-                    let p = eval(self.img.pixel(i), &ops);
-                    r_out[i] = p[0];
-                    g_out[i] = p[1];
-                    b_out[i] = p[2];
-                }
+                self.img.write_planes(out);
+                apply_point_ops(&self.point, out, plane);
             }
         }
         for r in &self.erase {
@@ -765,20 +750,27 @@ fn center_crop<'a>(img: &Img<'_>, w: usize, h: usize) -> Img<'a> {
 }
 
 fn hflip(img: &mut Img<'_>) {
-    fn flip_rows<T: Copy>(v: &mut [T], w: usize) {
-        for row in v.chunks_exact_mut(w * 3) {
-            for x in 0..w / 2 {
-                let (a, b) = (x * 3, (w - 1 - x) * 3);
-                for c in 0..3 {
-                    row.swap(a + c, b + c);
-                }
-            }
-        }
-    }
     let w = img.w;
     match &mut img.px {
-        Pixels::U8(b) => flip_rows(b.to_mut(), w),
-        Pixels::F32(v) => flip_rows(v, w),
+        // A borrowed (shard) image: write the mirror straight into a new buffer.
+        Pixels::U8(Cow::Borrowed(src)) => {
+            let mut out = Vec::with_capacity(src.len());
+            for row in src.chunks_exact(w * 3) {
+                let (px, _) = row.as_chunks::<3>();
+                out.extend(px.iter().rev().flatten());
+            }
+            img.px = Pixels::U8(Cow::Owned(out));
+        }
+        Pixels::U8(Cow::Owned(v)) => {
+            for row in v.chunks_exact_mut(w * 3) {
+                row.as_chunks_mut::<3>().0.reverse();
+            }
+        }
+        Pixels::F32(v) => {
+            for row in v.chunks_exact_mut(w * 3) {
+                row.as_chunks_mut::<3>().0.reverse();
+            }
+        }
     }
 }
 

@@ -144,32 +144,70 @@ pub fn apply_mix(batch: &mut Batch, mixed: Mixed) {
     let n = batch.n;
     let (width, height) = (batch.width, batch.height);
     let size = 3 * width * height;
-    let original = batch.images.clone();
     let partner = |i: usize| (i + shift) % n;
-    batch
-        .images
-        .par_chunks_mut(size)
-        .enumerate()
-        .for_each(|(i, img)| {
-            let other = &original[partner(i) * size..(partner(i) + 1) * size];
-            match mixed {
-                Mixed::CutMix { x, y, w, h, .. } => {
-                    for c in 0..3 {
-                        for row in y..y + h {
-                            let at = c * width * height + row * width + x;
-                            img[at..at + w].copy_from_slice(&other[at..at + w]);
-                        }
-                    }
+    match mixed {
+        Mixed::CutMix { x, y, w, h, .. } => {
+            // Copy out every box first (small), then paste the partner's into each image.
+            let rows = |i: usize| {
+                (0..3).flat_map(move |c| {
+                    (y..y + h).map(move |row| i * size + c * width * height + row * width + x)
+                })
+            };
+            let mut boxes = Vec::with_capacity(n * 3 * w * h);
+            for i in 0..n {
+                for at in rows(i) {
+                    boxes.extend_from_slice(&batch.images[at..at + w]);
                 }
-                Mixed::MixUp { .. } => {
-                    let (a, b) = (lambda as f32, (1.0 - lambda) as f32);
-                    for (v, o) in img.iter_mut().zip(other) {
-                        *v = a * *v + b * o;
-                    }
-                }
-                Mixed::None => {}
             }
-        });
+            let box_len = 3 * w * h;
+            batch
+                .images
+                .par_chunks_mut(size)
+                .enumerate()
+                .for_each(|(i, img)| {
+                    let src = &boxes[partner(i) * box_len..(partner(i) + 1) * box_len];
+                    for (at, part) in rows(0).zip(src.chunks_exact(w.max(1))) {
+                        img[at..at + w].copy_from_slice(part);
+                    }
+                });
+        }
+        Mixed::MixUp { .. } => {
+            // new[i] = λ·old[i] + (1 − λ)·old[partner(i)], walked along each cycle of the
+            // shift so that only one image per cycle needs a saved copy.
+            let (a, b) = (lambda as f32, (1.0 - lambda) as f32);
+            let blend = |dst: &mut [f32], src: &[f32]| {
+                dst.par_chunks_mut(4096)
+                    .zip(src.par_chunks(4096))
+                    .for_each(|(d, s)| {
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d = a * *d + b * s;
+                        }
+                    });
+            };
+            let images = &mut batch.images;
+            for start in 0..gcd(n, shift) {
+                let first = images[start * size..(start + 1) * size].to_vec();
+                let mut i = start;
+                loop {
+                    let j = partner(i);
+                    if j == start {
+                        blend(&mut images[i * size..(i + 1) * size], &first);
+                        break;
+                    }
+                    let (dst, src) = if i < j {
+                        let (lo, hi) = images.split_at_mut(j * size);
+                        (&mut lo[i * size..(i + 1) * size], &hi[..size])
+                    } else {
+                        let (lo, hi) = images.split_at_mut(i * size);
+                        (&mut hi[..size], &lo[j * size..(j + 1) * size])
+                    };
+                    blend(dst, src);
+                    i = j;
+                }
+            }
+        }
+        Mixed::None => {}
+    }
     let targets = batch.targets.clone();
     for i in 0..n {
         let own = &targets[i * NUM_CLASSES..(i + 1) * NUM_CLASSES];
@@ -179,6 +217,10 @@ pub fn apply_mix(batch: &mut Batch, mixed: Mixed) {
             row[k] = (lambda * own[k] as f64 + (1.0 - lambda) * other[k] as f64) as f32;
         }
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Beta(α, α) via two gammas.

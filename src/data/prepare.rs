@@ -407,7 +407,8 @@ pub fn resize_rgb(
 /// Per-image prepared pixels, content-addressed.
 ///
 /// An entry is `pixels ‖ blake3(pixels)` under `dir/<2 hex>/<64 hex>`; it is written
-/// atomically and verified on read, so a torn or corrupted entry reads as a miss.
+/// through a temporary file and a rename (never seen half-written by a concurrent reader)
+/// and verified on read, so a torn or corrupted entry reads as a miss.
 #[derive(Debug, Clone)]
 pub struct PixelCache {
     dir: PathBuf,
@@ -460,7 +461,9 @@ impl PixelCache {
             std::fs::create_dir_all(parent).map_err(cache_err)?;
         }
         let digest = blake3::hash(pixels);
-        write_file_atomically(&path, &[pixels, digest.as_bytes()]).map_err(cache_err)
+        // No fsync: entries are verified on read, so one torn by a crash is a miss, and
+        // a sync per image would cost more than decoding it.
+        write_file_atomically(&path, &[pixels, digest.as_bytes()], false).map_err(cache_err)
     }
 }
 

@@ -315,7 +315,7 @@ impl ShardWriter {
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         file.write_all(&self.shape.encode()).map_err(io_err)?;
         self.temp
-            .commit(file, &self.out)
+            .commit(file, &self.out, true)
             .map_err(|source| ShardError::Io {
                 path: self.out.clone(),
                 source,
@@ -324,14 +324,16 @@ impl ShardWriter {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
-/// then fsync of the directory so the rename itself survives a crash.
-pub(crate) fn write_file_atomically(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+/// Writes the concatenation of `parts` to `path` atomically: temp file in the same
+/// directory, then rename. With `durable`, the file and then the directory are fsynced so
+/// the result survives a crash; without, a crash may leave a torn file (for callers that
+/// verify on read).
+pub(crate) fn write_file_atomically(path: &Path, parts: &[&[u8]], durable: bool) -> io::Result<()> {
     let (temp, mut file) = TempFile::create(path)?;
     for part in parts {
         file.write_all(part)?;
     }
-    temp.commit(file, path)
+    temp.commit(file, path, durable)
 }
 
 /// A temporary sibling of a destination file, removed on drop unless committed.
@@ -367,12 +369,14 @@ impl TempFile {
         ))
     }
 
-    fn commit(mut self, file: File, dest: &Path) -> io::Result<()> {
-        file.sync_all()?;
+    fn commit(mut self, file: File, dest: &Path, durable: bool) -> io::Result<()> {
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
         std::fs::rename(&self.path, dest)?;
         self.committed = true;
-        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if durable && let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Directory fsync is best effort: some filesystems refuse it.
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
