@@ -357,3 +357,58 @@ fn mixup_blends_images_and_targets() {
     apply_mix(&mut other, Mixed::None);
     assert_eq!(other, constant_batch(&classes, 3, 2));
 }
+
+#[test]
+fn center_crop_inside_copies_the_middle_exactly() {
+    let (w, h) = (6, 5);
+    let src = test_image(w, h, 8);
+    let (plain, _) = run(vec![], &src, w, h, 0);
+    let (crop, size) = run(
+        vec![AugOp::CenterCrop {
+            width: 2,
+            height: 3,
+        }],
+        &src,
+        w,
+        h,
+        0,
+    );
+    assert_eq!(size, (2, 3));
+    for c in 0..3 {
+        for y in 0..3 {
+            for x in 0..2 {
+                assert_eq!(at(&crop, 2, 3, c, x, y), at(&plain, w, h, c, x + 2, y + 1));
+            }
+        }
+    }
+    // Resize to the same size is the identity; resize → centre crop is one resampling.
+    let (same, _) = run(
+        vec![AugOp::Resize {
+            width: 6,
+            height: 5,
+        }],
+        &src,
+        w,
+        h,
+        0,
+    );
+    assert_eq!(same, plain);
+    let (chain, size) = run(
+        vec![
+            AugOp::Resize {
+                width: 12,
+                height: 10,
+            },
+            AugOp::CenterCrop {
+                width: 4,
+                height: 4,
+            },
+        ],
+        &src,
+        w,
+        h,
+        0,
+    );
+    assert_eq!(size, (4, 4));
+    assert!(chain.iter().all(|v| (0.0..=1.0).contains(v)));
+}

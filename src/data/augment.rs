@@ -7,9 +7,12 @@
 //!   sample's tensor never depends on thread count or on which other samples ran;
 //! - semantics follow torchvision (`RandomResizedCrop`, `ColorJitter` with a random order of
 //!   its three factors and clamping to [0, 1], `Normalize`, `RandomErasing` with value 0);
-//! - work is lazy where it is pointwise: jitter, normalise and erasing are fused into the
-//!   single pass that writes the CHW output, and geometric ops run on `u8` pixels with the
-//!   SIMD resizer unless a pointwise op has to be materialised before them.
+//! - work is lazy: consecutive resizes and crops (resize → random-resized-crop, resize →
+//!   centre-crop) collapse into one crop box and one SIMD resampling of the `u8` pixels;
+//!   jitter, normalise and erasing are applied on the CHW output planes, one vectorisable
+//!   pass each (a single lookup-table pass for a lone normalise). Pending work is only
+//!   materialised when a later op needs it (e.g. a flip after a crop, or a resize after
+//!   jitter, whose contrast mean depends on the whole image).
 //!
 //! Values: a `u8` image stands for `v / 255`; jitter works on that [0, 1] scale, so it must
 //! come before `Normalize` ([`Augmenter::new`] rejects the other order).
@@ -263,14 +266,14 @@ pub fn augment_into(
             h,
             px: Pixels::U8(Cow::Borrowed(src)),
         },
+        view: None,
         point: Vec::new(),
         erase: Vec::new(),
     };
     for op in chain.iter().flat_map(|ops| ops.iter()) {
         work.apply(op, rng)?;
     }
-    work.emit_chw(out);
-    Ok(())
+    work.emit_chw(out)
 }
 
 // ------------------------------------------------------------------------------ rng
@@ -371,9 +374,20 @@ struct Rect {
     h: usize,
 }
 
-/// The image plus the pointwise ops and erasures not yet applied to it.
+/// A pending crop of the stored image (left, top, width, height in its pixels), to be
+/// resized to `w × h`.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    crop: (f64, f64, f64, f64),
+    w: usize,
+    h: usize,
+}
+
+/// The image plus the geometry, pointwise ops and erasures not yet applied to it
+/// (in that order).
 struct Work<'a> {
     img: Img<'a>,
+    view: Option<View>,
     point: Vec<PointOp>,
     erase: Vec<Rect>,
 }
@@ -470,12 +484,38 @@ fn apply_point_ops(ops: &[PointOp], out: &mut [f32], plane: usize) {
 }
 
 impl<'a> Work<'a> {
+    /// The size of the image as the ops see it (after any pending crop/resize).
+    fn size(&self) -> (usize, usize) {
+        match &self.view {
+            Some(v) => (v.w, v.h),
+            None => (self.img.w, self.img.h),
+        }
+    }
+
+    /// Crops the current (virtual) image to `b` and resizes that box to `w × h`, lazily:
+    /// the box is mapped back onto the stored image so that chains such as resize →
+    /// random-resized-crop or resize → centre-crop cost one resampling.
+    fn crop_resize(&mut self, b: (f64, f64, f64, f64), w: usize, h: usize) {
+        let (cw, ch) = self.size();
+        let base = match &self.view {
+            Some(v) => v.crop,
+            None => (0.0, 0.0, self.img.w as f64, self.img.h as f64),
+        };
+        let (sx, sy) = (base.2 / cw as f64, base.3 / ch as f64);
+        self.view = Some(View {
+            crop: (base.0 + b.0 * sx, base.1 + b.1 * sy, b.2 * sx, b.3 * sy),
+            w,
+            h,
+        });
+    }
+
     fn apply(&mut self, op: &AugOp, rng: &mut SplitMix64) -> Result<(), AugError> {
         match *op {
             AugOp::Resize { width, height } => {
-                self.materialize();
-                let full = (0.0, 0.0, self.img.w as f64, self.img.h as f64);
-                self.img = resize(&self.img, full, width as usize, height as usize)?;
+                self.materialize_point()?;
+                let (cw, ch) = self.size();
+                let full = (0.0, 0.0, cw as f64, ch as f64);
+                self.crop_resize(full, width as usize, height as usize);
             }
             AugOp::RandomResizedCrop {
                 width,
@@ -483,19 +523,27 @@ impl<'a> Work<'a> {
                 scale,
                 ratio,
             } => {
-                // Draw first: the box depends only on the size, not on pending ops.
-                let b = random_resized_box(self.img.w, self.img.h, scale, ratio, rng);
-                self.materialize();
+                let (cw, ch) = self.size();
+                let b = random_resized_box(cw, ch, scale, ratio, rng);
+                self.materialize_point()?;
                 let crop = (b.x as f64, b.y as f64, b.w as f64, b.h as f64);
-                self.img = resize(&self.img, crop, width as usize, height as usize)?;
+                self.crop_resize(crop, width as usize, height as usize);
             }
             AugOp::CenterCrop { width, height } => {
-                self.materialize();
-                self.img = center_crop(&self.img, width as usize, height as usize);
+                self.materialize_point()?;
+                let (cw, ch) = self.size();
+                let (w, h) = (width as usize, height as usize);
+                if w <= cw && h <= ch {
+                    let (x, y) = ((cw - w) / 2, (ch - h) / 2);
+                    self.crop_resize((x as f64, y as f64, w as f64, h as f64), w, h);
+                } else {
+                    self.materialize()?;
+                    self.img = center_crop(&self.img, w, h);
+                }
             }
             AugOp::Hflip { p } => {
                 if rng.next_f64() < p {
-                    self.materialize();
+                    self.materialize()?;
                     hflip(&mut self.img);
                 }
             }
@@ -506,7 +554,7 @@ impl<'a> Work<'a> {
                     degrees
                 };
                 if angle != 0.0 {
-                    self.materialize();
+                    self.materialize()?;
                     self.img = rotate(&self.img, angle);
                 }
             }
@@ -516,7 +564,7 @@ impl<'a> Work<'a> {
                 saturation,
             } => {
                 if !self.erase.is_empty() {
-                    self.materialize();
+                    self.materialize()?;
                 }
                 // torchvision draws the order first, then the factors.
                 let mut order = [0usize, 1, 2];
@@ -535,7 +583,7 @@ impl<'a> Work<'a> {
             }
             AugOp::Normalize { mean, std } => {
                 if !self.erase.is_empty() {
-                    self.materialize();
+                    self.materialize()?;
                 }
                 self.point.push(PointOp::Normalize {
                     mean: mean.map(|m| m as f32),
@@ -543,9 +591,9 @@ impl<'a> Work<'a> {
                 });
             }
             AugOp::RandomErasing { p, scale, ratio } => {
+                let (cw, ch) = self.size();
                 if rng.next_f64() < p
-                    && let Some(rect) =
-                        random_erasing_box(self.img.w, self.img.h, scale, ratio, rng)
+                    && let Some(rect) = random_erasing_box(cw, ch, scale, ratio, rng)
                 {
                     self.erase.push(rect);
                 }
@@ -554,14 +602,34 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
-    /// Applies pending pointwise ops and erasures, leaving an `f32` HWC image.
-    fn materialize(&mut self) {
+    /// Runs the pending crop/resize, if any.
+    fn resolve_view(&mut self) -> Result<(), AugError> {
+        if let Some(v) = self.view.take() {
+            let full = (0.0, 0.0, self.img.w as f64, self.img.h as f64);
+            if v.crop != full || (v.w, v.h) != (self.img.w, self.img.h) {
+                self.img = resize(&self.img, v.crop, v.w, v.h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies pending pointwise ops and erasures (when there are any).
+    fn materialize_point(&mut self) -> Result<(), AugError> {
         if self.point.is_empty() && self.erase.is_empty() {
-            return;
+            return Ok(());
+        }
+        self.materialize()
+    }
+
+    /// Runs everything pending, leaving a stored image of the current size.
+    fn materialize(&mut self) -> Result<(), AugError> {
+        self.resolve_view()?;
+        if self.point.is_empty() && self.erase.is_empty() {
+            return Ok(());
         }
         let plane = self.img.w * self.img.h;
         let mut chw = vec![0.0f32; 3 * plane];
-        self.emit_chw(&mut chw);
+        self.emit_chw(&mut chw)?;
         let [r, g, b] = planes(&mut chw, plane);
         let mut hwc = Vec::with_capacity(3 * plane);
         for ((r, g), b) in r.iter().zip(g.iter()).zip(b.iter()) {
@@ -570,10 +638,12 @@ impl<'a> Work<'a> {
         self.img.px = Pixels::F32(hwc);
         self.point.clear();
         self.erase.clear();
+        Ok(())
     }
 
     /// Writes the CHW tensor: planes, then the pending pointwise ops, then erasures.
-    fn emit_chw(&self, out: &mut [f32]) {
+    fn emit_chw(&mut self, out: &mut [f32]) -> Result<(), AugError> {
+        self.resolve_view()?;
         let (w, h) = (self.img.w, self.img.h);
         let plane = w * h;
         match (&self.img.px, self.point.as_slice()) {
@@ -603,6 +673,7 @@ impl<'a> Work<'a> {
                 }
             }
         }
+        Ok(())
     }
 }
 
