@@ -223,9 +223,9 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Beta(α, α) via two gammas.
+/// Beta(α, α) via two gammas; α ≤ 0 (or NaN) means "no mixing" (λ = 1).
 fn beta(rng: &mut SplitMix64, alpha: f64) -> f64 {
-    if !(alpha > 0.0) {
+    if alpha.is_nan() || alpha <= 0.0 {
         return 1.0;
     }
     let x = gamma(rng, alpha);

@@ -519,7 +519,9 @@ pub fn build_shard_with(
     let expected_len = params.image_len();
     let mut stats = ShardStats::default();
     let mut writer = ShardWriter::create(out, params.height as usize, params.width as usize, 3)?;
-    let mut results: Vec<(usize, Result<(Vec<u8>, bool), PrepareError>)> = Vec::new();
+    // (input index, (pixels, whether they were decoded rather than reused)).
+    type Prepared = (usize, Result<(Vec<u8>, bool), PrepareError>);
+    let mut results: Vec<Prepared> = Vec::new();
     for (chunk_index, chunk) in images.chunks(CHUNK).enumerate() {
         chunk
             .par_iter()
