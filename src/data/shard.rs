@@ -1,0 +1,395 @@
+//! The uint8 shard: every prepared image of a split in one file, read through a memory map.
+//!
+//! Constraint kept here: a shard on disk is either complete and valid or absent. Writers go
+//! through a temporary file in the same directory, `fsync`, then `rename`; readers validate
+//! the header and the exact file length before handing out any pixels, so a truncated or
+//! foreign file is an error, never a panic or a short read.
+//!
+//! Layout (all integers little-endian), header padded to 64 bytes so pixels stay aligned:
+//!
+//! | offset | size | field                          |
+//! |--------|------|--------------------------------|
+//! | 0      | 8    | magic `MFSHARD\0`              |
+//! | 8      | 4    | format version (1)             |
+//! | 12     | 4    | channels `c`                   |
+//! | 16     | 8    | image count `n`                |
+//! | 24     | 4    | height `h`                     |
+//! | 28     | 4    | width `w`                      |
+//! | 32     | 32   | reserved, zero                 |
+//! | 64     | n·h·w·c | pixels, image-major, HWC `u8` |
+
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::Mmap;
+
+pub const SHARD_MAGIC: &[u8; 8] = b"MFSHARD\0";
+pub const SHARD_VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("`{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{path}`: not a maskflow shard (bad magic)")]
+    BadMagic { path: PathBuf },
+    #[error("`{path}`: unsupported shard version {version} (expected {SHARD_VERSION})")]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+    #[error("`{path}`: invalid shard header: {reason}")]
+    BadHeader { path: PathBuf, reason: String },
+    #[error(
+        "`{path}`: shard is {found} bytes, its header requires {expected} (truncated or corrupt)"
+    )]
+    Length {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error("`{path}`: image {index} has {found} bytes, the shard holds {expected}-byte images")]
+    ImageSize {
+        path: PathBuf,
+        index: usize,
+        expected: usize,
+        found: usize,
+    },
+}
+
+/// Shape of the images a shard holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardShape {
+    pub n: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl ShardShape {
+    pub fn image_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut header = [0u8; HEADER_LEN];
+        header[0..8].copy_from_slice(SHARD_MAGIC);
+        header[8..12].copy_from_slice(&SHARD_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&(self.channels as u32).to_le_bytes());
+        header[16..24].copy_from_slice(&(self.n as u64).to_le_bytes());
+        header[24..28].copy_from_slice(&(self.height as u32).to_le_bytes());
+        header[28..32].copy_from_slice(&(self.width as u32).to_le_bytes());
+        header
+    }
+
+    /// Total file length the header implies, `None` on overflow.
+    fn file_len(&self) -> Option<u64> {
+        (self.n as u64)
+            .checked_mul(self.image_len() as u64)?
+            .checked_add(HEADER_LEN as u64)
+    }
+}
+
+/// A read-only, memory-mapped shard.
+pub struct Shard {
+    path: PathBuf,
+    shape: ShardShape,
+    map: Mmap,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("path", &self.path)
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+impl Shard {
+    /// Opens and validates a shard (magic, version, shape, exact length).
+    pub fn open(path: &Path) -> Result<Shard, ShardError> {
+        let io_err = |source| ShardError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let found = file.metadata().map_err(io_err)?.len();
+        if found < HEADER_LEN as u64 {
+            return Err(ShardError::Length {
+                path: path.to_path_buf(),
+                expected: HEADER_LEN as u64,
+                found,
+            });
+        }
+        // SAFETY: the file is opened read-only and shards are only ever replaced by rename,
+        // never modified in place, so the mapped bytes do not change under us.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+        let shape = parse_header(path, &map[..HEADER_LEN])?;
+        let expected = shape.file_len().ok_or_else(|| ShardError::BadHeader {
+            path: path.to_path_buf(),
+            reason: "size overflows".into(),
+        })?;
+        if expected != found {
+            return Err(ShardError::Length {
+                path: path.to_path_buf(),
+                expected,
+                found,
+            });
+        }
+        Ok(Shard {
+            path: path.to_path_buf(),
+            shape,
+            map,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn shape(&self) -> ShardShape {
+        self.shape
+    }
+    pub fn len(&self) -> usize {
+        self.shape.n
+    }
+    pub fn is_empty(&self) -> bool {
+        self.shape.n == 0
+    }
+    pub fn height(&self) -> usize {
+        self.shape.height
+    }
+    pub fn width(&self) -> usize {
+        self.shape.width
+    }
+    pub fn channels(&self) -> usize {
+        self.shape.channels
+    }
+
+    /// The HWC pixels of image `i`. Panics when `i >= len()` (a caller bug, like slice indexing).
+    pub fn image(&self, i: usize) -> &[u8] {
+        assert!(
+            i < self.shape.n,
+            "shard image {i} out of range (n = {})",
+            self.shape.n
+        );
+        let len = self.shape.image_len();
+        let start = HEADER_LEN + i * len;
+        &self.map[start..start + len]
+    }
+}
+
+fn parse_header(path: &Path, h: &[u8]) -> Result<ShardShape, ShardError> {
+    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    if &h[0..8] != SHARD_MAGIC {
+        return Err(ShardError::BadMagic {
+            path: path.to_path_buf(),
+        });
+    }
+    let version = u32_at(8);
+    if version != SHARD_VERSION {
+        return Err(ShardError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    let mut n_bytes = [0u8; 8];
+    n_bytes.copy_from_slice(&h[16..24]);
+    let n = u64::from_le_bytes(n_bytes);
+    let shape = ShardShape {
+        n: usize::try_from(n).map_err(|_| ShardError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!("image count {n} too large"),
+        })?,
+        channels: u32_at(12) as usize,
+        height: u32_at(24) as usize,
+        width: u32_at(28) as usize,
+    };
+    if !(1..=4).contains(&shape.channels) {
+        return Err(ShardError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!("{} channels", shape.channels),
+        });
+    }
+    if shape.height == 0 || shape.width == 0 {
+        return Err(ShardError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!("empty image size {}x{}", shape.width, shape.height),
+        });
+    }
+    Ok(shape)
+}
+
+/// Streams images into a new shard; the shard appears at its path only on [`finish`],
+/// which patches the image count into the header.
+///
+/// Dropping a writer without finishing removes its temporary file.
+///
+/// [`finish`]: ShardWriter::finish
+pub struct ShardWriter {
+    out: PathBuf,
+    temp: TempFile,
+    file: Option<BufWriter<File>>,
+    shape: ShardShape,
+}
+
+impl ShardWriter {
+    /// Starts a shard of `height × width × channels` images.
+    pub fn create(
+        out: &Path,
+        height: usize,
+        width: usize,
+        channels: usize,
+    ) -> Result<ShardWriter, ShardError> {
+        if height == 0 || width == 0 || !(1..=4).contains(&channels) {
+            return Err(ShardError::BadHeader {
+                path: out.to_path_buf(),
+                reason: format!("cannot write {width}x{height}x{channels} images"),
+            });
+        }
+        let (temp, file) = TempFile::create(out).map_err(|source| ShardError::Io {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        let mut writer = ShardWriter {
+            out: out.to_path_buf(),
+            temp,
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            shape: ShardShape {
+                n: 0,
+                height,
+                width,
+                channels,
+            },
+        };
+        let header = writer.shape.encode();
+        writer.write_all(&header)?;
+        Ok(writer)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), ShardError> {
+        let file = self.file.as_mut().expect("writer used after finish");
+        file.write_all(bytes).map_err(|source| ShardError::Io {
+            path: self.temp.path.clone(),
+            source,
+        })
+    }
+
+    /// Images pushed so far.
+    pub fn len(&self) -> usize {
+        self.shape.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shape.n == 0
+    }
+
+    /// Appends one image (HWC, exactly `h·w·c` bytes).
+    pub fn push(&mut self, pixels: &[u8]) -> Result<(), ShardError> {
+        let expected = self.shape.image_len();
+        if pixels.len() != expected {
+            return Err(ShardError::ImageSize {
+                path: self.out.clone(),
+                index: self.shape.n,
+                expected,
+                found: pixels.len(),
+            });
+        }
+        self.write_all(pixels)?;
+        self.shape.n += 1;
+        Ok(())
+    }
+
+    /// Writes the final header, syncs and renames the shard into place.
+    pub fn finish(mut self) -> Result<ShardShape, ShardError> {
+        let temp_path = self.temp.path.clone();
+        let io_err = |source| ShardError::Io {
+            path: temp_path.clone(),
+            source,
+        };
+        let file = self.file.take().expect("finish called once");
+        let mut file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        file.write_all(&self.shape.encode()).map_err(io_err)?;
+        self.temp
+            .commit(file, &self.out, true)
+            .map_err(|source| ShardError::Io {
+                path: self.out.clone(),
+                source,
+            })?;
+        Ok(self.shape)
+    }
+}
+
+/// Writes the concatenation of `parts` to `path` atomically: temp file in the same
+/// directory, then rename. With `durable`, the file and then the directory are fsynced so
+/// the result survives a crash; without, a crash may leave a torn file (for callers that
+/// verify on read).
+pub(crate) fn write_file_atomically(path: &Path, parts: &[&[u8]], durable: bool) -> io::Result<()> {
+    let (temp, mut file) = TempFile::create(path)?;
+    for part in parts {
+        file.write_all(part)?;
+    }
+    temp.commit(file, path, durable)
+}
+
+/// A temporary sibling of a destination file, removed on drop unless committed.
+struct TempFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    fn create(dest: &Path) -> io::Result<(TempFile, File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let temp_name = format!(
+            ".{name}.tmp.{}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = match dir {
+            Some(dir) => dir.join(temp_name),
+            None => PathBuf::from(temp_name),
+        };
+        let file = File::create(&path)?;
+        Ok((
+            TempFile {
+                path,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    fn commit(mut self, file: File, dest: &Path, durable: bool) -> io::Result<()> {
+        if durable {
+            file.sync_all()?;
+        }
+        drop(file);
+        std::fs::rename(&self.path, dest)?;
+        self.committed = true;
+        if durable && let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Directory fsync is best effort: some filesystems refuse it.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
