@@ -77,9 +77,10 @@ impl Manifest {
     }
 
     pub fn to_text(&self) -> String {
-        let mut out = String::with_capacity(self.files.len() * 100);
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.files.len() * 120);
         for f in &self.files {
-            out.push_str(&format!("{} {} {}\n", f.digest, f.size, f.path));
+            let _ = writeln!(out, "{} {} {}", f.digest.hex(), f.size, f.path);
         }
         out
     }
@@ -141,14 +142,20 @@ fn walk(dir: &Path, rel: &str, meta: &std::fs::Metadata, ancestors: &mut Vec<(u6
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with('.') {
-            entries.push((name, entry.path()));
+            entries.push((name, entry));
         }
     }
-    // stat (following symlinks) in parallel: on a cold page cache this is the slow part.
+    // stat in parallel: on a cold page cache this is the slow part. `DirEntry::metadata`
+    // stats relative to the open directory (no path lookup); symlinks are followed by path.
     let stated: Vec<Result<(String, PathBuf, std::fs::Metadata), ScanError>> = entries
         .into_par_iter()
-        .map(|(name, path)| {
-            let m = std::fs::metadata(&path).map_err(io(&path))?;
+        .map(|(name, entry)| {
+            let path = entry.path();
+            let m = match entry.metadata() {
+                Ok(m) if m.file_type().is_symlink() => std::fs::metadata(&path),
+                other => other,
+            }
+            .map_err(io(&path))?;
             let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
             Ok((rel, path, m))
         })

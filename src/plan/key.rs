@@ -121,6 +121,10 @@ fn diff_into(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut V
                 diff_into(join(&path, k), a.get(k), b.get(k), out);
             }
         }
+        // A list of scalars (a size, a mean) changes as one value: `size [48, 64] → [24, 32]`.
+        (Some(Value::Array(a)), Some(Value::Array(b))) if a != b && a.iter().chain(b).all(|v| !v.is_object() && !v.is_array()) => {
+            out.push(Change { path, old: old.cloned(), new: new.cloned() })
+        }
         (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 diff_into(format!("{path}[{i}]"), Some(x), Some(y), out);
@@ -146,6 +150,7 @@ pub fn show(value: &Option<Value>) -> String {
             }
         }
         Some(Value::Null) => "none".into(),
+        Some(Value::Array(items)) => format!("[{}]", items.iter().map(|v| show(&Some(v.clone()))).collect::<Vec<_>>().join(", ")),
         Some(v) => v.to_string(),
     }
 }

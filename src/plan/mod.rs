@@ -75,6 +75,9 @@ pub fn resolve(base_dir: &Path, path: &str) -> PathBuf {
 
 struct Builder<'a> {
     cache: &'a mut Cache,
+    /// Plan with placeholder digests for inputs that are missing (for `diff` of pipelines
+    /// whose data is not on this machine) instead of failing.
+    tolerate_missing: bool,
     base_dir: PathBuf,
     steps: Vec<Step>,
     by_key: HashMap<Digest, usize>,
@@ -128,6 +131,9 @@ impl Builder<'_> {
     }
 
     fn file_digest(&mut self, path: &Path, what: &str) -> Result<Digest> {
+        if self.tolerate_missing && !path.exists() {
+            return Ok(missing_placeholder(path));
+        }
         let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read {what}", path.display()))?;
         if !meta.is_file() {
             bail!("{}: {what} is not a file", path.display());
@@ -172,14 +178,36 @@ pub fn model_env(backend: ir::Backend) -> Value {
     })
 }
 
+/// The digest that stands for an input that is not on this machine (see `build_tolerant`).
+pub fn missing_placeholder(path: &Path) -> Digest {
+    Digest::of(format!("maskflow: missing input {}", path.display()).as_bytes())
+}
+
 /// Builds the plan for every variant of a loaded pipeline.
 pub fn build(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Variant], cache: &mut Cache) -> Result<Plan> {
-    let mut b = Builder { cache, base_dir: base_dir.to_path_buf(), steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
+    build_with(pipeline, name, base_dir, variants, cache, false)
+}
+
+/// Like [`build`], but inputs missing on this machine (a dataset, weights) get placeholder
+/// digests instead of failing: the keys of the steps that read them are then not real,
+/// but two pipelines naming the same missing input still share those steps.
+pub fn build_tolerant(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Variant], cache: &mut Cache) -> Result<Plan> {
+    build_with(pipeline, name, base_dir, variants, cache, true)
+}
+
+fn build_with(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Variant], cache: &mut Cache, tolerate_missing: bool) -> Result<Plan> {
+    let mut b = Builder { cache, tolerate_missing, base_dir: base_dir.to_path_buf(), steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
     let mut scans: HashMap<String, Arc<ScannedSource>> = HashMap::new();
     for (v, variant) in variants.iter().enumerate() {
         let p = &variant.pipeline;
         // source
         let source = match &p.data.source {
+            Source::Dir { root, eval } if tolerate_missing && !resolve(base_dir, root).join("train").is_dir() => {
+                let root_path = resolve(base_dir, root);
+                let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
+                let placeholder = missing_placeholder(&root_path);
+                b.add("source", params, vec![], vec![("manifest", root_path, placeholder)], None, v, None, None)
+            }
             Source::Dir { root, eval } => {
                 let scan_key = format!("{root}\0{eval:?}");
                 let scanned = match scans.get(&scan_key) {

@@ -3,6 +3,7 @@
 //! moves data between the libraries and the cache.
 
 mod data_steps;
+mod prepare;
 
 use crate::cache::{Cache, Output, Record};
 use crate::plan::{Plan, Step};
@@ -67,6 +68,7 @@ pub fn run_step(cache: &mut Cache, plan: &Plan, step: &Step, records: &BTreeMap<
         "source" => data_steps::source(cache, plan, step),
         "relabel" => data_steps::relabel(cache, plan, step, &inputs),
         "split" => data_steps::split(cache, plan, step, &inputs),
+        "prepare" => prepare::run(cache, plan, step, &inputs),
         other => bail!("the `{other}` step is not available in this build yet"),
     }
 }
