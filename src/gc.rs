@@ -17,6 +17,7 @@ pub fn run(cache_dir: &Path, files: &[PathBuf], dry_run: bool) -> Result<i32> {
     let mut live_records = HashSet::new();
     let mut live_objects = HashSet::new();
     let mut live_trees = HashSet::new();
+    let mut live_pixels = HashSet::new();
     for file in &files {
         let plan = load_plan(&mut cache, &PipelineArgs { file: file.clone(), sets: vec![] })
             .with_context(|| format!("{}: cannot plan; nothing removed", file.display()))?;
@@ -29,6 +30,9 @@ pub fn run(cache_dir: &Path, files: &[PathBuf], dry_run: bool) -> Result<i32> {
                     }
                 }
                 live_records.insert(cache.record_path(&step.key));
+                if step.kind == "prepare" {
+                    live_pixels.extend(pixel_entries(&mut cache, &plan, step));
+                }
             }
         }
     }
@@ -55,14 +59,39 @@ pub fn run(cache_dir: &Path, files: &[PathBuf], dry_run: bool) -> Result<i32> {
             }
         }
     }
+    for entry in walkdir::WalkDir::new(cache.root().join("pixels")).into_iter().flatten() {
+        if entry.file_type().is_file() && !live_pixels.contains(entry.path()) {
+            remove(entry.path(), false)?;
+        }
+    }
     for entry in std::fs::read_dir(cache.root().join("trees")).into_iter().flatten().flatten() {
         if !live_trees.contains(&entry.path()) {
             remove(&entry.path(), true)?;
         }
     }
+    // Leftovers of interrupted steps: no run holds them while gc has the exclusive lock.
+    for entry in std::fs::read_dir(cache.root().join("tmp")).into_iter().flatten().flatten() {
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        remove(&entry.path(), is_dir)?;
+    }
     let verb = if dry_run { "would remove" } else { "removed" };
     println!("{verb} {removed} entries ({:.1} MB); kept {} step records", bytes as f64 / 1e6, live_records.len());
     Ok(0)
+}
+
+/// The per-image pixel-cache entries a live prepare step was built from: one per image of
+/// its source manifest under its prepare params.
+fn pixel_entries(cache: &mut Cache, plan: &crate::plan::Plan, step: &crate::plan::Step) -> Vec<PathBuf> {
+    use crate::cache::manifest::Manifest;
+    use crate::data::prepare::PixelCache;
+    let Some((_, source)) = step.deps.iter().find(|(role, _)| *role == "source") else { return vec![] };
+    let Ok(Some(record)) = cache.read_record(&plan.steps[*source].key) else { return vec![] };
+    let Some(out) = record.outputs.get("manifest") else { return vec![] };
+    let Ok(bytes) = cache.read_blob(&out.digest) else { return vec![] };
+    let Some(manifest) = Manifest::from_text(&String::from_utf8_lossy(&bytes)) else { return vec![] };
+    let params = crate::exec::steps::prepare_params(&plan.pipeline_ir(step).prepare);
+    let pixels = PixelCache::new(cache.root().join("pixels"));
+    manifest.files.iter().map(|f| pixels.entry_path(&PixelCache::key(&f.digest.0, &params))).collect()
 }
 
 fn default_pipelines() -> Result<Vec<PathBuf>> {

@@ -431,7 +431,7 @@ impl PixelCache {
         *h.finalize().as_bytes()
     }
 
-    fn entry_path(&self, key: &[u8; 32]) -> PathBuf {
+    pub fn entry_path(&self, key: &[u8; 32]) -> PathBuf {
         let hex = blake3::Hash::from_bytes(*key).to_hex();
         self.dir.join(&hex[..2]).join(hex.as_str())
     }

@@ -5,6 +5,8 @@
 mod data_steps;
 mod prepare;
 
+pub use prepare::params as prepare_params;
+
 use crate::cache::{Cache, Output, Record};
 use crate::plan::{Plan, Step};
 use anyhow::{Context, Result, bail};
