@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod digest;
+pub mod draw;
 pub mod exec;
 pub mod fsutil;
 pub mod gc;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::draw::{INK, Rect, draw_number, fill, text_width};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +147,6 @@ pub fn render_table(stats: &Stats) -> String {
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 640;
-const INK: Rgb<u8> = Rgb([40, 40, 40]);
 const MASK_COLOURS: [Rgb<u8>; 3] = [Rgb([66, 133, 244]), Rgb([244, 160, 0]), Rgb([219, 68, 55])];
 const GENDER_COLOURS: [Rgb<u8>; 2] = [Rgb([70, 120, 200]), Rgb([210, 90, 140])];
 const AGE_COLOURS: [Rgb<u8>; 3] = [Rgb([110, 190, 120]), Rgb([60, 140, 80]), Rgb([20, 80, 40])];
@@ -204,20 +204,6 @@ struct Bar {
     label: Option<u64>,
 }
 
-#[derive(Clone, Copy)]
-struct Rect {
-    x: u32,
-    y: u32,
-    w: u32,
-    h: u32,
-}
-
-impl Rect {
-    fn new(x: u32, y: u32, w: u32, h: u32) -> Rect {
-        Rect { x, y, w, h }
-    }
-}
-
 /// Draws bars scaled to the largest value inside `area`, leaving room for the digits.
 fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
     const TEXT: u32 = 14;
@@ -247,50 +233,3 @@ fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
     }
 }
 
-fn fill(img: &mut RgbImage, r: Rect, colour: Rgb<u8>) {
-    for y in r.y..(r.y + r.h).min(img.height()) {
-        for x in r.x..(r.x + r.w).min(img.width()) {
-            img.put_pixel(x, y, colour);
-        }
-    }
-}
-
-/// 3×5 digit glyphs, one row per byte (bit 2 is the leftmost column).
-const DIGITS: [[u8; 5]; 10] = [
-    [0b111, 0b101, 0b101, 0b101, 0b111],
-    [0b010, 0b110, 0b010, 0b010, 0b111],
-    [0b111, 0b001, 0b111, 0b100, 0b111],
-    [0b111, 0b001, 0b111, 0b001, 0b111],
-    [0b101, 0b101, 0b111, 0b001, 0b001],
-    [0b111, 0b100, 0b111, 0b001, 0b111],
-    [0b111, 0b100, 0b111, 0b101, 0b111],
-    [0b111, 0b001, 0b010, 0b010, 0b010],
-    [0b111, 0b101, 0b111, 0b101, 0b111],
-    [0b111, 0b101, 0b111, 0b001, 0b111],
-];
-/// Pixels per glyph dot.
-const DOT: u32 = 2;
-
-fn text_width(n: u64) -> u32 {
-    n.to_string().len() as u32 * 4 * DOT
-}
-
-/// Draws `n` centred on `cx`, top at `y`.
-fn draw_number(img: &mut RgbImage, cx: u32, y: u32, n: u64) {
-    let text = n.to_string();
-    let mut x = cx.saturating_sub(text_width(n) / 2);
-    for digit in text.bytes().map(|b| usize::from(b - b'0')) {
-        for (row, bits) in DIGITS[digit].iter().enumerate() {
-            for col in 0..3 {
-                if bits & (0b100 >> col) != 0 {
-                    fill(
-                        img,
-                        Rect::new(x + col * DOT, y + row as u32 * DOT, DOT, DOT),
-                        INK,
-                    );
-                }
-            }
-        }
-        x += 4 * DOT;
-    }
-}

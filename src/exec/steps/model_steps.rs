@@ -1,0 +1,317 @@
+//! The model steps: train (per fold), evaluate (on the fold's val persons) and predict (the
+//! eval set into a submission). The IR is converted here into the plain configs of the
+//! `data` loaders and the `train` library.
+
+use super::data_steps::{Labels, SourceIndex};
+use super::prepare::{ShardRows, dep_step};
+use super::{Inputs, StepOutput, put_json};
+use crate::batch::{BatchSource, NUM_CLASSES};
+use crate::cache::Cache;
+use crate::data::augment::AugOp;
+use crate::data::loader::{self, EvalSource, SampleLabel, SampleRef, TrainSource};
+use crate::data::mix::MixParams;
+use crate::data::shard::Shard;
+use crate::data::split::SplitFile;
+use crate::ir::{self, Cmp, LabelField, Pipeline};
+use crate::model::{HeadKind, ModelSpec};
+use crate::plan::{Plan, Step, resolve};
+use crate::train::{self, ClassWeights, LossConfig, LossKind, LossTerm, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
+use anyhow::{Context, Result, bail};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub fn aug_op(op: &ir::Op) -> AugOp {
+    match op {
+        ir::Op::Resize { size } => AugOp::Resize { width: size[0], height: size[1] },
+        ir::Op::RandomResizedCrop { size, scale, ratio } => AugOp::RandomResizedCrop { width: size[0], height: size[1], scale: *scale, ratio: *ratio },
+        ir::Op::CenterCrop { size } => AugOp::CenterCrop { width: size[0], height: size[1] },
+        ir::Op::Hflip { p } => AugOp::Hflip { p: *p },
+        ir::Op::Rotate { degrees, random } => AugOp::Rotate { degrees: *degrees, random: *random },
+        ir::Op::Jitter { brightness, contrast, saturation } => AugOp::Jitter { brightness: *brightness, contrast: *contrast, saturation: *saturation },
+        ir::Op::Normalize { mean, std } => AugOp::Normalize { mean: *mean, std: *std },
+        ir::Op::RandomErasing { p, scale, ratio } => AugOp::RandomErasing { p: *p, scale: *scale, ratio: *ratio },
+    }
+}
+
+fn clause_holds(c: &ir::Clause, l: &SampleLabel) -> bool {
+    let v: i64 = match c.field {
+        LabelField::Mask => l.mask as i64,
+        LabelField::Gender => l.gender as i64,
+        LabelField::Age => l.age as i64,
+        LabelField::Years => l.years as i64,
+        LabelField::Class => l.class() as i64,
+    };
+    match c.cmp {
+        Cmp::Eq => v == c.value,
+        Cmp::Ne => v != c.value,
+        Cmp::Lt => v < c.value,
+        Cmp::Le => v <= c.value,
+        Cmp::Gt => v > c.value,
+        Cmp::Ge => v >= c.value,
+    }
+}
+
+pub fn model_spec(m: &ir::Model) -> ModelSpec {
+    let head = match m.heads {
+        ir::Heads::Single => HeadKind::Single,
+        ir::Heads::Multi { .. } => HeadKind::Multi,
+        ir::Heads::Separate => HeadKind::Separate,
+    };
+    ModelSpec { arch: m.arch.clone(), head, dropout: Some(m.dropout), drop_path: m.drop_path }
+}
+
+fn class_weights(w: &ir::ClassWeights, counts: &[u64]) -> ClassWeights {
+    match w {
+        ir::ClassWeights::None => ClassWeights::None,
+        ir::ClassWeights::Auto => ClassWeights::InverseFrequency(counts.to_vec()),
+        ir::ClassWeights::PerClass(v) => ClassWeights::Given(v.iter().map(|x| *x as f32).collect()),
+    }
+}
+
+fn loss_config(p: &Pipeline, counts: &[u64]) -> LossConfig {
+    let terms = p
+        .loss
+        .terms
+        .iter()
+        .map(|t| LossTerm {
+            weight: t.weight,
+            loss: match &t.kind {
+                ir::LossKind::CrossEntropy { smoothing, class_weights: w } => LossKind::CrossEntropy { smoothing: *smoothing, weights: class_weights(w, counts) },
+                ir::LossKind::Focal { gamma, alpha } => LossKind::Focal { gamma: *gamma, alpha: class_weights(alpha, counts) },
+                ir::LossKind::SoftF1 => LossKind::SoftF1,
+            },
+        })
+        .collect();
+    let head_weights = match &p.model.heads {
+        ir::Heads::Multi { weights } => [weights.mask, weights.gender, weights.age],
+        _ => [1.0, 1.0, 1.0],
+    };
+    LossConfig { terms, head_weights }
+}
+
+fn optimizer(t: &ir::Train) -> (OptimizerConfig, f64) {
+    let (kind, lr, weight_decay) = match &t.optimizer {
+        ir::Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => (OptimizerKind::Sgd { momentum: *momentum, nesterov: *nesterov }, *lr, *weight_decay),
+        ir::Optimizer::Adam { lr, betas, eps, weight_decay } => {
+            (OptimizerKind::Adam { beta1: betas[0] as f32, beta2: betas[1] as f32, eps: *eps as f32 }, *lr, *weight_decay)
+        }
+        ir::Optimizer::Adamw { lr, betas, eps, weight_decay } => {
+            (OptimizerKind::AdamW { beta1: betas[0] as f32, beta2: betas[1] as f32, eps: *eps as f32 }, *lr, *weight_decay)
+        }
+    };
+    (OptimizerConfig { kind, weight_decay, grad_clip_norm: t.grad_clip }, lr)
+}
+
+fn schedule(t: &ir::Train, lr: f64, steps_per_epoch: usize) -> Schedule {
+    let (warmup, kind) = match &t.schedule {
+        ir::Schedule::Constant { warmup } => (*warmup, ScheduleKind::Constant),
+        ir::Schedule::Step { warmup, every, gamma } => (*warmup, ScheduleKind::Step { every_epochs: *every as usize, gamma: *gamma }),
+        ir::Schedule::Cosine { warmup, min_lr } => (*warmup, ScheduleKind::Cosine { min_lr: min_lr.min(lr) }),
+    };
+    Schedule { lr, warmup_steps: warmup as usize * steps_per_epoch, kind }
+}
+
+pub fn backend_name(b: ir::Backend) -> &'static str {
+    match b {
+        ir::Backend::Cpu => "cpu",
+        ir::Backend::Cuda => "cuda",
+    }
+}
+
+/// The samples of one fold: shard rows of the train persons and of the val persons.
+struct FoldSamples {
+    shard: Arc<Shard>,
+    train: Vec<SampleRef>,
+    val: Vec<SampleRef>,
+    /// Person id of each val sample (for the predictions file and paired bootstrap).
+    val_persons: Vec<String>,
+    val_paths: Vec<String>,
+    class_counts: Vec<u64>,
+}
+
+fn fold_samples(cache: &mut Cache, step: &Step, inputs: &Inputs) -> Result<FoldSamples> {
+    let labels: Labels = inputs.json(cache, "relabel", "labels.json")?;
+    let split: SplitFile = inputs.json(cache, "split", "split.json")?;
+    let rows: ShardRows = inputs.json(cache, "prepare", "rows.json")?;
+    let fold = step.fold.unwrap_or(0) as usize;
+    let fold = split.folds.get(fold).with_context(|| format!("the split has no fold {fold}"))?;
+    let train_ids: HashSet<&str> = fold.train.iter().map(String::as_str).collect();
+    let val_ids: HashSet<&str> = fold.val.iter().map(String::as_str).collect();
+    let shard_out = inputs.output("prepare", "train.shard")?.clone();
+    let shard = Arc::new(Shard::open(&cache.object_path(&shard_out.digest))?);
+    let mut s = FoldSamples { shard, train: vec![], val: vec![], val_persons: vec![], val_paths: vec![], class_counts: vec![0; NUM_CLASSES] };
+    for (row, &image) in rows.train_rows.iter().enumerate() {
+        let sample = labels.samples.get(image).with_context(|| format!("shard row {row} names image {image}, which has no label"))?;
+        let person = &labels.train.persons[sample.person];
+        let label = SampleLabel {
+            mask: sample.mask as u8,
+            gender: sample.gender.index(),
+            age: sample.age_class,
+            years: person.age,
+        };
+        let r = SampleRef::new(row, label);
+        if train_ids.contains(person.id.as_str()) {
+            s.class_counts[sample.class as usize] += 1;
+            s.train.push(r);
+        } else if val_ids.contains(person.id.as_str()) {
+            s.val.push(r);
+            s.val_persons.push(person.id.clone());
+            s.val_paths.push(labels.train.images[image].path.to_string_lossy().into_owned());
+        }
+    }
+    if s.train.is_empty() || s.val.is_empty() {
+        bail!("fold has {} train and {} val images; both sides need images", s.train.len(), s.val.len());
+    }
+    Ok(s)
+}
+
+/// A directory that survives a killed run, so the next run of the same step resumes.
+fn work_dir(cache: &Cache, step: &Step) -> PathBuf {
+    cache.root().join("work").join(step.key.hex())
+}
+
+pub fn train(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs, progress: &mut dyn FnMut(train::Progress)) -> Result<StepOutput> {
+    let p = plan.pipeline_ir(step);
+    let mut fs = fold_samples(cache, step, inputs)?;
+    for o in &p.oversample {
+        let with: Vec<Vec<AugOp>> = o.with.iter().map(|op| vec![aug_op(op)]).collect();
+        fs.train = loader::oversample(&fs.train, |l| o.predicate.iter().all(|c| clause_holds(c, l)), o.copies, &with);
+    }
+    let batch = p.train.batch as usize;
+    let config = loader::TrainConfig {
+        batch_size: batch,
+        seed: p.train.seed,
+        ops: p.augment.train.iter().map(aug_op).collect(),
+        mix: MixParams::new(p.train.cutmix, p.train.mixup),
+        drop_last: fs.train.len() > batch,
+    };
+    let train_source = TrainSource::new(fs.shard.clone(), fs.train.clone(), config)?;
+    let eval_ops: Vec<AugOp> = p.augment.eval.iter().map(aug_op).collect();
+    let val_source = EvalSource::new(fs.shard.clone(), fs.val.clone(), batch, eval_ops, p.train.seed)?;
+    let (optim, lr) = optimizer(&p.train);
+    let mut cfg = train::TrainConfig::new(model_spec(&p.model), p.train.epochs as usize, p.train.seed);
+    cfg.optimizer = optim;
+    cfg.schedule = schedule(&p.train, lr, train_source.num_batches(0));
+    cfg.loss = loss_config(p, &fs.class_counts);
+    cfg.early_stopping_patience = p.train.early_stop.map(|n| n as usize);
+    cfg.pretrained = p.model.pretrained.as_ref().map(|w| resolve(&plan.base_dir, w));
+    let dir = work_dir(cache, step);
+    let outcome = train::train_on(backend_name(p.train.backend), &cfg, &train_source, &val_source, &dir, progress)?;
+    let mut out = StepOutput::default();
+    let weights = cache.temp_dir("weights")?.join("model.safetensors");
+    train::export_weights(backend_name(p.train.backend), &cfg.model, &outcome.best_model, &weights)?;
+    out.outputs.insert("model.safetensors".into(), cache.put_file(&weights)?);
+    put_json(cache, &mut out, "history.json", &outcome.history)?;
+    out.metrics = Some(serde_json::json!({
+        "best_epoch": outcome.best_epoch + 1,
+        "best_val_f1": outcome.best_val_f1,
+        "epochs_done": outcome.epochs_done,
+        "stopped_early": outcome.stopped_early,
+        "weights_digest": outcome.best_digest,
+    }));
+    out.summary = Some(format!(
+        "{} epochs{}, best val macro-F1 {:.4} at epoch {}",
+        outcome.epochs_done,
+        outcome.resumed_from.map(|e| format!(" (resumed after epoch {e})")).unwrap_or_default(),
+        outcome.best_val_f1,
+        outcome.best_epoch + 1
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+/// The trained weights of the `train` dependency, as a file burn can load.
+fn model_path(cache: &mut Cache, inputs: &Inputs) -> Result<PathBuf> {
+    let out = inputs.output("train", "model.safetensors")?.clone();
+    Ok(cache.object_path(&out.digest))
+}
+
+pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
+    let p = plan.pipeline_ir(step);
+    let fs = fold_samples(cache, step, inputs)?;
+    let eval_ops: Vec<AugOp> = p.augment.eval.iter().map(aug_op).collect();
+    let source = EvalSource::new(fs.shard.clone(), fs.val.clone(), p.train.batch as usize, eval_ops, p.train.seed)?;
+    let weights = model_path(cache, inputs)?;
+    let probs = train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
+    let y_true: Vec<u32> = fs.val.iter().map(|s| s.label.class() as u32).collect();
+    let y_pred: Vec<u32> = probs.iter().map(|r| crate::metrics::argmax(r)).collect();
+    let report = crate::metrics::report(&y_true, &y_pred);
+    let mut csv = String::from("path,person,true,pred");
+    for c in 0..NUM_CLASSES {
+        csv.push_str(&format!(",p{c}"));
+    }
+    csv.push('\n');
+    for i in 0..y_true.len() {
+        csv.push_str(&format!("{},{},{},{}", fs.val_paths[i], fs.val_persons[i], y_true[i], y_pred[i]));
+        for v in probs[i] {
+            csv.push_str(&format!(",{v:.6}"));
+        }
+        csv.push('\n');
+    }
+    let mut out = StepOutput::default();
+    out.outputs.insert("val_predictions.csv".into(), cache.put_bytes(csv.as_bytes())?);
+    let metrics = serde_json::to_value(&report)?;
+    put_json(cache, &mut out, "metrics.json", &metrics)?;
+    let history = dep_history(cache, inputs);
+    let plots = cache.temp_dir("plots")?;
+    crate::plots::confusion_png(&report.confusion, &plots.join("confusion.png"))?;
+    out.outputs.insert("confusion.png".into(), cache.put_file(&plots.join("confusion.png"))?);
+    if let Some(h) = history {
+        crate::plots::curves_png(&h, &plots.join("curves.png"))?;
+        out.outputs.insert("curves.png".into(), cache.put_file(&plots.join("curves.png"))?);
+    }
+    let _ = std::fs::remove_dir_all(&plots);
+    out.summary = Some(format!("val macro-F1 {:.4}, accuracy {:.4} on {} images", report.macro_f1, report.accuracy, y_true.len()));
+    out.metrics = Some(metrics);
+    Ok(out)
+}
+
+fn dep_history(cache: &mut Cache, inputs: &Inputs) -> Option<Vec<train::EpochRecord>> {
+    inputs.json(cache, "train", "history.json").ok()
+}
+
+pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
+    let p = plan.pipeline_ir(step);
+    let index: SourceIndex = inputs.json(cache, "source", "index.json")?;
+    let Some(eval) = index.eval else {
+        bail!("predict needs an eval set (eval/info.csv and eval/images/) next to the train data");
+    };
+    let rows: ShardRows = inputs.json(cache, "prepare", "rows.json")?;
+    let shard_out = inputs.output("prepare", "eval.shard")?.clone();
+    let shard = Arc::new(Shard::open(&cache.object_path(&shard_out.digest))?);
+    // Eval images carry no labels: any valid label will do for the loader.
+    let dummy = SampleLabel { mask: 0, gender: 0, age: 0, years: 0 };
+    let samples: Vec<SampleRef> = (0..rows.eval_rows.len()).map(|r| SampleRef::new(r, dummy)).collect();
+    let eval_ops: Vec<AugOp> = p.augment.eval.iter().map(aug_op).collect();
+    let source = EvalSource::new(shard, samples, p.train.batch as usize, eval_ops, p.train.seed)?;
+    let weights = model_path(cache, inputs)?;
+    let tta = p.predict.as_ref().is_some_and(|pr| pr.tta == ir::Tta::Hflip);
+    let probs = train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, tta)?;
+    let mut answers = vec![0u32; eval.images.len()];
+    for (row, &image) in rows.eval_rows.iter().enumerate() {
+        answers[image] = crate::metrics::argmax(&probs[row]);
+    }
+    let mut csv = String::from("ImageID,ans\n");
+    for (img, ans) in eval.images.iter().zip(&answers) {
+        csv.push_str(&format!("{},{ans}\n", img.id));
+    }
+    let mut probs_csv = String::from("ImageID");
+    for c in 0..NUM_CLASSES {
+        probs_csv.push_str(&format!(",p{c}"));
+    }
+    probs_csv.push('\n');
+    for (row, &image) in rows.eval_rows.iter().enumerate() {
+        probs_csv.push_str(&eval.images[image].id);
+        for v in probs[row] {
+            probs_csv.push_str(&format!(",{v:.6}"));
+        }
+        probs_csv.push('\n');
+    }
+    let mut out = StepOutput::default();
+    out.outputs.insert("submission.csv".into(), cache.put_bytes(csv.as_bytes())?);
+    out.outputs.insert("probabilities.csv".into(), cache.put_bytes(probs_csv.as_bytes())?);
+    out.summary = Some(format!("{} eval images predicted", answers.len()));
+    let _ = dep_step;
+    Ok(out)
+}
