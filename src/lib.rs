@@ -10,3 +10,6 @@
 pub mod batch;
 pub mod ir;
 pub mod cli;
+pub mod metrics;
+pub mod model;
+pub mod train;
