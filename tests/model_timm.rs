@@ -20,6 +20,7 @@ fn io() -> PathBuf {
 #[test]
 fn timm_b0_logits_match_within_1e_4() {
     let report = model::check_weights("efficientnet_b0", 18, &weights(), &io(), 1e-4).unwrap();
+    eprintln!("timm b0 fixture: max |Δlogit| = {:e}", report.max_abs_diff);
     assert!(report.passed, "max |Δ| = {}", report.max_abs_diff);
     assert!(report.max_abs_diff < 1e-4);
 }
@@ -89,6 +90,7 @@ fn wrong_shape_weights_are_a_clear_error() {
     let err = model::check_weights("efficientnet_b0", 18, &bad, &io(), 1e-4)
         .unwrap_err()
         .to_string();
+    eprintln!("wrong shape: {err}");
     assert!(err.contains("bad.safetensors"), "{err}");
     assert!(err.contains("stem.conv.weight") || err.contains("do not fit"), "{err}");
 }
@@ -98,6 +100,7 @@ fn wrong_class_count_is_a_clear_error() {
     let err = model::check_weights("efficientnet_b0", 10, &weights(), &io(), 1e-4)
         .unwrap_err()
         .to_string();
+    eprintln!("wrong classes: {err}");
     assert!(err.contains("classifier"), "{err}");
 }
 

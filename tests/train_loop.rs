@@ -62,11 +62,14 @@ fn tiny_cnn_learns_the_pattern() {
     assert_eq!(steps, 6 * 6);
     assert_eq!(epochs_seen, vec![0, 1, 2, 3, 4, 5]);
     assert!(out.finished && !out.stopped_early);
+    for r in &out.history {
+        eprintln!("epoch {} loss {:.3} train_f1 {:.3} val_f1 {:.3} lr {:.2e}", r.epoch, r.train_loss, r.train_f1, r.val_f1, r.lr);
+    }
     let first = &out.history[0];
     let last = out.history.last().unwrap();
     assert!(last.train_loss < first.train_loss, "{:?}", out.history);
     // Chance is ~1/18; the pattern is easy.
-    assert!(out.best_val_f1 > 0.3, "best val F1 {}", out.best_val_f1);
+    assert!(out.best_val_f1 > 0.6, "best val F1 {}", out.best_val_f1);
     assert!(out.best_model.exists() && out.last_model.exists());
     let best = out.history.iter().map(|r| r.val_f1).fold(f64::MIN, f64::max);
     assert_eq!(out.best_val_f1, best);

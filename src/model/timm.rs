@@ -62,7 +62,9 @@ pub fn load_timm_weights<B: Backend>(
     check_is_safetensors(path)?;
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)
-        .allow_partial(skip_classifier);
+        // Errors and missing tensors are reported below, with the file named.
+        .validate(false)
+        .allow_partial(true);
     for (from, to) in timm_key_remaps(config) {
         store = store.with_key_remapping(from, to);
     }
