@@ -23,7 +23,14 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn bench<B: AutodiffBackend>(label: &str, arch: &str, batch: usize, h: usize, w: usize, steps: usize) {
+fn bench<B: AutodiffBackend>(
+    label: &str,
+    arch: &str,
+    batch: usize,
+    h: usize,
+    w: usize,
+    steps: usize,
+) {
     let device: B::Device = Default::default();
     B::seed(&device, 1);
     let mut model = ModelSpec::new(arch, HeadKind::Single)
@@ -69,11 +76,25 @@ fn bench<B: AutodiffBackend>(label: &str, arch: &str, batch: usize, h: usize, w:
     );
 
     let eval = model.valid();
-    let xe = Tensor::<B::InnerBackend, 4>::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
-    let _: f32 = eval.forward(xe.clone()).log_probs.sum().into_scalar().elem();
+    let xe = Tensor::<B::InnerBackend, 4>::random(
+        [batch, 3, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let _: f32 = eval
+        .forward(xe.clone())
+        .log_probs
+        .sum()
+        .into_scalar()
+        .elem();
     let t0 = Instant::now();
     for _ in 0..steps {
-        let _: f32 = eval.forward(xe.clone()).log_probs.sum().into_scalar().elem();
+        let _: f32 = eval
+            .forward(xe.clone())
+            .log_probs
+            .sum()
+            .into_scalar()
+            .elem();
     }
     let per = t0.elapsed().as_secs_f64() / n;
     println!(

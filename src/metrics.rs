@@ -133,7 +133,11 @@ pub fn argmax(values: &[f32]) -> u32 {
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 /// Per-label true-positive / false-positive / false-negative counts.

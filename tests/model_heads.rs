@@ -20,7 +20,10 @@ fn combine_tasks_adds_the_right_marginals() {
         gender: t(vec![-10.0, -20.0], 2),
         age: t(vec![-100.0, -200.0, -300.0], 3),
     };
-    let out = model::combine_tasks(&tasks).into_data().to_vec::<f32>().unwrap();
+    let out = model::combine_tasks(&tasks)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     for class in 0..18usize {
         let (m, g, a) = (class / 6, (class / 3) % 2, class % 3);
         let want = -((m + 1) as f32) - 10.0 * (g + 1) as f32 - 100.0 * (a + 1) as f32;
@@ -69,7 +72,11 @@ fn train_mode_forward_runs_with_drop_path_and_dropout() {
 #[test]
 fn bad_specs_are_errors() {
     let d = Default::default();
-    assert!(ModelSpec::new("vgg", HeadKind::Single).build::<B>(&d).is_err());
+    assert!(
+        ModelSpec::new("vgg", HeadKind::Single)
+            .build::<B>(&d)
+            .is_err()
+    );
     let spec = ModelSpec {
         drop_path: 1.5,
         ..ModelSpec::new("tiny_cnn", HeadKind::Single)

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use maskflow::model;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/timm")
+        .join(name)
 }
 
 fn weights() -> PathBuf {
@@ -36,7 +38,12 @@ fn rewrite(
     let mut owned = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
-            owned.push((name, view.dtype(), view.shape().to_vec(), view.data().to_vec()));
+            owned.push((
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            ));
             continue;
         }
         let values: Vec<f32> = view
@@ -72,7 +79,11 @@ fn perturbed_logits_fail_the_check() {
     });
     let report = model::check_weights("efficientnet_b0", 18, &weights(), &bad_io, 1e-4).unwrap();
     assert!(!report.passed);
-    assert!((report.max_abs_diff - 1e-3).abs() < 1e-4, "{}", report.max_abs_diff);
+    assert!(
+        (report.max_abs_diff - 1e-3).abs() < 1e-4,
+        "{}",
+        report.max_abs_diff
+    );
 }
 
 #[test]
@@ -92,7 +103,10 @@ fn wrong_shape_weights_are_a_clear_error() {
         .to_string();
     eprintln!("wrong shape: {err}");
     assert!(err.contains("bad.safetensors"), "{err}");
-    assert!(err.contains("stem.conv.weight") || err.contains("do not fit"), "{err}");
+    assert!(
+        err.contains("stem.conv.weight") || err.contains("do not fit"),
+        "{err}"
+    );
 }
 
 #[test]

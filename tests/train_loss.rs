@@ -65,7 +65,10 @@ fn focal_loss_with_and_without_alpha() {
         scalar(loss::focal(lp.clone(), t.clone(), 0.0, None)),
         scalar(loss::soft_cross_entropy(lp.clone(), t.clone(), 0.0, None)),
     );
-    assert_close(scalar(loss::focal(lp.clone(), t.clone(), 2.0, None)), 0.1403301711);
+    assert_close(
+        scalar(loss::focal(lp.clone(), t.clone(), 2.0, None)),
+        0.1403301711,
+    );
     assert_close(scalar(loss::focal(lp, t, 2.0, weights())), 0.2029250631);
 }
 

@@ -7,6 +7,7 @@
 //! `[1, C, 1, 1]` operand about 14× slower than a `[N, C, 1, 1]` one, so each channel tensor is
 //! `repeat_dim`-ed to the batch first (see shared/notes/burn.md). Train vs eval is decided by the
 //! backend, as in burn-nn: batch statistics on an autodiff backend, running ones otherwise.
+//! As in PyTorch (and unlike burn-nn), the running variance tracks the unbiased batch variance.
 
 use burn::module::{Initializer, Module, Param, RunningState};
 use burn::tensor::{Tensor, backend::Backend};
@@ -84,9 +85,15 @@ impl<B: Backend> BatchNorm<B> {
                 + mean.detach().reshape([c]).mul_scalar(momentum))
             .detach(),
         );
+        // PyTorch tracks the unbiased variance (burn-nn the biased one); timm parity wins.
+        let unbiased = flat as f64 / (flat.max(2) - 1) as f64;
         self.running_var.update(
             (running_var.mul_scalar(1.0 - momentum)
-                + var.clone().detach().reshape([c]).mul_scalar(momentum))
+                + var
+                    .clone()
+                    .detach()
+                    .reshape([c])
+                    .mul_scalar(momentum * unbiased))
             .detach(),
         );
 

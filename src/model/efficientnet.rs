@@ -157,7 +157,11 @@ impl EfficientNetConfig {
 fn make_divisible(v: f64, divisor: usize) -> usize {
     let d = divisor as f64;
     let rounded = (((v + d / 2.0).floor() / d).floor() * d).max(d);
-    let rounded = if rounded < 0.9 * v { rounded + d } else { rounded };
+    let rounded = if rounded < 0.9 * v {
+        rounded + d
+    } else {
+        rounded
+    };
     rounded as usize
 }
 

@@ -84,7 +84,9 @@ impl ModelSpec {
         if !(0.0..1.0).contains(&self.drop_path) {
             bail!("drop_path must be in [0, 1), got {}", self.drop_path);
         }
-        let net = |classes| build_backbone::<B>(&self.arch, classes, self.dropout, self.drop_path, device);
+        let net = |classes| {
+            build_backbone::<B>(&self.arch, classes, self.dropout, self.drop_path, device)
+        };
         Ok(match self.head {
             HeadKind::Single => Classifier::Single(net(NUM_CLASSES)?),
             HeadKind::Multi => Classifier::Multi(net(TASK_CLASSES.iter().sum())?),

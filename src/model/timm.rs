@@ -31,12 +31,24 @@ pub fn timm_key_remaps(config: &EfficientNetConfig) -> Vec<(String, String)> {
         (r"^blocks\.0\.(\d+)\.conv_pw\.", "blocks.0.$1.project.conv."),
         (r"^blocks\.0\.(\d+)\.bn2\.", "blocks.0.$1.project.bn."),
         // Later stages: InvertedResidual (conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3).
-        (r"^blocks\.([1-9])\.(\d+)\.conv_pw\.", "blocks.$1.$2.expand.conv."),
+        (
+            r"^blocks\.([1-9])\.(\d+)\.conv_pw\.",
+            "blocks.$1.$2.expand.conv.",
+        ),
         (r"^blocks\.([1-9])\.(\d+)\.bn1\.", "blocks.$1.$2.expand.bn."),
-        (r"^blocks\.([1-9])\.(\d+)\.conv_dw\.", "blocks.$1.$2.dw.conv."),
+        (
+            r"^blocks\.([1-9])\.(\d+)\.conv_dw\.",
+            "blocks.$1.$2.dw.conv.",
+        ),
         (r"^blocks\.([1-9])\.(\d+)\.bn2\.", "blocks.$1.$2.dw.bn."),
-        (r"^blocks\.([1-9])\.(\d+)\.conv_pwl\.", "blocks.$1.$2.project.conv."),
-        (r"^blocks\.([1-9])\.(\d+)\.bn3\.", "blocks.$1.$2.project.bn."),
+        (
+            r"^blocks\.([1-9])\.(\d+)\.conv_pwl\.",
+            "blocks.$1.$2.project.conv.",
+        ),
+        (
+            r"^blocks\.([1-9])\.(\d+)\.bn3\.",
+            "blocks.$1.$2.project.bn.",
+        ),
         (r"\.se\.conv_reduce\.", ".se.reduce."),
         (r"\.se\.conv_expand\.", ".se.expand."),
     ]
@@ -75,7 +87,12 @@ pub fn load_timm_weights<B: Backend>(
         .load_from(&mut store)
         .map_err(|e| anyhow!("{}: cannot load timm weights: {e}", path.display()))?;
     if !result.errors.is_empty() {
-        let listed: Vec<String> = result.errors.iter().take(5).map(|e| e.to_string()).collect();
+        let listed: Vec<String> = result
+            .errors
+            .iter()
+            .take(5)
+            .map(|e| e.to_string())
+            .collect();
         bail!(
             "{}: {} tensor(s) do not fit the model (wrong architecture or class count?): {}",
             path.display(),
@@ -94,7 +111,12 @@ pub fn load_timm_weights<B: Backend>(
             "{}: {} tensor(s) missing from the checkpoint, e.g. {}",
             path.display(),
             missing.len(),
-            missing.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())
@@ -132,7 +154,10 @@ pub fn check_weights(
     let (input, input_shape) = read_f32(&tensors, "input", io)?;
     let (expected, expected_shape) = read_f32(&tensors, "logits", io)?;
     let [n, c, h, w] = input_shape[..] else {
-        bail!("{}: `input` must be [N, 3, H, W], got {input_shape:?}", io.display());
+        bail!(
+            "{}: `input` must be [N, 3, H, W], got {input_shape:?}",
+            io.display()
+        );
     };
     if c != 3 || expected_shape != [n, classes] {
         bail!(
@@ -168,7 +193,11 @@ fn read_f32(
         .tensor(name)
         .map_err(|_| anyhow!("{}: no tensor named {name:?}", path.display()))?;
     if view.dtype() != safetensors::Dtype::F32 {
-        bail!("{}: tensor {name:?} must be F32, is {:?}", path.display(), view.dtype());
+        bail!(
+            "{}: tensor {name:?} must be F32, is {:?}",
+            path.display(),
+            view.dtype()
+        );
     }
     let values = view
         .data()

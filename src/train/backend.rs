@@ -85,3 +85,70 @@ pub fn cuda_probe(index: usize) -> std::result::Result<(), String> {
             .unwrap_or_else(|| "unknown CUDA failure".to_string())),
     }
 }
+
+/// [`train`](super::train) on the backend named `backend`.
+pub fn train_on(
+    backend: &str,
+    cfg: &super::TrainConfig,
+    train: &dyn crate::batch::BatchSource,
+    val: &dyn crate::batch::BatchSource,
+    ckpt_dir: &std::path::Path,
+    progress: &mut dyn FnMut(super::Progress),
+) -> Result<super::TrainOutcome> {
+    struct Task<'a> {
+        cfg: &'a super::TrainConfig,
+        train: &'a dyn crate::batch::BatchSource,
+        val: &'a dyn crate::batch::BatchSource,
+        ckpt_dir: &'a std::path::Path,
+        progress: &'a mut dyn FnMut(super::Progress),
+    }
+    impl BackendTask for Task<'_> {
+        type Output = super::TrainOutcome;
+        fn run<B: AutodiffBackend>(self, _device: B::Device) -> Result<Self::Output> {
+            super::train::<B>(self.cfg, self.train, self.val, self.ckpt_dir, self.progress)
+        }
+    }
+    dispatch(
+        backend,
+        Task {
+            cfg,
+            train,
+            val,
+            ckpt_dir,
+            progress,
+        },
+    )
+}
+
+/// Loads a model saved by [`train`](super::train) and predicts `source` on the backend named
+/// `backend` (eval mode), optionally with horizontal-flip TTA.
+pub fn predict_on(
+    backend: &str,
+    spec: &crate::model::ModelSpec,
+    model_path: &std::path::Path,
+    source: &dyn crate::batch::BatchSource,
+    hflip_tta: bool,
+) -> Result<Vec<[f32; crate::batch::NUM_CLASSES]>> {
+    struct Task<'a> {
+        spec: &'a crate::model::ModelSpec,
+        model_path: &'a std::path::Path,
+        source: &'a dyn crate::batch::BatchSource,
+        hflip_tta: bool,
+    }
+    impl BackendTask for Task<'_> {
+        type Output = Vec<[f32; crate::batch::NUM_CLASSES]>;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output> {
+            let model = super::load_model::<B::InnerBackend>(self.spec, self.model_path, &device)?;
+            Ok(super::predict(&model, self.source, self.hflip_tta))
+        }
+    }
+    dispatch(
+        backend,
+        Task {
+            spec,
+            model_path,
+            source,
+            hflip_tta,
+        },
+    )
+}

@@ -182,12 +182,17 @@ impl LossConfig {
     }
 
     /// The scalar loss of a forward pass against `[N, 18]` soft targets.
-    pub fn compute<B: Backend>(&self, out: &Output<B>, targets: Tensor<B, 2>) -> Result<Tensor<B, 1>> {
+    pub fn compute<B: Backend>(
+        &self,
+        out: &Output<B>,
+        targets: Tensor<B, 2>,
+    ) -> Result<Tensor<B, 1>> {
         match &out.tasks {
             None => self.sum_terms(out.log_probs.clone(), targets, None),
             Some(tasks) => {
                 let [tm, tg, ta] = task_targets(targets);
-                let mut total = self.sum_terms(tasks.mask.clone(), tm, Some(0))?
+                let mut total = self
+                    .sum_terms(tasks.mask.clone(), tm, Some(0))?
                     .mul_scalar(self.head_weights[0]);
                 total = total
                     + self
@@ -259,7 +264,9 @@ pub fn soft_cross_entropy<B: Backend>(
 ) -> Tensor<B, 1> {
     let [n, k] = log_probs.dims();
     let targets = if smoothing > 0.0 {
-        targets.mul_scalar(1.0 - smoothing).add_scalar(smoothing / k as f64)
+        targets
+            .mul_scalar(1.0 - smoothing)
+            .add_scalar(smoothing / k as f64)
     } else {
         targets
     };

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{BatchSource, NUM_CLASSES};
 use crate::metrics;
 use crate::model::{self, Backbone, Classifier, ModelSpec, digest};
-pub use backend::{BackendTask, backend_names, dispatch};
+pub use backend::{BackendTask, backend_names, dispatch, predict_on, train_on};
 pub use loss::{ClassWeights, LossConfig, LossKind, LossTerm};
 pub use optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 pub use predict::predict;
@@ -259,7 +259,10 @@ pub fn train<B: AutodiffBackend>(
     let mut global_step: usize = (0..state.epochs_done).map(|e| train.num_batches(e)).sum();
 
     for epoch in state.epochs_done..cfg.epochs {
-        if cfg.stop_after_epochs.is_some_and(|n| state.epochs_done >= n) {
+        if cfg
+            .stop_after_epochs
+            .is_some_and(|n| state.epochs_done >= n)
+        {
             break;
         }
         B::seed(&device, epoch_seed(cfg.seed, epoch));
@@ -319,7 +322,11 @@ pub fn train<B: AutodiffBackend>(
         let is_best = val_f1 > state.best_val_f1;
         let record = EpochRecord {
             epoch,
-            train_loss: if loss_n == 0 { 0.0 } else { loss_sum / loss_n as f64 },
+            train_loss: if loss_n == 0 {
+                0.0
+            } else {
+                loss_sum / loss_n as f64
+            },
             train_f1: metrics::macro_f1(&y_true, &y_pred),
             val_f1,
             val_accuracy,
@@ -353,7 +360,11 @@ pub fn train<B: AutodiffBackend>(
 }
 
 /// Loads a model saved by [`train`] (`best_model` / `last_model`) for inference.
-pub fn load_model<B: Backend>(spec: &ModelSpec, path: &Path, device: &B::Device) -> Result<Classifier<B>> {
+pub fn load_model<B: Backend>(
+    spec: &ModelSpec,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Classifier<B>> {
     let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     spec.build::<B>(device)?
         .load_file(path.to_path_buf(), &rec, device)
@@ -437,14 +448,19 @@ fn timm_classifier_classes(path: &Path) -> Result<Option<usize>> {
         .map_err(|_| anyhow!("{}: not a safetensors file", path.display()))?;
     let n = u64::from_le_bytes(len);
     if n > 100 << 20 {
-        bail!("{}: not a safetensors file (header length {n})", path.display());
+        bail!(
+            "{}: not a safetensors file (header length {n})",
+            path.display()
+        );
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header)
         .map_err(|_| anyhow!("{}: not a safetensors file (short header)", path.display()))?;
     let json: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|_| anyhow!("{}: not a safetensors file (bad header)", path.display()))?;
-    Ok(json["classifier.weight"]["shape"][0].as_u64().map(|v| v as usize))
+    Ok(json["classifier.weight"]["shape"][0]
+        .as_u64()
+        .map(|v| v as usize))
 }
 
 fn save_epoch<B: AutodiffBackend>(
@@ -465,7 +481,8 @@ fn save_epoch<B: AutodiffBackend>(
         .save_file(last.join("model"), rec)
         .map_err(|e| anyhow!("{}: saving model: {e:?}", last.display()))?;
     optim.save(&last.join("optim"))?;
-    let digest = digest::hex(&model::weights_digest(model));
+    // `valid()` syncs BatchNorm running statistics; a plain visit may lag one update behind.
+    let digest = digest::hex(&model::weights_digest(&model.valid()));
     let old_last = std::mem::replace(&mut state.last_dir, name.clone());
     state.last_digest = digest.clone();
     if is_best {

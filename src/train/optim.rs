@@ -155,9 +155,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> AnyOptimizer<B, M> {
             AnyOptimizer::Sgd(o) => {
                 AnyOptimizer::Sgd(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
             }
-            AnyOptimizer::Adam(o) => {
-                AnyOptimizer::Adam(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
-            }
+            AnyOptimizer::Adam(o) => AnyOptimizer::Adam(
+                o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?),
+            ),
             AnyOptimizer::AdamW(o) => AnyOptimizer::AdamW(
                 o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?),
             ),
@@ -171,9 +171,14 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> AnyOptimizer<B, M> {
 pub enum ScheduleKind {
     Constant,
     /// Multiply by `gamma` every `every_epochs` epochs.
-    Step { every_epochs: usize, gamma: f64 },
+    Step {
+        every_epochs: usize,
+        gamma: f64,
+    },
     /// Half-cosine from the base rate down to `min_lr` at the last step.
-    Cosine { min_lr: f64 },
+    Cosine {
+        min_lr: f64,
+    },
 }
 
 /// Base rate, linear warm-up over `warmup_steps`, then `kind`.
@@ -190,7 +195,10 @@ impl Schedule {
             bail!("schedule: learning rate must be > 0, got {}", self.lr);
         }
         match self.kind {
-            ScheduleKind::Step { every_epochs, gamma } if every_epochs == 0 || !(gamma > 0.0) => {
+            ScheduleKind::Step {
+                every_epochs,
+                gamma,
+            } if every_epochs == 0 || !(gamma > 0.0) => {
                 bail!("schedule: step needs every_epochs ≥ 1 and gamma > 0")
             }
             ScheduleKind::Cosine { min_lr } if !(min_lr >= 0.0 && min_lr <= self.lr) => {
