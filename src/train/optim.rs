@@ -8,8 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
-use burn::grad_clipping::GradientClippingConfig;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -18,6 +17,7 @@ use burn::optim::{
 };
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Which optimiser, with its own hyper-parameters.
@@ -37,7 +37,8 @@ pub enum OptimizerKind {
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
     pub weight_decay: f64,
-    /// Clip the global gradient L2 norm to this value.
+    /// Clip the global gradient L2 norm to this value (over all parameters together, as
+    /// PyTorch's `clip_grad_norm_`; burn's own clipping works per tensor).
     pub grad_clip_norm: Option<f64>,
 }
 
@@ -76,13 +77,10 @@ impl OptimizerConfig {
 
     /// Builds the optimiser for module type `M`.
     pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(&self) -> AnyOptimizer<B, M> {
-        let clip = self
-            .grad_clip_norm
-            .map(|c| GradientClippingConfig::Norm(c as f32));
         let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig {
             penalty: self.weight_decay as f32,
         });
-        match self.kind {
+        let optimizer = match self.kind {
             OptimizerKind::Sgd { momentum, nesterov } => {
                 let momentum = (momentum > 0.0).then(|| {
                     MomentumConfig::new()
@@ -90,38 +88,44 @@ impl OptimizerConfig {
                         .with_dampening(0.0)
                         .with_nesterov(nesterov)
                 });
-                AnyOptimizer::Sgd(
+                Kind::Sgd(
                     SgdConfig::new()
                         .with_momentum(momentum)
                         .with_weight_decay(decay)
-                        .with_gradient_clipping(clip)
                         .init(),
                 )
             }
-            OptimizerKind::Adam { beta1, beta2, eps } => AnyOptimizer::Adam(
+            OptimizerKind::Adam { beta1, beta2, eps } => Kind::Adam(
                 AdamConfig::new()
                     .with_beta_1(beta1)
                     .with_beta_2(beta2)
                     .with_epsilon(eps)
                     .with_weight_decay(decay)
-                    .with_grad_clipping(clip)
                     .init(),
             ),
-            OptimizerKind::AdamW { beta1, beta2, eps } => AnyOptimizer::AdamW(
+            OptimizerKind::AdamW { beta1, beta2, eps } => Kind::AdamW(
                 AdamWConfig::new()
                     .with_beta_1(beta1)
                     .with_beta_2(beta2)
                     .with_epsilon(eps)
                     .with_weight_decay(self.weight_decay as f32)
-                    .with_grad_clipping(clip)
                     .init(),
             ),
+        };
+        AnyOptimizer {
+            optimizer,
+            clip_norm: self.grad_clip_norm,
         }
     }
 }
 
-/// One of the supported optimisers for module `M`.
-pub enum AnyOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
+/// One of the supported optimisers for module `M`, with global gradient-norm clipping.
+pub struct AnyOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
+    optimizer: Kind<B, M>,
+    clip_norm: Option<f64>,
+}
+
+enum Kind<B: AutodiffBackend, M: AutodiffModule<B>> {
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
     Adam(OptimizerAdaptor<Adam, M, B>),
     AdamW(OptimizerAdaptor<AdamW, M, B>),
@@ -129,20 +133,24 @@ pub enum AnyOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> AnyOptimizer<B, M> {
     pub fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
-        match self {
-            AnyOptimizer::Sgd(o) => o.step(lr, module, grads),
-            AnyOptimizer::Adam(o) => o.step(lr, module, grads),
-            AnyOptimizer::AdamW(o) => o.step(lr, module, grads),
+        let grads = match self.clip_norm {
+            Some(max) => clip_global_norm::<B, M>(&module, grads, max),
+            None => grads,
+        };
+        match &mut self.optimizer {
+            Kind::Sgd(o) => o.step(lr, module, grads),
+            Kind::Adam(o) => o.step(lr, module, grads),
+            Kind::AdamW(o) => o.step(lr, module, grads),
         }
     }
 
     /// Saves the optimiser state to `path` (burn adds `.mpk`).
     pub fn save(&self, path: &Path) -> Result<()> {
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let r = match self {
-            AnyOptimizer::Sgd(o) => rec.record(o.to_record(), path.to_path_buf()),
-            AnyOptimizer::Adam(o) => rec.record(o.to_record(), path.to_path_buf()),
-            AnyOptimizer::AdamW(o) => rec.record(o.to_record(), path.to_path_buf()),
+        let r = match &self.optimizer {
+            Kind::Sgd(o) => rec.record(o.to_record(), path.to_path_buf()),
+            Kind::Adam(o) => rec.record(o.to_record(), path.to_path_buf()),
+            Kind::AdamW(o) => rec.record(o.to_record(), path.to_path_buf()),
         };
         r.map_err(|e| anyhow!("{}: saving optimizer state: {e:?}", path.display()))
     }
@@ -151,18 +159,68 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> AnyOptimizer<B, M> {
     pub fn load(self, path: &Path, device: &B::Device) -> Result<Self> {
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         let err = |e| anyhow!("{}: loading optimizer state: {e:?}", path.display());
-        Ok(match self {
-            AnyOptimizer::Sgd(o) => {
-                AnyOptimizer::Sgd(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
+        let clip_norm = self.clip_norm;
+        let optimizer = match self.optimizer {
+            Kind::Sgd(o) => {
+                Kind::Sgd(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
             }
-            AnyOptimizer::Adam(o) => AnyOptimizer::Adam(
-                o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?),
-            ),
-            AnyOptimizer::AdamW(o) => AnyOptimizer::AdamW(
-                o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?),
-            ),
+            Kind::Adam(o) => {
+                Kind::Adam(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
+            }
+            Kind::AdamW(o) => {
+                Kind::AdamW(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
+            }
+        };
+        Ok(AnyOptimizer {
+            optimizer,
+            clip_norm,
         })
     }
+}
+
+/// Scales all gradients by `min(1, max / ‖g‖)`, ‖g‖ the L2 norm over every parameter's
+/// gradient together (PyTorch's `clip_grad_norm_`).
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    mut grads: GradientsParams,
+    max: f64,
+) -> GradientsParams {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        total: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                self.total += g.square().sum().into_scalar().elem::<f64>();
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut sum = SumSquares {
+        grads: &grads,
+        total: 0.0,
+    };
+    module.visit(&mut sum);
+    let norm = sum.total.sqrt();
+    if norm.is_finite() && norm > max {
+        let mut scale = Scale {
+            grads: &mut grads,
+            factor: max / (norm + 1e-6),
+        };
+        module.visit(&mut scale);
+    }
+    grads
 }
 
 /// How the learning rate evolves after warm-up.
