@@ -100,6 +100,8 @@ impl ModelSpec {
 }
 
 /// A backbone with its own linear classifier.
+// Models are built a handful of times per run; the variant size difference is irrelevant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Backbone<B: Backend> {
     EfficientNet(EfficientNet<B>),
@@ -149,6 +151,7 @@ pub struct SeparateNets<B: Backend> {
 }
 
 /// The trainable model: one of the three head layouts.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Classifier<B: Backend> {
     Single(Backbone<B>),

@@ -172,8 +172,8 @@ impl LossConfig {
             if let ClassWeights::Given(_) = w {
                 bail!("loss: given per-class weights need a single head; use inverse_frequency");
             }
-            for t in 0..3 {
-                w.resolve(TASK_CLASSES[t], Some(t))?;
+            for (t, k) in TASK_CLASSES.iter().enumerate() {
+                w.resolve(*k, Some(t))?;
             }
         } else {
             w.resolve(NUM_CLASSES, None)?;

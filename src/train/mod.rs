@@ -40,7 +40,7 @@ pub use predict::predict;
 
 /// Bumped whenever a change alters training arithmetic (e.g. the BatchNorm implementation),
 /// so that fingerprints — and step keys built from them — change with it.
-pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-1/expanded-batchnorm";
+pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-1/batchnorm-expanded-lastaxis-unbiased";
 
 /// Everything that determines a training run's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -77,7 +77,7 @@ impl OptimizerConfig {
 
     /// Builds the optimiser for module type `M`.
     pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(&self) -> AnyOptimizer<B, M> {
-        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig {
+        let decay = (self.weight_decay > 0.0).then_some(WeightDecayConfig {
             penalty: self.weight_decay as f32,
         });
         let optimizer = match self.kind {
@@ -256,7 +256,7 @@ impl Schedule {
             ScheduleKind::Step {
                 every_epochs,
                 gamma,
-            } if every_epochs == 0 || !(gamma > 0.0) => {
+            } if every_epochs == 0 || gamma.is_nan() || gamma <= 0.0 => {
                 bail!("schedule: step needs every_epochs ≥ 1 and gamma > 0")
             }
             ScheduleKind::Cosine { min_lr } if !(min_lr >= 0.0 && min_lr <= self.lr) => {

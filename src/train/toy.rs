@@ -81,7 +81,7 @@ fn pattern_code(class: usize) -> [bool; 12] {
         code[5 + b] = !code[b];
     }
     code[10] = class.count_ones() % 2 == 1;
-    code[11] = class % 3 == 0;
+    code[11] = class.is_multiple_of(3);
     code
 }
 
