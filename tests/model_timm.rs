@@ -136,3 +136,65 @@ fn non_safetensors_file_is_a_clear_error() {
         .to_string();
     assert!(err.contains("not a timm EfficientNet"), "{err}");
 }
+
+/// The fixture's `conv_stem.weight` as f32 values.
+fn stem_from_file() -> Vec<f32> {
+    let bytes = std::fs::read(weights()).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor("conv_stem.weight")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn pretrained_backbones_load_and_mismatched_classifiers_stay_fresh() {
+    use burn::backend::Flex;
+    use maskflow::model::{Backbone, Classifier, HeadKind, ModelSpec};
+    let device = Default::default();
+    let want = stem_from_file();
+    let stem = |net: &Backbone<Flex>| match net {
+        Backbone::EfficientNet(n) => n
+            .stem
+            .conv
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+        Backbone::Tiny(_) => panic!("expected an EfficientNet"),
+    };
+    // Multi head: 8 outputs, so the 18-class classifier in the file is skipped.
+    let mut multi = ModelSpec::new("efficientnet_b0", HeadKind::Multi)
+        .build::<Flex>(&device)
+        .unwrap();
+    model::load_pretrained(&mut multi, "efficientnet_b0", &weights()).unwrap();
+    let Classifier::Multi(net) = &multi else {
+        panic!("multi head expected")
+    };
+    assert_eq!(stem(net), want);
+    // Separate heads: all three backbones get the weights.
+    let mut sep = ModelSpec::new("efficientnet_b0", HeadKind::Separate)
+        .build::<Flex>(&device)
+        .unwrap();
+    model::load_pretrained(&mut sep, "efficientnet_b0", &weights()).unwrap();
+    let Classifier::Separate(nets) = &sep else {
+        panic!("separate heads expected")
+    };
+    for net in [&nets.mask, &nets.gender, &nets.age] {
+        assert_eq!(stem(net), want);
+    }
+    // Another architecture does not fit.
+    let mut b1 = ModelSpec::new("efficientnet_b1", HeadKind::Single)
+        .build::<Flex>(&device)
+        .unwrap();
+    let err = model::load_pretrained(&mut b1, "efficientnet_b1", &weights())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing") || err.contains("do not fit"),
+        "{err}"
+    );
+}

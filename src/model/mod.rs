@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::NUM_CLASSES;
 pub use digest::weights_digest;
 pub use efficientnet::{EfficientNet, EfficientNetConfig};
-pub use timm::{CheckReport, check_weights, load_timm_weights};
+pub use timm::{CheckReport, check_weights, load_pretrained, load_timm_weights};
 pub use tiny::TinyCnn;
 
 /// Task sizes: mask (3), gender (2), age (3).

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{BatchSource, NUM_CLASSES};
 use crate::metrics;
-use crate::model::{self, Backbone, Classifier, ModelSpec, digest};
+use crate::model::{self, Classifier, ModelSpec, digest};
 pub use backend::{BackendTask, backend_names, dispatch, predict_on, train_on};
 pub use loss::{ClassWeights, LossConfig, LossKind, LossTerm};
 pub use optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
@@ -234,7 +234,7 @@ pub fn train<B: AutodiffBackend>(
         }
         None => {
             if let Some(path) = &cfg.pretrained {
-                load_pretrained(&mut model, &cfg.model.arch, path)?;
+                model::load_pretrained(&mut model, &cfg.model.arch, path)?;
             }
             RunState {
                 fingerprint: fingerprint.clone(),
@@ -416,51 +416,6 @@ fn check_batch(batch: &crate::batch::Batch, epoch: usize, step: usize) -> Result
         );
     }
     Ok(())
-}
-
-fn load_pretrained<B: Backend>(model: &mut Classifier<B>, arch: &str, path: &Path) -> Result<()> {
-    let config = model::EfficientNetConfig::by_name(arch)
-        .ok_or_else(|| anyhow!("pretrained weights need an EfficientNet, not {arch:?}"))?;
-    let classes_in_file = timm_classifier_classes(path)?;
-    let load = |net: &mut Backbone<B>| -> Result<()> {
-        let Backbone::EfficientNet(net) = net else {
-            bail!("pretrained weights need an EfficientNet backbone");
-        };
-        let classes = net.classifier.weight.dims()[1];
-        model::load_timm_weights(net, &config, path, classes_in_file != Some(classes))
-    };
-    match model {
-        Classifier::Single(net) | Classifier::Multi(net) => load(net),
-        Classifier::Separate(nets) => {
-            load(&mut nets.mask)?;
-            load(&mut nets.gender)?;
-            load(&mut nets.age)
-        }
-    }
-}
-
-/// The output count of a timm checkpoint's `classifier.weight`, read from the header only.
-fn timm_classifier_classes(path: &Path) -> Result<Option<usize>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| anyhow!("{}: not a safetensors file", path.display()))?;
-    let n = u64::from_le_bytes(len);
-    if n > 100 << 20 {
-        bail!(
-            "{}: not a safetensors file (header length {n})",
-            path.display()
-        );
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .map_err(|_| anyhow!("{}: not a safetensors file (short header)", path.display()))?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|_| anyhow!("{}: not a safetensors file (bad header)", path.display()))?;
-    Ok(json["classifier.weight"]["shape"][0]
-        .as_u64()
-        .map(|v| v as usize))
 }
 
 fn save_epoch<B: AutodiffBackend>(
