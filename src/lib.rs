@@ -18,7 +18,11 @@ pub mod fsutil;
 pub mod gc;
 pub mod ir;
 pub mod lang;
+pub mod metrics;
+pub mod model;
 pub mod plan;
+pub mod plots;
+pub mod train;
 pub mod verify;
 
 /// The burn version that training and inference steps are built with (part of their keys).

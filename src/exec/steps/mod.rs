@@ -3,6 +3,7 @@
 //! moves data between the libraries and the cache.
 
 mod data_steps;
+mod model_steps;
 mod prepare;
 
 pub use prepare::params as prepare_params;
@@ -71,6 +72,51 @@ pub fn run_step(cache: &mut Cache, plan: &Plan, step: &Step, records: &BTreeMap<
         "relabel" => data_steps::relabel(cache, plan, step, &inputs),
         "split" => data_steps::split(cache, plan, step, &inputs),
         "prepare" => prepare::run(cache, plan, step, &inputs),
+        "train" => {
+            let bar = progress_bar(&step.name);
+            let result = model_steps::train(cache, plan, step, &inputs, &mut |p| show_progress(&bar, p));
+            bar.finish_and_clear();
+            result
+        }
+        "evaluate" => model_steps::evaluate(cache, plan, step, &inputs),
+        "predict" => model_steps::predict(cache, plan, step, &inputs),
         other => bail!("the `{other}` step is not available in this build yet"),
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal, so logs and tests see
+/// only the step lines on stdout).
+fn progress_bar(step: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(step.to_string());
+    bar
+}
+
+fn show_progress(bar: &indicatif::ProgressBar, p: crate::train::Progress) {
+    use crate::train::Progress;
+    match p {
+        Progress::Step { epoch, epochs, step, steps, loss, lr, running_f1 } => {
+            let total = (epochs * steps) as u64;
+            if bar.length() != Some(total) {
+                bar.set_length(total);
+            }
+            bar.set_position((epoch * steps + step + 1) as u64);
+            bar.set_message(format!("epoch {}/{epochs} loss {loss:.4} f1 {running_f1:.3} lr {lr:.2e}", epoch + 1));
+        }
+        Progress::EpochEnd(e) => {
+            bar.println(format!(
+                "  epoch {}: train loss {:.4}, val macro-F1 {:.4}, accuracy {:.4}{}",
+                e.epoch + 1,
+                e.train_loss,
+                e.val_f1,
+                e.val_accuracy,
+                if e.is_best { " (best)" } else { "" }
+            ));
+        }
+        Progress::Resumed { epochs_done } => bar.println(format!("  resuming after epoch {epochs_done}")),
     }
 }

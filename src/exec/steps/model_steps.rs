@@ -200,7 +200,7 @@ pub fn train(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs, progr
     let outcome = train::train_on(backend_name(p.train.backend), &cfg, &train_source, &val_source, &dir, progress)?;
     let mut out = StepOutput::default();
     let weights = cache.temp_dir("weights")?.join("model.safetensors");
-    train::export_weights(backend_name(p.train.backend), &cfg.model, &outcome.best_model, &weights)?;
+    train::export_weights(&cfg.model, &outcome.best_model, &weights)?;
     out.outputs.insert("model.safetensors".into(), cache.put_file(&weights)?);
     put_json(cache, &mut out, "history.json", &outcome.history)?;
     out.metrics = Some(serde_json::json!({
@@ -255,7 +255,7 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
     put_json(cache, &mut out, "metrics.json", &metrics)?;
     let history = dep_history(cache, inputs);
     let plots = cache.temp_dir("plots")?;
-    crate::plots::confusion_png(&report.confusion, &plots.join("confusion.png"))?;
+    crate::plots::confusion_png(&confusion_array(&report.confusion), &plots.join("confusion.png"))?;
     out.outputs.insert("confusion.png".into(), cache.put_file(&plots.join("confusion.png"))?);
     if let Some(h) = history {
         crate::plots::curves_png(&h, &plots.join("curves.png"))?;
@@ -314,4 +314,14 @@ pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
     out.summary = Some(format!("{} eval images predicted", answers.len()));
     let _ = dep_step;
     Ok(out)
+}
+
+fn confusion_array(rows: &[Vec<u64>]) -> [[u64; NUM_CLASSES]; NUM_CLASSES] {
+    let mut m = [[0u64; NUM_CLASSES]; NUM_CLASSES];
+    for (t, row) in rows.iter().enumerate().take(NUM_CLASSES) {
+        for (p, v) in row.iter().enumerate().take(NUM_CLASSES) {
+            m[t][p] = *v;
+        }
+    }
+    m
 }
