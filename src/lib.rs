@@ -18,6 +18,7 @@ pub mod gc;
 pub mod ir;
 pub mod lang;
 pub mod plan;
+pub mod report;
 pub mod verify;
 
 /// The burn version that training and inference steps are built with (part of their keys).
