@@ -34,9 +34,8 @@ fn diff_of_b4_focal_lists_only_the_changed_gamma() {
     // Change gamma, reorder the train block and add comments.
     let train_block = "train {\n    epochs = 10\n    batch = 32\n";
     assert!(original.contains(train_block));
-    let edited = original
-        .replace("gamma = 2.0", "gamma = 1.5  # softer focusing")
-        .replace(train_block, "train {\n    # reordered\n    batch = 32\n    epochs = 10\n");
+    let edited =
+        original.replace("gamma = 2.0", "gamma = 1.5  # softer focusing").replace(train_block, "train {\n    # reordered\n    batch = 32\n    epochs = 10\n");
     s.write("b4_gamma.mf", &edited);
     let out = s.run(&["diff", "pipelines/b4_focal.mf", "b4_gamma.mf"]);
     assert_eq!(
@@ -63,7 +62,10 @@ predict   rerun   (train changed)
     assert_eq!(states[4], ("train", "rerun"));
     // --all also lists what did not change.
     let all = s.run(&["diff", "pipelines/b4_focal.mf", "b4_gamma.mf", "--all"]);
-    assert!(all.ok().contains("                  split.seed = 42\n") || all.ok().contains("seed = 42"), "{}", all.stdout);
+    let text = all.ok();
+    assert!(text.contains("\nsplit     shared  scheme.kind = \"holdout\"\n                  scheme.val = 0.2\n                  seed = 42\n"), "{text}");
+    assert!(text.contains("\ntrain     rerun   loss.terms[0].kind.gamma 2.0 → 1.5\n"), "{text}");
+    assert!(text.ends_with("\n1 parameter changed; rerun: train, evaluate, predict; shared: source, relabel, split, prepare\n"), "{text}");
 }
 
 #[test]
@@ -88,7 +90,7 @@ fn diff_against_git_head_and_a_revision() {
     let text = out.ok();
     assert!(text.starts_with("--- p.mf@HEAD\n+++ p.mf\n"), "{text}");
     assert!(text.contains("split     rerun   seed 7 → 9\n"), "{text}");
-    assert!(text.contains("train     rerun   epochs 1 → 2\n"), "{text}");
+    assert!(text.contains("train     rerun   train.epochs 1 → 2\n                  (split changed)\nevaluate  rerun   (split, train changed)\n"), "{text}");
     assert!(text.contains("\n2 parameters changed; rerun: split, train, evaluate; shared: source, relabel, prepare\n"), "{text}");
     let out = s.run(&["diff", "p.mf", "--rev", "HEAD~1"]);
     assert!(out.ok().contains("split     rerun   seed 42 → 9\n"), "{}", out.stdout);
@@ -267,11 +269,16 @@ fn diff_shows_metrics_side_by_side_with_a_verdict_and_runs_lists_them() {
     let text = out.ok();
     assert!(
         text.contains(
-            "\nmetrics of evaluate (old → new)\nmetric         old     new    delta\nmacro_f1    0.6000  0.8000  +0.2000\naccuracy    0.7000  0.9000  +0.2000\nmask f1     0.9000  0.9000  +0.0000\ngender f1   0.6000  0.8000  +0.2000\nage f1      0.5000  0.5000  +0.0000\n"
+            "\nmetrics of evaluate (old → new)\nmetric        old     new    delta\nmacro_f1   0.6000  0.8000  +0.2000\naccuracy   0.7000  0.9000  +0.2000\nmask f1    0.9000  0.9000  +0.0000\ngender f1  0.6000  0.8000  +0.2000\nage f1     0.5000  0.5000  +0.0000\n"
         ),
         "{text}"
     );
-    assert!(text.contains("\nper-class F1, largest change first\nclass       old     new    delta\nclass 0  0.4000  0.9000  +0.5000\nclass 1  0.5000  0.5000  +0.0000\n"), "{text}");
+    assert!(
+        text.contains(
+            "\nper-class F1, largest change first\nclass       old     new    delta\nclass 0  0.4000  0.9000  +0.5000\nclass 1  0.5000  0.5000  +0.0000\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("(paired bootstrap over 30 val persons, 1000 resamples, seed 0): better\n"), "{text}");
     let json: Value = serde_json::from_str(s.run(&["diff", "p.mf", "q.mf", "--json"]).ok()).unwrap();
     assert_eq!(json["metrics"][0]["bootstrap"]["verdict"], "better");

@@ -123,9 +123,7 @@ pub fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
     match v {
         Value::Object(m) => m.iter().for_each(|(k, x)| leaves(&join(k), x, out)),
-        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
-            a.iter().enumerate().for_each(|(i, x)| leaves(&format!("{prefix}[{i}]"), x, out))
-        }
+        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => a.iter().enumerate().for_each(|(i, x)| leaves(&format!("{prefix}[{i}]"), x, out)),
         other => out.push((prefix.to_string(), other.clone())),
     }
 }
