@@ -201,6 +201,7 @@ fn verify_fails_naming_the_step_when_a_cached_output_is_tampered_with() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[..2], ["source: reproducible", "relabel: reproducible"]);
     assert!(lines[2].starts_with(&format!("split: differs: split.json cached copy corrupt: {blob} (content hashes to ")), "{}", lines[2]);
+    assert!(lines[2].ends_with("; the re-computed output matches the record"), "{}", lines[2]);
     assert_eq!(lines[3], "3 steps verified: 2 reproducible, 1 not");
 }
 
@@ -225,7 +226,11 @@ fn verify_names_the_output_whose_recomputed_digest_differs() {
 /// A fake evaluate record (evaluate does not execute in this build yet) with metrics and
 /// `val_predictions.csv`, stored under the key the plan gives `step`.
 fn fake_evaluation(s: &Space, pipeline: &str, metrics: Value, predictions: &str) {
-    let explain: Value = serde_json::from_str(s.run(&["explain", pipeline, "evaluate"]).ok()).unwrap();
+    fake_step_evaluation(s, pipeline, "evaluate", metrics, predictions)
+}
+
+fn fake_step_evaluation(s: &Space, pipeline: &str, step: &str, metrics: Value, predictions: &str) {
+    let explain: Value = serde_json::from_str(s.run(&["explain", pipeline, step]).ok()).unwrap();
     let mut cache = Cache::open(&s.path("cache")).unwrap();
     let preds = cache.put_bytes(predictions.as_bytes()).unwrap();
     let record = Record {
@@ -297,6 +302,28 @@ p.mf                     1               0.6000    0.7000   0.9000     0.6000  0
     assert_eq!(csv.ok().lines().next().unwrap(), "pipeline,variant,fold,train.epochs,macro_f1,accuracy,mask_f1,gender_f1,age_f1");
     let rows: Value = serde_json::from_str(s.run(&["runs", "p.mf", "q.mf", "--json"]).ok()).unwrap();
     assert_eq!(rows[0]["params"], json!({"train.epochs": 3}));
+}
+
+#[test]
+fn diff_of_k_fold_versions_compares_each_fold_and_shows_mean_and_std() {
+    let s = Space::new();
+    let kfold = TINY.replace("val = 0.2", "folds = 2");
+    s.write("a.mf", &kfold);
+    s.write("b.mf", &kfold.replace("epochs = 1", "epochs = 2"));
+    let all_right = predictions(&vec![true; 14]);
+    for (file, f1s) in [("a.mf", [0.5, 0.7]), ("b.mf", [0.6, 0.6])] {
+        for (fold, f1) in f1s.iter().enumerate() {
+            fake_step_evaluation(&s, file, &format!("evaluate[fold={fold}]"), metrics_json(*f1, 0.5, 0.5), &all_right);
+        }
+    }
+    let text = s.run(&["diff", "a.mf", "b.mf"]).ok().to_string();
+    assert!(text.contains("\nmetrics of evaluate[fold=0] (old → new)\n"), "{text}");
+    assert!(text.contains("\nmetrics of evaluate[fold=1] (old → new)\n"), "{text}");
+    // Identical predictions on both sides: a zero-width interval.
+    assert!(text.contains("macro-F1 delta +0.0000, 95% interval [+0.0000, +0.0000] (paired bootstrap over 2 val persons"), "{text}");
+    assert!(text.contains(": within noise\n"), "{text}");
+    // mean ± sample std: old 0.6 ± 0.1414, new 0.6 ± 0.
+    assert!(text.ends_with("\nmacro-F1 over evaluations: old 0.6000 ± 0.1414 (n=2), new 0.6000 ± 0.0000 (n=2)\n"), "{text}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -46,24 +46,29 @@ pub struct StepVerdict {
 
 impl StepVerdict {
     pub fn line(&self) -> String {
+        let differences = || -> String {
+            let short = |x: &Option<String>| x.as_deref().map_or("(none)".to_string(), |h| h.chars().take(12).collect());
+            let parts: Vec<String> = self
+                .differences
+                .iter()
+                .map(|d| match &d.corrupt {
+                    Some(why) if d.recomputed.is_some() && d.recomputed == d.cached => {
+                        format!("{} cached copy corrupt: {why}; the re-computed output matches the record", d.output)
+                    }
+                    Some(why) => format!("{} cached copy corrupt: {why}", d.output),
+                    None => format!("{} {} → {}", d.output, short(&d.cached), short(&d.recomputed)),
+                })
+                .collect();
+            parts.join("; ")
+        };
         match self.outcome {
             Outcome::Reproducible => format!("{}: reproducible", self.step),
             Outcome::NotCached => format!("{}: not cached ({})", self.step, self.error.as_deref().unwrap_or("run it first")),
-            Outcome::Failed => format!("{}: failed to re-execute: {}", self.step, self.error.as_deref().unwrap_or("")),
-            Outcome::Differs => {
-                let parts: Vec<String> = self
-                    .differences
-                    .iter()
-                    .map(|d| {
-                        let short = |x: &Option<String>| x.as_deref().map_or("(none)".to_string(), |h| h.chars().take(12).collect());
-                        match &d.corrupt {
-                            Some(why) => format!("{} cached copy corrupt: {why}", d.output),
-                            None => format!("{} {} → {}", d.output, short(&d.cached), short(&d.recomputed)),
-                        }
-                    })
-                    .collect();
-                format!("{}: differs: {}", self.step, parts.join("; "))
+            Outcome::Failed if !self.differences.is_empty() => {
+                format!("{}: differs: {}; re-executing failed: {}", self.step, differences(), self.error.as_deref().unwrap_or(""))
             }
+            Outcome::Failed => format!("{}: failed to re-execute: {}", self.step, self.error.as_deref().unwrap_or("")),
+            Outcome::Differs => format!("{}: differs: {}", self.step, differences()),
         }
     }
 }
@@ -125,7 +130,9 @@ pub fn verify(cache: &mut Cache, plan: &Plan, only: &[String]) -> Result<Vec<Ste
                 let names: std::collections::BTreeSet<&String> = record.outputs.keys().chain(output.outputs.keys()).collect();
                 for name in names {
                     let (a, b) = (record.outputs.get(name), output.outputs.get(name));
-                    if a.map(|o| o.digest) != b.map(|o| o.digest) {
+                    if let Some(d) = v.differences.iter_mut().find(|d| &d.output == name) {
+                        d.recomputed = b.map(|o| o.digest.hex());
+                    } else if a.map(|o| o.digest) != b.map(|o| o.digest) {
                         v.differences.push(Difference {
                             output: name.clone(),
                             cached: a.map(|o| o.digest.hex()),
