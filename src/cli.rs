@@ -77,6 +77,9 @@ pub enum Command {
         json: bool,
         #[arg(long, conflicts_with = "json")]
         csv: bool,
+        /// Write `saved/index.html` (the runs table and the latest plots) instead of printing.
+        #[arg(long, conflicts_with_all = ["json", "csv"])]
+        html: bool,
     },
     /// Re-execute cached steps ignoring the cache and compare outputs bit for bit.
     Verify {
@@ -222,7 +225,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let result = match cli.command {
         Command::Run { pipeline, force, until, json, locked } => cmd_run(&cli.cache, &cli.saved, &pipeline, force, until, json, locked),
         Command::Diff { old, new, rev, all, json, sets } => crate::report::commands::diff(&cli.cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json),
-        Command::Runs { files, json, csv } => crate::report::commands::runs(&cli.cache, &files, json, csv),
+        Command::Runs { files, json, csv, html } => crate::report::commands::runs(&cli.cache, &cli.saved, &files, json, csv, html),
         Command::Verify { pipeline, steps, json } => crate::report::commands::verify(&cli.cache, &pipeline, &steps, json),
         Command::Plan { pipeline, json } => cmd_plan(&cli.cache, &pipeline, json),
         Command::Check { files, sets } => cmd_check(&files, &sets),

@@ -302,6 +302,13 @@ p.mf                     1               0.6000    0.7000   0.9000     0.6000  0
     assert_eq!(csv.ok().lines().next().unwrap(), "pipeline,variant,fold,train.epochs,macro_f1,accuracy,mask_f1,gender_f1,age_f1");
     let rows: Value = serde_json::from_str(s.run(&["runs", "p.mf", "q.mf", "--json"]).ok()).unwrap();
     assert_eq!(rows[0]["params"], json!({"train.epochs": 3}));
+    // The static page: the same table, plots of the latest saved run linked relatively.
+    s.write("saved/q/latest/evaluate/curves.png", "png");
+    assert_eq!(s.run(&["runs", "p.mf", "q.mf", "--html"]).ok(), "wrote saved/index.html\n");
+    let html = s.read("saved/index.html");
+    assert!(html.contains("<tr><td>q.mf</td><td></td><td></td><td>3</td><td>0.8000</td>"), "{html}");
+    assert!(html.contains("<img src=\"q/latest/evaluate/curves.png\""), "{html}");
+    assert!(!html.contains("http"), "no network references");
 }
 
 #[test]

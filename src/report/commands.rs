@@ -72,7 +72,7 @@ pub fn diff(cache_dir: &Path, old: &Path, new: Option<&Path>, rev: Option<&str>,
 }
 
 /// `maskflow runs [PIPELINES…]` (default: `pipelines/*.mf`).
-pub fn runs(cache_dir: &Path, files: &[PathBuf], json: bool, csv: bool) -> Result<i32> {
+pub fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool, csv: bool, html: bool) -> Result<i32> {
     let mut files = files.to_vec();
     if files.is_empty() {
         let dir = Path::new("pipelines");
@@ -87,6 +87,13 @@ pub fn runs(cache_dir: &Path, files: &[PathBuf], json: bool, csv: bool) -> Resul
         plans.push(plan_tolerant(&mut cache, f, &[], &f.display().to_string())?);
     }
     let rows = runs::collect(&cache, &plans);
+    if html {
+        let path = saved.join("index.html");
+        std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
+        crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+        println!("wrote {}", path.display());
+        return Ok(0);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if csv {

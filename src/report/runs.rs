@@ -108,3 +108,58 @@ pub fn render_csv(rows: &[Row]) -> anyhow::Result<String> {
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A static page (no server, no network, no scripts) with the runs table and, per pipeline,
+/// the plots of its latest saved run. `saved_root` is where `saved/` is; plot links are
+/// relative to the page, which is written at `saved_root/index.html`.
+pub fn render_html(rows: &[Row], saved_root: &std::path::Path) -> String {
+    let mut out = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>maskflow runs</title>\n<style>body{font-family:sans-serif;margin:2em}\
+         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:480px;margin:4px}</style>\n\
+         </head><body>\n<h1>maskflow runs</h1>\n",
+    );
+    if rows.is_empty() {
+        out.push_str("<p>no evaluated runs in the cache</p>\n");
+    } else {
+        out.push_str("<table id=\"runs\">\n<tr>");
+        for c in columns(rows) {
+            out.push_str(&format!("<th>{}</th>", escape(&c)));
+        }
+        out.push_str("</tr>\n");
+        for r in rows {
+            out.push_str("<tr>");
+            for c in cells(r) {
+                out.push_str(&format!("<td>{}</td>", escape(&c)));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    let mut pipelines: Vec<&str> = rows.iter().map(|r| r.pipeline.as_str()).collect();
+    pipelines.dedup();
+    for p in pipelines {
+        let name = std::path::Path::new(p).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let latest = saved_root.join(&name).join("latest");
+        let mut plots: Vec<String> = walkdir::WalkDir::new(&latest)
+            .follow_links(true)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+            .filter_map(|e| e.path().strip_prefix(saved_root).ok().map(|r| r.to_string_lossy().to_string()))
+            .collect();
+        plots.sort();
+        if plots.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("<h2>{}</h2>\n", escape(p)));
+        for plot in plots {
+            out.push_str(&format!("<img src=\"{0}\" alt=\"{0}\">\n", escape(&plot)));
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
