@@ -317,7 +317,7 @@ fn diff_of_k_fold_versions_compares_each_fold_and_shows_mean_and_std() {
     let kfold = TINY.replace("val = 0.2", "folds = 2");
     s.write("a.mf", &kfold);
     s.write("b.mf", &kfold.replace("epochs = 1", "epochs = 2"));
-    let all_right = predictions(&vec![true; 14]);
+    let all_right = predictions(&[true; 14]);
     for (file, f1s) in [("a.mf", [0.5, 0.7]), ("b.mf", [0.6, 0.6])] {
         for (fold, f1) in f1s.iter().enumerate() {
             fake_step_evaluation(&s, file, &format!("evaluate[fold={fold}]"), metrics_json(*f1, 0.5, 0.5), &all_right);
