@@ -271,9 +271,9 @@ mod tests {
 
     #[test]
     fn macro_f1_averages_over_labels_present_in_truth_or_predictions() {
-        // sklearn: f1_score([0,0,1,2],[0,1,1,1], average="macro") = (2/3 + 2/3 + 0) / 3
+        // sklearn: f1_score([0,0,1,2],[0,1,1,1], average="macro") = (2/3 + 1/2 + 0) / 3
         let f = macro_f1(&[0, 0, 1, 2], &[0, 1, 1, 1]);
-        assert!((f - 4.0 / 9.0).abs() < 1e-12, "{f}");
+        assert!((f - 7.0 / 18.0).abs() < 1e-12, "{f}");
         assert_eq!(macro_f1(&[3, 3], &[3, 3]), 1.0);
     }
 }
