@@ -47,6 +47,49 @@ pub enum Command {
         /// Print a JSON report instead of step lines.
         #[arg(long)]
         json: bool,
+        /// Fail if the plan no longer matches `FILE.lock` (for CI); the lock is not rewritten.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Compare two pipeline versions (or a file with its git HEAD / --rev): changed parameters,
+    /// rerun and shared steps, and metrics side by side when both have results.
+    Diff {
+        /// The old version (or, alone, the working file to compare with git).
+        old: PathBuf,
+        /// The new version.
+        new: Option<PathBuf>,
+        /// With one file: the git revision to compare against (default HEAD).
+        #[arg(long)]
+        rev: Option<String>,
+        /// Also list the unchanged parameters of each step.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// List every evaluated variant found in the cache, sorted by macro-F1.
+    Runs {
+        /// Pipelines to look at (default: every `.mf` under `pipelines/`).
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Write `saved/index.html` (the runs table and the latest plots) instead of printing.
+        #[arg(long, conflicts_with_all = ["json", "csv"])]
+        html: bool,
+    },
+    /// Re-execute cached steps ignoring the cache and compare outputs bit for bit.
+    Verify {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Steps to verify (names or kinds, comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Show every step with hit or miss and why, without running or writing anything.
     Plan {
@@ -180,7 +223,10 @@ impl std::error::Error for Reported {}
 
 fn dispatch(cli: Cli) -> Result<i32> {
     let result = match cli.command {
-        Command::Run { pipeline, force, until, json } => cmd_run(&cli.cache, &cli.saved, &pipeline, force, until, json),
+        Command::Run { pipeline, force, until, json, locked } => cmd_run(&cli.cache, &cli.saved, &pipeline, force, until, json, locked),
+        Command::Diff { old, new, rev, all, json, sets } => crate::report::commands::diff(&cli.cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json),
+        Command::Runs { files, json, csv, html } => crate::report::commands::runs(&cli.cache, &cli.saved, &files, json, csv, html),
+        Command::Verify { pipeline, steps, json } => crate::report::commands::verify(&cli.cache, &pipeline, &steps, json),
         Command::Plan { pipeline, json } => cmd_plan(&cli.cache, &pipeline, json),
         Command::Check { files, sets } => cmd_check(&files, &sets),
         Command::Fmt { files, check, write } => cmd_fmt(&files, check, write),
@@ -213,9 +259,13 @@ pub fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> {
     plan::build(&args.file.display().to_string(), &loaded.name, Path::new("."), &loaded.variants, cache)
 }
 
-fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<String>, until: Option<String>, json: bool) -> Result<i32> {
+#[allow(clippy::too_many_arguments)]
+fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<String>, until: Option<String>, json: bool, locked: bool) -> Result<i32> {
     let mut cache = Cache::open(cache_dir)?;
     let plan = load_plan(&mut cache, args)?;
+    if locked {
+        crate::report::lockfile::check(&plan, until.as_deref(), &args.file)?;
+    }
     let started = std::time::Instant::now();
     let opts = RunOptions { force, until, json };
     let stdout = std::io::stdout();
@@ -225,6 +275,9 @@ fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<Strin
         }
     });
     let reports = result?;
+    if !locked {
+        crate::report::lockfile::write(&cache, &plan, &reports, &args.file)?;
+    }
     let canonical = lang::format_file(&args.file).ok();
     let run_dir = exec::saved::write(saved, &mut cache, &exec::saved::SavedRun { plan: &plan, reports: &reports, canonical })?;
     let ran = reports.iter().filter(|r| r.status == "run").count();

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod plots;
+pub mod report;
 pub mod train;
 pub mod verify;
 

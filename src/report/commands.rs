@@ -1,0 +1,122 @@
+//! The `diff`, `runs` and `verify` verbs: argument handling and printing over the report
+//! library. `cli.rs` dispatches here with one line per verb.
+
+use super::{diff, runs, table, verify};
+use crate::cache::Cache;
+use crate::cli::PipelineArgs;
+use crate::plan::{self, Plan};
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+/// Loads and plans a pipeline, tolerating missing data and weights (placeholder digests).
+fn plan_tolerant(cache: &mut Cache, file: &Path, sets: &[String], label: &str) -> Result<Plan> {
+    let loaded = crate::cli::load(&PipelineArgs { file: file.to_path_buf(), sets: sets.to_vec() })?;
+    plan::build_tolerant(label, &loaded.name, Path::new("."), &loaded.variants, cache)
+}
+
+/// A file written from git next to the original (so `extends` resolves), removed on drop.
+struct GitCopy(PathBuf);
+
+impl Drop for GitCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn git_copy(file: &Path, rev: &str) -> Result<GitCopy> {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = file.file_name().with_context(|| format!("{}: not a file", file.display()))?.to_string_lossy().to_string();
+    let out = std::process::Command::new("git")
+        .arg("show")
+        .arg(format!("{rev}:./{name}"))
+        .current_dir(dir)
+        .output()
+        .context("cannot run `git` (is it installed?)")?;
+    if !out.status.success() {
+        bail!("git show {rev}:{}: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let safe: String = rev.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let path = dir.join(format!(".{stem}.{safe}.{}.mf", std::process::id()));
+    std::fs::write(&path, &out.stdout).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(GitCopy(path))
+}
+
+/// `maskflow diff OLD NEW` or `maskflow diff FILE [--rev REV]` (REV defaults to HEAD).
+pub fn diff(cache_dir: &Path, old: &Path, new: Option<&Path>, rev: Option<&str>, sets: &[String], all: bool, json: bool) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let (old_plan, new_plan) = match new {
+        Some(new) => {
+            if rev.is_some() {
+                bail!("--rev compares one file with a git revision; give one file");
+            }
+            let a = plan_tolerant(&mut cache, old, sets, &old.display().to_string())?;
+            (a, plan_tolerant(&mut cache, new, sets, &new.display().to_string())?)
+        }
+        None => {
+            let rev = rev.unwrap_or("HEAD");
+            let copy = git_copy(old, rev)?;
+            let a = plan_tolerant(&mut cache, &copy.0, sets, &format!("{}@{rev}", old.display()))?;
+            drop(copy);
+            (a, plan_tolerant(&mut cache, old, sets, &old.display().to_string())?)
+        }
+    };
+    let mut d = diff::diff_plans(&old_plan, &new_plan, all);
+    diff::add_metrics(&mut d, &mut cache, &old_plan, &new_plan, 0);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", diff::render(&d, table::stdout_colour()));
+    }
+    Ok(0)
+}
+
+/// `maskflow runs [PIPELINES…]` (default: `pipelines/*.mf`).
+pub fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool, csv: bool, html: bool) -> Result<i32> {
+    let mut files = files.to_vec();
+    if files.is_empty() {
+        let dir = Path::new("pipelines");
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            files = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "mf")).collect();
+        }
+        files.sort();
+    }
+    let mut cache = Cache::open(cache_dir)?;
+    let mut plans = Vec::new();
+    for f in &files {
+        plans.push(plan_tolerant(&mut cache, f, &[], &f.display().to_string())?);
+    }
+    let rows = runs::collect(&cache, &plans);
+    if html {
+        let path = saved.join("index.html");
+        std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
+        crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+        println!("wrote {}", path.display());
+        return Ok(0);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if csv {
+        print!("{}", runs::render_csv(&rows)?);
+    } else {
+        print!("{}", runs::render_text(&rows, table::stdout_colour()));
+    }
+    Ok(0)
+}
+
+/// `maskflow verify FILE [--steps a,b]`: non-zero exit on any difference or uncached step.
+pub fn verify(cache_dir: &Path, args: &PipelineArgs, steps: &[String], json: bool) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = crate::cli::load_plan(&mut cache, args)?;
+    let verdicts = verify::verify(&mut cache, &plan, steps)?;
+    let bad = verdicts.iter().filter(|v| v.outcome != verify::Outcome::Reproducible).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdicts)?);
+    } else {
+        for v in &verdicts {
+            println!("{}", v.line());
+        }
+        println!("{} step{} verified: {} reproducible, {} not", verdicts.len(), if verdicts.len() == 1 { "" } else { "s" }, verdicts.len() - bad, bad);
+    }
+    Ok(if bad == 0 { 0 } else { 1 })
+}
