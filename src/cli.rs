@@ -153,10 +153,50 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Model tools: parameter counts, timm weight checks.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Score a submission (ImageID,ans) against known labels (ImageID,class), e.g. the
+    /// synthetic eval set's eval/labels.csv.
+    Score {
+        submission: PathBuf,
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Dataset tools.
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Print an architecture's parameter count (timm's counting: BatchNorm statistics excluded).
+    Info {
+        /// `tiny_cnn`, `efficientnet_nano` or `efficientnet_b0` … `efficientnet_b7`.
+        name: String,
+        #[arg(long, default_value_t = 18)]
+        classes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load timm-named weights, run IO["input"] in eval mode and compare with IO["logits"].
+    CheckWeights {
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 18)]
+        classes: usize,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        io: PathBuf,
+        #[arg(long, default_value_t = 1e-4)]
+        tol: f64,
     },
 }
 
@@ -234,6 +274,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Gc { files, dry_run } => crate::gc::run(&cli.cache, &files, dry_run),
         Command::Cache { command: CacheCommand::Verify } => crate::verify::run(&cli.cache),
         Command::Synth { persons, eval_persons, seed, size, out } => cmd_synth(persons, eval_persons, seed, size, &out),
+        Command::Model { command: ModelCommand::Info { name, classes, json } } => cmd_model_info(&name, classes, json),
+        Command::Model { command: ModelCommand::CheckWeights { model, classes, weights, io, tol } } => cmd_check_weights(&model, classes, &weights, &io, tol),
+        Command::Score { submission, labels, json } => cmd_score(&submission, &labels, json),
         Command::Data { command: DataCommand::Stats { dir, age_bins, png } } => cmd_data_stats(&dir, age_bins, &png),
     };
     match result {
@@ -406,5 +449,61 @@ fn cmd_data_stats(dir: &Path, age_bins: [u32; 2], png: &Path) -> Result<i32> {
     print!("{}", crate::data::stats::render_table(&stats));
     crate::data::stats::write_png(&stats, png)?;
     println!("chart: {}", png.display());
+    Ok(0)
+}
+
+fn cmd_model_info(name: &str, classes: usize, json: bool) -> Result<i32> {
+    let info = crate::model::info(name, classes)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!("{}: {} trainable parameters with {} classes (default input {}x{})", info.arch, info.params, info.classes, info.default_input, info.default_input);
+    }
+    Ok(0)
+}
+
+fn cmd_check_weights(model: &str, classes: usize, weights: &Path, io: &Path, tol: f64) -> Result<i32> {
+    let report = crate::model::check_weights(model, classes, weights, io, tol)?;
+    let verdict = if report.passed { "ok" } else { "FAILED" };
+    println!("{}: max |Δlogit| = {:.3e} (tolerance {:.1e}): {verdict}", weights.display(), report.max_abs_diff, report.tol);
+    Ok(if report.passed { 0 } else { 1 })
+}
+
+/// Reads a two-column CSV (`id,value`) with a header, keyed by id.
+fn read_id_csv(path: &Path, value_column: &str) -> Result<Vec<(String, u32)>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let headers = reader.headers().with_context(|| format!("{}: no header", path.display()))?.clone();
+    let id_col = headers.iter().position(|h| h == "ImageID").with_context(|| format!("{}: no `ImageID` column", path.display()))?;
+    let val_col = headers.iter().position(|h| h == value_column).with_context(|| format!("{}: no `{value_column}` column", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.with_context(|| format!("{}:{line}: malformed row", path.display()))?;
+        let value = record.get(val_col).unwrap_or("").trim();
+        let class: u32 = value.parse().ok().filter(|c| *c < 18).with_context(|| format!("{}:{line}: `{value}` is not a class 0..17", path.display()))?;
+        rows.push((record.get(id_col).unwrap_or("").to_string(), class));
+    }
+    Ok(rows)
+}
+
+fn cmd_score(submission: &Path, labels: &Path, json: bool) -> Result<i32> {
+    let predicted = read_id_csv(submission, "ans")?;
+    let truth: std::collections::HashMap<String, u32> = read_id_csv(labels, "class")?.into_iter().collect();
+    let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
+    for (id, ans) in &predicted {
+        let t = truth.get(id).with_context(|| format!("{}: image `{id}` has no label in {}", submission.display(), labels.display()))?;
+        y_true.push(*t);
+        y_pred.push(*ans);
+    }
+    if y_true.len() != truth.len() {
+        return Err(anyhow!("{}: {} rows, but {} has {} labels", submission.display(), y_true.len(), labels.display(), truth.len()));
+    }
+    let f1 = crate::metrics::macro_f1(&y_true, &y_pred);
+    let acc = crate::metrics::accuracy(&y_true, &y_pred);
+    if json {
+        println!("{}", serde_json::json!({ "macro_f1": f1, "accuracy": acc, "images": y_true.len() }));
+    } else {
+        println!("macro-F1 {f1:.4}, accuracy {acc:.4} over {} images", y_true.len());
+    }
     Ok(0)
 }
