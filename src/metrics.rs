@@ -101,7 +101,7 @@ pub struct Report {
     pub n: usize,
     pub macro_f1: f64,
     pub accuracy: f64,
-    pub tasks: TaskF1,
+    pub per_task: TaskF1,
     pub per_class: Vec<ClassScores>,
     pub confusion: Vec<Vec<u64>>,
 }
@@ -112,7 +112,7 @@ pub fn report(y_true: &[u32], y_pred: &[u32]) -> Report {
         n: y_true.len().min(y_pred.len()),
         macro_f1: macro_f1(y_true, y_pred),
         accuracy: accuracy(y_true, y_pred),
-        tasks: task_f1(y_true, y_pred),
+        per_task: task_f1(y_true, y_pred),
         per_class: per_class(y_true, y_pred),
         confusion: confusion_matrix(y_true, y_pred)
             .iter()

@@ -518,9 +518,11 @@ fn identity(rng: &mut ChaCha8Rng, gender: Gender, age: u32) -> Identity {
     };
     let jaw = if female { 0.9 } else { 0.98 } + rng.random_range(-0.06..0.06);
     // Age cues grow continuously, with person-to-person spread, so 29 and 31 look alike.
-    let age = age as f32;
-    let grey = noisy(rng, (age - 32.0) / 30.0, 0.15);
-    let wrinkles = noisy(rng, (age - 26.0) / 34.0, 0.15);
+    // As in the competition, 60 is a cap: a person labelled 60 really is 60 to 80, so the
+    // oldest class looks older on average while 58 and 61 still look alike.
+    let look_age = if age >= 60 { rng.random_range(60..=80) } else { age } as f32;
+    let grey = noisy(rng, (look_age - 30.0) / 45.0, 0.12);
+    let wrinkles = noisy(rng, (look_age - 24.0) / 50.0, 0.12);
     Identity {
         skin,
         hair,
