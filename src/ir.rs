@@ -370,20 +370,10 @@ pub enum Vote {
 
 // ---------------------------------------------------------------- registries
 
-/// Model architectures maskflow knows. `tiny_cnn` and `efficientnet_nano` are small fast
-/// models for tests and the quick-start; the rest match timm's `efficientnet_b*`.
-pub const MODEL_NAMES: &[&str] = &[
-    "tiny_cnn",
-    "efficientnet_nano",
-    "efficientnet_b0",
-    "efficientnet_b1",
-    "efficientnet_b2",
-    "efficientnet_b3",
-    "efficientnet_b4",
-    "efficientnet_b5",
-    "efficientnet_b6",
-    "efficientnet_b7",
-];
+/// Model architectures maskflow knows: the model library's list, so the checker and the
+/// trainer can never disagree. `tiny_cnn` and `efficientnet_nano` are small fast models for
+/// tests and the quick-start; the rest match timm's `efficientnet_b*`.
+pub const MODEL_NAMES: &[&str] = &crate::model::ARCHS;
 
 pub const LOSS_NAMES: &[&str] = &["cross_entropy", "focal", "soft_f1"];
 pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw"];
