@@ -32,6 +32,11 @@ use serde::{Deserialize, Serialize};
 use super::labels::{DEFAULT_AGE_BINS, Gender, ImageSlot, MaskState, age_class, class_of};
 use super::layout::DataError;
 
+/// Bumped whenever the generator draws different images for the same parameters; it is
+/// part of the synthetic source's step key, so cached datasets never go stale.
+/// 3: persons labelled 60 look 60–80 (the competition's age cap); stronger gender cues.
+pub const GENERATOR_VERSION: u32 = 3;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SynthParams {
     /// Persons in `train/` (7 images each).
@@ -499,7 +504,7 @@ fn identity(rng: &mut ChaCha8Rng, gender: Gender, age: u32) -> Identity {
         [96.0, 64.0, 40.0],
         hair_tone * hair_tone,
     );
-    let lipstick = female && rng.random_bool(0.55);
+    let lipstick = female && rng.random_bool(0.7);
     let lips = if lipstick {
         [rng.random_range(170.0..215.0), 40.0, 60.0]
     } else {
@@ -507,11 +512,11 @@ fn identity(rng: &mut ChaCha8Rng, gender: Gender, age: u32) -> Identity {
     };
     // Cues that are usually but not always right.
     let long_hair = if female {
-        rng.random_bool(0.82)
+        rng.random_bool(0.9)
     } else {
-        rng.random_bool(0.08)
+        rng.random_bool(0.06)
     };
-    let beard = if !female && rng.random_bool(0.45) {
+    let beard = if !female && rng.random_bool(0.6) {
         rng.random_range(0.3..1.0)
     } else {
         0.0

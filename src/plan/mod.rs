@@ -224,7 +224,11 @@ fn build_with(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Varia
                 b.add("source", params, vec![], vec![("manifest", root_path, manifest_digest)], None, v, None, Some(scanned))
             }
             Source::Synthetic { .. } => {
-                let params = json!({ "synthetic": to_value(&p.data.source), "on_bad_image": to_value(&p.data.on_bad_image) });
+                let params = json!({
+                    "synthetic": to_value(&p.data.source),
+                    "generator": crate::data::synth::GENERATOR_VERSION,
+                    "on_bad_image": to_value(&p.data.on_bad_image),
+                });
                 b.add("source", params, vec![], vec![], None, v, None, None)
             }
         };
