@@ -26,7 +26,7 @@ fn quickstart_is_small_and_synthetic() {
     assert_eq!(
         p.data.source,
         ir::Source::Synthetic {
-            persons: 240,
+            persons: 480,
             eval_persons: 40,
             seed: 1,
             size: [384, 512]
@@ -36,7 +36,7 @@ fn quickstart_is_small_and_synthetic() {
     assert_eq!(p.model.arch, "tiny_cnn");
     assert_eq!(p.split.scheme, ir::SplitScheme::Holdout { val: 0.2 });
     assert_eq!(p.train.backend, ir::Backend::Cpu);
-    assert!(p.train.epochs <= 5);
+    assert!(p.train.epochs <= 30);
     assert!(matches!(
         p.loss.terms[0].kind,
         ir::LossKind::CrossEntropy { .. }
@@ -98,8 +98,8 @@ fn extends_merges_keys_and_lists_the_chain() {
         ]
     );
     assert_eq!(l.variants.len(), 2);
-    assert_eq!(l.variants[0].name, "train.optimizer.lr=0.001");
-    assert_eq!(l.variants[1].name, "train.optimizer.lr=0.0003");
+    assert_eq!(l.variants[0].name, "train.optimizer.lr=1e-3");
+    assert_eq!(l.variants[1].name, "train.optimizer.lr=3e-4");
     let p = &l.variants[1].pipeline;
     assert_eq!(p.data.age_bins, [30, 58], "from the base");
     assert_eq!(p.train.epochs, 12, "overridden");
@@ -240,16 +240,16 @@ fn sweeps_expand_to_the_cartesian_product_in_order() {
     assert_eq!(
         names,
         [
-            "split.seed=1,train.optimizer.lr=0.001",
-            "split.seed=1,train.optimizer.lr=0.0003",
-            "split.seed=1,train.optimizer.lr=0.0001",
-            "split.seed=2,train.optimizer.lr=0.001",
-            "split.seed=2,train.optimizer.lr=0.0003",
-            "split.seed=2,train.optimizer.lr=0.0001",
+            "split.seed=1,train.optimizer.lr=1e-3",
+            "split.seed=1,train.optimizer.lr=3e-4",
+            "split.seed=1,train.optimizer.lr=1e-4",
+            "split.seed=2,train.optimizer.lr=1e-3",
+            "split.seed=2,train.optimizer.lr=3e-4",
+            "split.seed=2,train.optimizer.lr=1e-4",
         ]
     );
     assert_eq!(l.variants[4].pipeline.split.seed, 2);
-    assert_eq!(l.variants[4].assignments["train.optimizer.lr"], "0.0003");
+    assert_eq!(l.variants[4].assignments["train.optimizer.lr"], "3e-4");
 }
 
 #[test]

@@ -167,12 +167,17 @@ impl Num {
 }
 
 impl fmt::Display for Num {
-    /// The canonical spelling: integers plainly, floats in Rust's shortest round-trip form
-    /// (`0.001`, `1e-8`, `2.0`).
+    /// The canonical spelling: integers plainly; floats in the shorter of Rust's shortest
+    /// round-trip decimal and exponent forms, the decimal on a tie (`0.5`, `2.0`, `0.01`,
+    /// `3e-4`, `1e-8`), so learning rates read as ML people write them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Num::Int(i) => write!(f, "{i}"),
-            Num::Float(x) => write!(f, "{x:?}"),
+            Num::Float(x) => {
+                let decimal = format!("{x:?}");
+                let exponent = format!("{x:e}");
+                if exponent.len() < decimal.len() { f.write_str(&exponent) } else { f.write_str(&decimal) }
+            }
         }
     }
 }
