@@ -45,9 +45,7 @@ fn make_jpegs(dir: &Path, n: usize) -> Vec<(PathBuf, [u8; 32])> {
         .map(|i| {
             let img = smooth_image(384, 512, i as u64);
             let mut bytes = Vec::new();
-            JpegEncoder::new_with_quality(&mut bytes, 90)
-                .encode_image(&img)
-                .expect("encode");
+            JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&img).expect("encode");
             let path = dir.join(format!("{i:05}.jpg"));
             std::fs::write(&path, &bytes).expect("write");
             (path, *blake3::hash(&bytes).as_bytes())
@@ -74,25 +72,17 @@ fn on_the_fly(files: &[(PathBuf, [u8; 32])], ops: &Augmenter, min_size: Option<(
     let size = 3 * ow * oh;
     for (b, chunk) in files.chunks(BATCH).enumerate() {
         let mut batch = vec![0.0f32; chunk.len() * size];
-        batch
-            .par_chunks_mut(size)
-            .zip(chunk.par_iter())
-            .enumerate()
-            .for_each(|(i, (out, (path, _)))| {
-                let bytes = std::fs::read(path).expect("read");
-                let decoded = decode_rgb(&bytes, path, |src| match min_size {
-                    None => 1,
-                    Some((w, h)) => [8, 4, 2]
-                        .into_iter()
-                        .find(|&d| src.0 / d >= w && src.1 / d >= h)
-                        .unwrap_or(1),
-                })
-                .expect("decode");
-                let px = decoded.pixels;
-                let seed = sample_seed(0, 0, (b * BATCH + i) as u64);
-                ops.apply(&px.data, px.width as usize, px.height as usize, seed, out)
-                    .expect("augment");
-            });
+        batch.par_chunks_mut(size).zip(chunk.par_iter()).enumerate().for_each(|(i, (out, (path, _)))| {
+            let bytes = std::fs::read(path).expect("read");
+            let decoded = decode_rgb(&bytes, path, |src| match min_size {
+                None => 1,
+                Some((w, h)) => [8, 4, 2].into_iter().find(|&d| src.0 / d >= w && src.1 / d >= h).unwrap_or(1),
+            })
+            .expect("decode");
+            let px = decoded.pixels;
+            let seed = sample_seed(0, 0, (b * BATCH + i) as u64);
+            ops.apply(&px.data, px.width as usize, px.height as usize, seed, out).expect("augment");
+        });
         std::hint::black_box(&batch);
     }
 }
@@ -106,107 +96,51 @@ fn epoch_batches(source: &TrainSource, epochs: usize) {
 }
 
 fn main() {
-    let n: usize = std::env::var("LOADER_BENCH_IMAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    let threads: usize = std::env::var("LOADER_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("pool");
+    let n: usize = std::env::var("LOADER_BENCH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let threads: usize = std::env::var("LOADER_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "loader bench: {n} JPEGs 384x512 q90, {threads} threads, load at start {}",
-        load.trim()
-    );
+    println!("loader bench: {n} JPEGs 384x512 q90, {threads} threads, load at start {}", load.trim());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let t = Instant::now();
     let files = make_jpegs(dir.path(), n);
-    let total: u64 = files
-        .iter()
-        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
-    println!(
-        "  generated in {:.1}s, mean {:.0} KB/file",
-        t.elapsed().as_secs_f64(),
-        total as f64 / n as f64 / 1024.0
-    );
+    let total: u64 = files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    println!("  generated in {:.1}s, mean {:.0} KB/file", t.elapsed().as_secs_f64(), total as f64 / n as f64 / 1024.0);
 
     let decode = |min: Option<(u32, u32)>| {
         files.par_iter().for_each(|(path, _)| {
             let bytes = std::fs::read(path).expect("read");
             let scale = |src: (u32, u32)| match min {
                 None => 1,
-                Some((w, h)) => [8, 4, 2]
-                    .into_iter()
-                    .find(|&d| src.0 / d >= w && src.1 / d >= h)
-                    .unwrap_or(1),
+                Some((w, h)) => [8, 4, 2].into_iter().find(|&d| src.0 / d >= w && src.1 / d >= h).unwrap_or(1),
             };
             std::hint::black_box(decode_rgb(&bytes, path, scale).expect("decode"));
         })
     };
     let a1 = one.install(|| best_rate(n, 3, || decode(None)));
     let a2 = best_rate(n, 3, || decode(None));
-    println!(
-        "(a)  decode only (zune-jpeg, full size):          {a1:7.0} img/s 1 thread, {a2:7.0} img/s {threads} threads"
-    );
+    println!("(a)  decode only (zune-jpeg, full size):          {a1:7.0} img/s 1 thread, {a2:7.0} img/s {threads} threads");
     let a1q = one.install(|| best_rate(n, 3, || decode(Some((96, 128)))));
     let a2q = best_rate(n, 3, || decode(Some((96, 128))));
-    println!(
-        "(a') decode at 1/4 DCT scale (jpeg-decoder):      {a1q:7.0} img/s 1 thread, {a2q:7.0} img/s {threads} threads"
-    );
+    println!("(a') decode at 1/4 DCT scale (jpeg-decoder):      {a1q:7.0} img/s 1 thread, {a2q:7.0} img/s {threads} threads");
 
     let std224 = Augmenter::new(vec![
-        AugOp::Resize {
-            width: 256,
-            height: 341,
-        },
-        AugOp::RandomResizedCrop {
-            width: 224,
-            height: 224,
-            scale: [0.08, 1.0],
-            ratio: [0.75, 4.0 / 3.0],
-        },
+        AugOp::Resize { width: 256, height: 341 },
+        AugOp::RandomResizedCrop { width: 224, height: 224, scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0] },
         AugOp::Hflip { p: 0.5 },
-        AugOp::Jitter {
-            brightness: 0.2,
-            contrast: 0.2,
-            saturation: 0.2,
-        },
-        AugOp::Normalize {
-            mean: MEAN,
-            std: STD,
-        },
+        AugOp::Jitter { brightness: 0.2, contrast: 0.2, saturation: 0.2 },
+        AugOp::Normalize { mean: MEAN, std: STD },
     ])
     .expect("ops");
-    let small = Augmenter::new(vec![
-        AugOp::Resize {
-            width: 96,
-            height: 128,
-        },
-        AugOp::Hflip { p: 0.5 },
-        AugOp::Normalize {
-            mean: MEAN,
-            std: STD,
-        },
-    ])
-    .expect("ops");
+    let small =
+        Augmenter::new(vec![AugOp::Resize { width: 96, height: 128 }, AugOp::Hflip { p: 0.5 }, AugOp::Normalize { mean: MEAN, std: STD }])
+            .expect("ops");
     let b = best_rate(n, 2, || on_the_fly(&files, &std224, None));
     let b1 = one.install(|| best_rate(n, 1, || on_the_fly(&files, &std224, None)));
-    println!(
-        "(b)  decode + std224 -> f32 batches of {BATCH}:        {b:7.0} img/s ({b1:.0} img/s 1 thread)   peer 320-340"
-    );
-    println!(
-        "(c)  std224 with reduced DCT decode: not valid (384/2 = 192 < 256 short side); same as (b)"
-    );
+    println!("(b)  decode + std224 -> f32 batches of {BATCH}:        {b:7.0} img/s ({b1:.0} img/s 1 thread)   peer 320-340");
+    println!("(c)  std224 with reduced DCT decode: not valid (384/2 = 192 < 256 short side); same as (b)");
     let bs = best_rate(n, 2, || on_the_fly(&files, &small, None));
     let cs = best_rate(n, 2, || on_the_fly(&files, &small, Some((96, 128))));
     println!("(b') decode + small 96x128 (full decode):         {bs:7.0} img/s   peer 535");
@@ -214,19 +148,10 @@ fn main() {
 
     // (d) prepare once, then epoch-time batches from the shard.
     let cache = PixelCache::new(dir.path().join("pixels"));
-    let labels = |i: usize| SampleLabel {
-        mask: (i % 3) as u8,
-        gender: (i % 2) as u8,
-        age: (i % 3) as u8,
-        years: 40,
-    };
+    let labels = |i: usize| SampleLabel { mask: (i % 3) as u8, gender: (i % 2) as u8, age: (i % 3) as u8, years: 40 };
     let samples: Vec<SampleRef> = (0..n).map(|i| SampleRef::new(i, labels(i))).collect();
     let mut shards = Vec::new();
-    for (name, w, h) in [
-        ("256x341", 256, 341),
-        ("224x224", 224, 224),
-        ("96x128", 96, 128),
-    ] {
+    for (name, w, h) in [("256x341", 256, 341), ("224x224", 224, 224), ("96x128", 96, 128)] {
         let out = dir.path().join(format!("{name}.shard"));
         let params = PrepareParams::new(w, h, Crop::None);
         let t = Instant::now();
@@ -235,88 +160,35 @@ fn main() {
         let t = Instant::now();
         build_shard(&files, &params, &cache, &out).expect("prepare");
         let warm = n as f64 / t.elapsed().as_secs_f64();
-        println!(
-            "     prepare shard {name}: {cold:6.0} img/s cold ({} decoded), {warm:6.0} img/s from the pixel cache",
-            stats.decoded
-        );
+        println!("     prepare shard {name}: {cold:6.0} img/s cold ({} decoded), {warm:6.0} img/s from the pixel cache", stats.decoded);
         shards.push(Arc::new(Shard::open(&out).expect("open shard")));
     }
     let source = |shard: &Arc<Shard>, ops: Vec<AugOp>, mix: MixParams| {
-        let config = TrainConfig {
-            batch_size: BATCH,
-            seed: 1,
-            ops,
-            mix,
-            drop_last: false,
-        };
+        let config = TrainConfig { batch_size: BATCH, seed: 1, ops, mix, drop_last: false };
         TrainSource::new(shard.clone(), samples.clone(), config).expect("source")
     };
     let jitter_norm = || {
         vec![
             AugOp::Hflip { p: 0.5 },
-            AugOp::Jitter {
-                brightness: 0.2,
-                contrast: 0.2,
-                saturation: 0.2,
-            },
-            AugOp::Normalize {
-                mean: MEAN,
-                std: STD,
-            },
+            AugOp::Jitter { brightness: 0.2, contrast: 0.2, saturation: 0.2 },
+            AugOp::Normalize { mean: MEAN, std: STD },
         ]
     };
-    let mut rrc = vec![AugOp::RandomResizedCrop {
-        width: 224,
-        height: 224,
-        scale: [0.08, 1.0],
-        ratio: [0.75, 4.0 / 3.0],
-    }];
+    let mut rrc = vec![AugOp::RandomResizedCrop { width: 224, height: 224, scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0] }];
     rrc.extend(jitter_norm());
     let cases = [
-        (
-            "shard 256x341, RRC 224 + flip + jitter + norm",
-            source(&shards[0], rrc.clone(), MixParams::NONE),
-        ),
-        (
-            "shard 256x341, same + CutMix/MixUp 0.5/0.5   ",
-            source(&shards[0], rrc, MixParams::new(0.5, 0.5)),
-        ),
-        (
-            "shard 224x224, flip + jitter + norm          ",
-            source(&shards[1], jitter_norm(), MixParams::NONE),
-        ),
+        ("shard 256x341, RRC 224 + flip + jitter + norm", source(&shards[0], rrc.clone(), MixParams::NONE)),
+        ("shard 256x341, same + CutMix/MixUp 0.5/0.5   ", source(&shards[0], rrc, MixParams::new(0.5, 0.5))),
+        ("shard 224x224, flip + jitter + norm          ", source(&shards[1], jitter_norm(), MixParams::NONE)),
         (
             "shard 224x224, flip + norm                   ",
-            source(
-                &shards[1],
-                vec![
-                    AugOp::Hflip { p: 0.5 },
-                    AugOp::Normalize {
-                        mean: MEAN,
-                        std: STD,
-                    },
-                ],
-                MixParams::NONE,
-            ),
+            source(&shards[1], vec![AugOp::Hflip { p: 0.5 }, AugOp::Normalize { mean: MEAN, std: STD }], MixParams::NONE),
         ),
         (
             "shard 96x128,  flip + norm (small)           ",
-            source(
-                &shards[2],
-                vec![
-                    AugOp::Hflip { p: 0.5 },
-                    AugOp::Normalize {
-                        mean: MEAN,
-                        std: STD,
-                    },
-                ],
-                MixParams::NONE,
-            ),
+            source(&shards[2], vec![AugOp::Hflip { p: 0.5 }, AugOp::Normalize { mean: MEAN, std: STD }], MixParams::NONE),
         ),
-        (
-            "shard 96x128,  flip + jitter + norm          ",
-            source(&shards[2], jitter_norm(), MixParams::NONE),
-        ),
+        ("shard 96x128,  flip + jitter + norm          ", source(&shards[2], jitter_norm(), MixParams::NONE)),
     ];
     for (name, src) in &cases {
         let epochs = 3;

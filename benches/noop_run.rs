@@ -10,7 +10,12 @@ use std::time::Instant;
 
 fn maskflow(dir: &std::path::Path, args: &[&str]) -> (f64, String) {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_maskflow")).args(args).current_dir(dir).env_remove("MASKFLOW_CACHE").output().expect("run maskflow");
+    let out = Command::new(env!("CARGO_BIN_EXE_maskflow"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MASKFLOW_CACHE")
+        .output()
+        .expect("run maskflow");
     let secs = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "maskflow {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     (secs, String::from_utf8_lossy(&out.stdout).into_owned())
@@ -26,7 +31,8 @@ fn main() {
     let eval: u32 = std::env::var("NOOP_BENCH_EVAL").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (synth_s, _) = maskflow(dir, &["synth", "--persons", &persons.to_string(), "--eval-persons", &eval.to_string(), "--seed", "7", "--out", "data"]);
+    let (synth_s, _) =
+        maskflow(dir, &["synth", "--persons", &persons.to_string(), "--eval-persons", &eval.to_string(), "--seed", "7", "--out", "data"]);
     println!("synth {persons} persons + {eval} eval persons ({} images): {synth_s:.2} s", (persons + eval) * 7);
     std::fs::write(dir.join("bench.mf"), "data { root = \"data\" }\nmodel tiny_cnn {}\n").unwrap();
     let args = ["run", "bench.mf", "--until", "split", "--json"];

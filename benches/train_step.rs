@@ -17,25 +17,13 @@ use maskflow::model::{HeadKind, ModelSpec};
 use maskflow::train::{LossConfig, OptimizerConfig};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn bench<B: AutodiffBackend>(
-    label: &str,
-    arch: &str,
-    batch: usize,
-    h: usize,
-    w: usize,
-    steps: usize,
-) {
+fn bench<B: AutodiffBackend>(label: &str, arch: &str, batch: usize, h: usize, w: usize, steps: usize) {
     let device: B::Device = Default::default();
     B::seed(&device, 1);
-    let mut model = ModelSpec::new(arch, HeadKind::Single)
-        .build::<B>(&device)
-        .expect("known architecture");
+    let mut model = ModelSpec::new(arch, HeadKind::Single).build::<B>(&device).expect("known architecture");
     let mut optim = OptimizerConfig::default().init::<B, _>();
     let loss_cfg = LossConfig::default();
     let x = Tensor::<B, 4>::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
@@ -76,31 +64,14 @@ fn bench<B: AutodiffBackend>(
     );
 
     let eval = model.valid();
-    let xe = Tensor::<B::InnerBackend, 4>::random(
-        [batch, 3, h, w],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let _: f32 = eval
-        .forward(xe.clone())
-        .log_probs
-        .sum()
-        .into_scalar()
-        .elem();
+    let xe = Tensor::<B::InnerBackend, 4>::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let _: f32 = eval.forward(xe.clone()).log_probs.sum().into_scalar().elem();
     let t0 = Instant::now();
     for _ in 0..steps {
-        let _: f32 = eval
-            .forward(xe.clone())
-            .log_probs
-            .sum()
-            .into_scalar()
-            .elem();
+        let _: f32 = eval.forward(xe.clone()).log_probs.sum().into_scalar().elem();
     }
     let per = t0.elapsed().as_secs_f64() / n;
-    println!(
-        "{label:<8} {arch} infer  b{batch} {h}x{w}: {:>7.2} img/s",
-        batch as f64 / per
-    );
+    println!("{label:<8} {arch} infer  b{batch} {h}x{w}: {:>7.2} img/s", batch as f64 / per);
 }
 
 fn main() {
@@ -109,10 +80,7 @@ fn main() {
     let batch = env_or("BENCH_BATCH", 16usize);
     let arch = std::env::var("BENCH_ARCH").unwrap_or_else(|_| "efficientnet_b0".into());
     let sizes = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128x96,224x224".into());
-    println!(
-        "threads: RAYON_NUM_THREADS={}",
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into())
-    );
+    println!("threads: RAYON_NUM_THREADS={}", std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into()));
     for size in sizes.split(',') {
         let Some((h, w)) = size.split_once('x') else {
             eprintln!("bad size {size:?}, expected HxW");

@@ -264,7 +264,9 @@ impl std::error::Error for Reported {}
 fn dispatch(cli: Cli) -> Result<i32> {
     let result = match cli.command {
         Command::Run { pipeline, force, until, json, locked } => cmd_run(&cli.cache, &cli.saved, &pipeline, force, until, json, locked),
-        Command::Diff { old, new, rev, all, json, sets } => crate::report::commands::diff(&cli.cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json),
+        Command::Diff { old, new, rev, all, json, sets } => {
+            crate::report::commands::diff(&cli.cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json)
+        }
         Command::Runs { files, json, csv, html } => crate::report::commands::runs(&cli.cache, &cli.saved, &files, json, csv, html),
         Command::Verify { pipeline, steps, json } => crate::report::commands::verify(&cli.cache, &pipeline, &steps, json),
         Command::Plan { pipeline, json } => cmd_plan(&cli.cache, &pipeline, json),
@@ -275,7 +277,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Cache { command: CacheCommand::Verify } => crate::verify::run(&cli.cache),
         Command::Synth { persons, eval_persons, seed, size, out } => cmd_synth(persons, eval_persons, seed, size, &out),
         Command::Model { command: ModelCommand::Info { name, classes, json } } => cmd_model_info(&name, classes, json),
-        Command::Model { command: ModelCommand::CheckWeights { model, classes, weights, io, tol } } => cmd_check_weights(&model, classes, &weights, &io, tol),
+        Command::Model { command: ModelCommand::CheckWeights { model, classes, weights, io, tol } } => {
+            cmd_check_weights(&model, classes, &weights, &io, tol)
+        }
         Command::Score { submission, labels, json } => cmd_score(&submission, &labels, json),
         Command::Data { command: DataCommand::Stats { dir, age_bins, png } } => cmd_data_stats(&dir, age_bins, &png),
     };
@@ -303,7 +307,15 @@ pub fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn cmd_run(cache_dir: &Path, saved: &Path, args: &PipelineArgs, force: Vec<String>, until: Option<String>, json: bool, locked: bool) -> Result<i32> {
+fn cmd_run(
+    cache_dir: &Path,
+    saved: &Path,
+    args: &PipelineArgs,
+    force: Vec<String>,
+    until: Option<String>,
+    json: bool,
+    locked: bool,
+) -> Result<i32> {
     let mut cache = Cache::open(cache_dir)?;
     let plan = load_plan(&mut cache, args)?;
     if locked {
@@ -457,7 +469,10 @@ fn cmd_model_info(name: &str, classes: usize, json: bool) -> Result<i32> {
     if json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
-        println!("{}: {} trainable parameters with {} classes (default input {}x{})", info.arch, info.params, info.classes, info.default_input, info.default_input);
+        println!(
+            "{}: {} trainable parameters with {} classes (default input {}x{})",
+            info.arch, info.params, info.classes, info.default_input, info.default_input
+        );
     }
     Ok(0)
 }
@@ -474,13 +489,15 @@ fn read_id_csv(path: &Path, value_column: &str) -> Result<Vec<(String, u32)>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let headers = reader.headers().with_context(|| format!("{}: no header", path.display()))?.clone();
     let id_col = headers.iter().position(|h| h == "ImageID").with_context(|| format!("{}: no `ImageID` column", path.display()))?;
-    let val_col = headers.iter().position(|h| h == value_column).with_context(|| format!("{}: no `{value_column}` column", path.display()))?;
+    let val_col =
+        headers.iter().position(|h| h == value_column).with_context(|| format!("{}: no `{value_column}` column", path.display()))?;
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record.with_context(|| format!("{}:{line}: malformed row", path.display()))?;
         let value = record.get(val_col).unwrap_or("").trim();
-        let class: u32 = value.parse().ok().filter(|c| *c < 18).with_context(|| format!("{}:{line}: `{value}` is not a class 0..17", path.display()))?;
+        let class: u32 =
+            value.parse().ok().filter(|c| *c < 18).with_context(|| format!("{}:{line}: `{value}` is not a class 0..17", path.display()))?;
         rows.push((record.get(id_col).unwrap_or("").to_string(), class));
     }
     Ok(rows)

@@ -137,7 +137,9 @@ pub struct Prepare {
 pub enum Crop {
     None,
     /// A centred (W, H) crop of the source image before resizing.
-    Center { size: [u32; 2] },
+    Center {
+        size: [u32; 2],
+    },
     /// A crop around the expected face region (upper-centre of the frame).
     Face,
 }
@@ -157,15 +159,39 @@ pub struct Augment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
-    Resize { size: [u32; 2] },
-    RandomResizedCrop { size: [u32; 2], scale: [f64; 2], ratio: [f64; 2] },
-    CenterCrop { size: [u32; 2] },
-    Hflip { p: f64 },
+    Resize {
+        size: [u32; 2],
+    },
+    RandomResizedCrop {
+        size: [u32; 2],
+        scale: [f64; 2],
+        ratio: [f64; 2],
+    },
+    CenterCrop {
+        size: [u32; 2],
+    },
+    Hflip {
+        p: f64,
+    },
     /// Rotation by a uniform angle in [-degrees, degrees] (a fixed angle when `random` is false).
-    Rotate { degrees: f64, random: bool },
-    Jitter { brightness: f64, contrast: f64, saturation: f64 },
-    Normalize { mean: [f64; 3], std: [f64; 3] },
-    RandomErasing { p: f64, scale: [f64; 2], ratio: [f64; 2] },
+    Rotate {
+        degrees: f64,
+        random: bool,
+    },
+    Jitter {
+        brightness: f64,
+        contrast: f64,
+        saturation: f64,
+    },
+    Normalize {
+        mean: [f64; 3],
+        std: [f64; 3],
+    },
+    RandomErasing {
+        p: f64,
+        scale: [f64; 2],
+        ratio: [f64; 2],
+    },
 }
 
 // ---------------------------------------------------------------- oversample
@@ -314,9 +340,18 @@ pub enum Optimizer {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// Warm-up and decay lengths are in epochs.
-    Constant { warmup: u32 },
-    Step { warmup: u32, every: u32, gamma: f64 },
-    Cosine { warmup: u32, min_lr: f64 },
+    Constant {
+        warmup: u32,
+    },
+    Step {
+        warmup: u32,
+        every: u32,
+        gamma: f64,
+    },
+    Cosine {
+        warmup: u32,
+        min_lr: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,16 +413,7 @@ pub const MODEL_NAMES: &[&str] = &crate::model::ARCHS;
 pub const LOSS_NAMES: &[&str] = &["cross_entropy", "focal", "soft_f1"];
 pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw"];
 pub const SCHEDULE_NAMES: &[&str] = &["constant", "step", "cosine"];
-pub const OP_NAMES: &[&str] = &[
-    "resize",
-    "random_resized_crop",
-    "center_crop",
-    "hflip",
-    "rotate",
-    "jitter",
-    "normalize",
-    "random_erasing",
-];
+pub const OP_NAMES: &[&str] = &["resize", "random_resized_crop", "center_crop", "hflip", "rotate", "jitter", "normalize", "random_erasing"];
 
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];

@@ -85,9 +85,7 @@ pub fn split_class(class: u32) -> (u32, u32, u32) {
 
 /// Per-task macro F1 (sklearn semantics within each task).
 pub fn task_f1(y_true: &[u32], y_pred: &[u32]) -> TaskF1 {
-    let project = |ys: &[u32], f: fn((u32, u32, u32)) -> u32| -> Vec<u32> {
-        ys.iter().map(|&c| f(split_class(c))).collect()
-    };
+    let project = |ys: &[u32], f: fn((u32, u32, u32)) -> u32| -> Vec<u32> { ys.iter().map(|&c| f(split_class(c))).collect() };
     TaskF1 {
         mask: macro_f1(&project(y_true, |t| t.0), &project(y_pred, |t| t.0)),
         gender: macro_f1(&project(y_true, |t| t.1), &project(y_pred, |t| t.1)),
@@ -114,10 +112,7 @@ pub fn report(y_true: &[u32], y_pred: &[u32]) -> Report {
         accuracy: accuracy(y_true, y_pred),
         per_task: task_f1(y_true, y_pred),
         per_class: per_class(y_true, y_pred),
-        confusion: confusion_matrix(y_true, y_pred)
-            .iter()
-            .map(|r| r.to_vec())
-            .collect(),
+        confusion: confusion_matrix(y_true, y_pred).iter().map(|r| r.to_vec()).collect(),
     }
 }
 
@@ -133,11 +128,7 @@ pub fn argmax(values: &[f32]) -> u32 {
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 {
-        0.0
-    } else {
-        num as f64 / den as f64
-    }
+    if den == 0 { 0.0 } else { num as f64 / den as f64 }
 }
 
 /// Per-label true-positive / false-positive / false-negative counts.
@@ -158,10 +149,7 @@ impl LabelStats {
                 counts.entry(t).or_default()[2] += 1;
             }
         }
-        LabelStats {
-            labels: counts.keys().copied().collect(),
-            counts,
-        }
+        LabelStats { labels: counts.keys().copied().collect(), counts }
     }
     fn get(&self, l: u32, i: usize) -> u64 {
         self.counts.get(&l).map_or(0, |c| c[i])

@@ -34,11 +34,7 @@ pub fn verify(cache: &Cache) -> Vec<String> {
     let mut problems: Vec<String> = objects
         .par_iter()
         .filter_map(|path| {
-            let name = format!(
-                "{}{}",
-                path.parent()?.file_name()?.to_string_lossy(),
-                path.file_name()?.to_string_lossy()
-            );
+            let name = format!("{}{}", path.parent()?.file_name()?.to_string_lossy(), path.file_name()?.to_string_lossy());
             match (Digest::from_hex(&name), Digest::of_file(path)) {
                 (Some(expected), Ok(actual)) if expected == actual => None,
                 (Some(_), Ok(actual)) => Some(format!("corrupt object: {} (content hashes to {})", path.display(), actual.short())),
@@ -58,7 +54,12 @@ pub fn verify(cache: &Cache) -> Vec<String> {
         for (name, out) in &record.outputs {
             let path = cache.object_path(&out.digest);
             if !path.is_file() {
-                problems.push(format!("missing object: {} (output `{name}` of {} step {})", path.display(), record.kind, record.key.short()));
+                problems.push(format!(
+                    "missing object: {} (output `{name}` of {} step {})",
+                    path.display(),
+                    record.kind,
+                    record.key.short()
+                ));
                 continue;
             }
             if out.tree {

@@ -3,7 +3,8 @@
 mod common;
 use common::Space;
 
-const PIPE: &str = "data synthetic { persons = 12; eval_persons = 2; seed = 5; size = 48x64 }\nprepare { size = 12x16 }\nmodel tiny_cnn {}\n";
+const PIPE: &str =
+    "data synthetic { persons = 12; eval_persons = 2; seed = 5; size = 48x64 }\nprepare { size = 12x16 }\nmodel tiny_cnn {}\n";
 
 fn count_files(dir: &std::path::Path) -> usize {
     walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).count()

@@ -125,7 +125,11 @@ fn a_flipped_byte_in_a_cached_blob_is_detected_and_recomputed() {
     let lines = run.step_lines();
     assert_eq!(lines[..2], ["hit source", "hit relabel"]);
     assert!(
-        lines[2].starts_with(&format!("run split: cached output corrupt: cache/objects/{}/{} (content hashes to ", &digest[..2], &digest[2..])),
+        lines[2].starts_with(&format!(
+            "run split: cached output corrupt: cache/objects/{}/{} (content hashes to ",
+            &digest[..2],
+            &digest[2..]
+        )),
         "{}",
         lines[2]
     );

@@ -14,13 +14,7 @@ const PERSONS: usize = 8;
 fn fixture() -> (TempDir, PathBuf) {
     let tmp = TempDir::new().unwrap();
     let root = tmp.path().join("data");
-    let params = SynthParams {
-        persons: PERSONS,
-        eval_persons: 2,
-        seed: 7,
-        width: 64,
-        height: 80,
-    };
+    let params = SynthParams { persons: PERSONS, eval_persons: 2, seed: 7, width: 64, height: 80 };
     generate(&params, &root).unwrap();
     (tmp, root)
 }
@@ -30,9 +24,7 @@ fn read(root: &Path) -> TrainIndex {
 }
 
 fn error(root: &Path) -> String {
-    read_train(&root.join("train"), BadImagePolicy::Error)
-        .unwrap_err()
-        .to_string()
+    read_train(&root.join("train"), BadImagePolicy::Error).unwrap_err().to_string()
 }
 
 fn edit_csv(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
@@ -44,11 +36,7 @@ fn edit_csv(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
 
 /// The file of `slot` in `person`'s folder (whatever its extension).
 fn image_of(root: &Path, index: &TrainIndex, person: usize, slot: ImageSlot) -> PathBuf {
-    let image = index
-        .images
-        .iter()
-        .find(|i| i.person == person && i.slot == slot)
-        .unwrap();
+    let image = index.images.iter().find(|i| i.person == person && i.slot == slot).unwrap();
     root.join("train").join(&image.path)
 }
 
@@ -71,15 +59,7 @@ fn reads_a_synthetic_dataset_sorted_with_all_slots() {
     }
     for person in &index.persons {
         assert_eq!(person.race, "Asian");
-        assert_eq!(
-            person.folder,
-            format!(
-                "{}_{}_Asian_{}",
-                person.id,
-                person.gender.as_str(),
-                person.age
-            )
-        );
+        assert_eq!(person.folder, format!("{}_{}_Asian_{}", person.id, person.gender.as_str(), person.age));
     }
 }
 
@@ -95,11 +75,7 @@ fn suffixed_ids_are_accepted() {
 fn mixed_case_extensions_are_accepted() {
     let (_tmp, root) = fixture();
     let index = read(&root);
-    let extensions: Vec<String> = index
-        .images
-        .iter()
-        .map(|i| i.path.extension().unwrap().to_str().unwrap().to_owned())
-        .collect();
+    let extensions: Vec<String> = index.images.iter().map(|i| i.path.extension().unwrap().to_str().unwrap().to_owned()).collect();
     for ext in ["jpg", "png", "jpeg", "JPG"] {
         assert!(extensions.iter().any(|e| e == ext), "no .{ext} image read");
     }
@@ -126,10 +102,7 @@ fn missing_train_csv() {
     let (_tmp, root) = fixture();
     let csv = root.join("train/train.csv");
     fs::remove_file(&csv).unwrap();
-    assert_eq!(
-        error(&root),
-        format!("{}: No such file or directory (os error 2)", csv.display())
-    );
+    assert_eq!(error(&root), format!("{}: No such file or directory (os error 2)", csv.display()));
 }
 
 #[test]
@@ -143,13 +116,7 @@ fn missing_column() {
             *line = cells.join(",");
         }
     });
-    assert_eq!(
-        error(&root),
-        format!(
-            "{}: missing column `age` (header: id,gender,race,path)",
-            csv.display()
-        )
-    );
+    assert_eq!(error(&root), format!("{}: missing column `age` (header: id,gender,race,path)", csv.display()));
 }
 
 #[test]
@@ -161,10 +128,7 @@ fn non_numeric_age() {
         cells[3] = "abc".into();
         lines[2] = cells.join(",");
     });
-    assert_eq!(
-        error(&root),
-        format!("{}:3: age `abc` is not a number", csv.display())
-    );
+    assert_eq!(error(&root), format!("{}:3: age `abc` is not a number", csv.display()));
 }
 
 #[test]
@@ -176,10 +140,7 @@ fn age_out_of_range() {
         cells[3] = "151".into();
         lines[1] = cells.join(",");
     });
-    assert_eq!(
-        error(&root),
-        format!("{}:2: age 151 is out of range 0..=150", csv.display())
-    );
+    assert_eq!(error(&root), format!("{}:2: age 151 is out of range 0..=150", csv.display()));
 }
 
 #[test]
@@ -191,13 +152,7 @@ fn unknown_gender() {
         cells[1] = "other".into();
         lines[4] = cells.join(",");
     });
-    assert_eq!(
-        error(&root),
-        format!(
-            "{}:5: unknown gender `other` (expected male or female)",
-            csv.display()
-        )
-    );
+    assert_eq!(error(&root), format!("{}:5: unknown gender `other` (expected male or female)", csv.display()));
 }
 
 #[test]
@@ -209,14 +164,7 @@ fn duplicate_id_names_both_rows() {
         id = lines[1].split(',').next().unwrap().to_owned();
         lines.push(lines[1].clone());
     });
-    assert_eq!(
-        error(&root),
-        format!(
-            "{}:{}: duplicate id `{id}` (first on line 2)",
-            csv.display(),
-            PERSONS + 2
-        )
-    );
+    assert_eq!(error(&root), format!("{}:{}: duplicate id `{id}` (first on line 2)", csv.display(), PERSONS + 2));
 }
 
 #[test]
@@ -225,10 +173,7 @@ fn folder_with_six_images_is_an_error() {
     let index = read(&root);
     let normal = image_of(&root, &index, 1, ImageSlot::Normal);
     fs::remove_file(&normal).unwrap();
-    assert_eq!(
-        error(&root),
-        format!("{}: no `normal` image", normal.parent().unwrap().display())
-    );
+    assert_eq!(error(&root), format!("{}: no `normal` image", normal.parent().unwrap().display()));
 }
 
 #[test]
@@ -241,23 +186,10 @@ fn missing_image_under_skip_policy_is_counted() {
     assert_eq!(skipped.persons.len(), PERSONS);
     assert_eq!(skipped.images.len(), PERSONS * 7 - 1);
     assert_eq!(skipped.skipped.len(), 1);
-    assert_eq!(
-        root.join("train").join(&skipped.skipped[0].path),
-        mask3.parent().unwrap()
-    );
+    assert_eq!(root.join("train").join(&skipped.skipped[0].path), mask3.parent().unwrap());
     assert!(skipped.skipped[0].path.is_relative());
-    assert_eq!(
-        skipped.skipped[0].reason,
-        FolderProblem::MissingImage {
-            slot: ImageSlot::Mask3
-        }
-    );
-    assert!(
-        !skipped
-            .images
-            .iter()
-            .any(|i| i.person == 4 && i.slot == ImageSlot::Mask3)
-    );
+    assert_eq!(skipped.skipped[0].reason, FolderProblem::MissingImage { slot: ImageSlot::Mask3 });
+    assert!(!skipped.images.iter().any(|i| i.person == 4 && i.slot == ImageSlot::Mask3));
 }
 
 #[test]
@@ -268,18 +200,9 @@ fn missing_folder() {
     fs::remove_dir_all(&folder).unwrap();
     let line = {
         let csv = fs::read_to_string(root.join("train/train.csv")).unwrap();
-        csv.lines()
-            .position(|l| l.ends_with(&index.persons[0].folder))
-            .unwrap()
-            + 1
+        csv.lines().position(|l| l.ends_with(&index.persons[0].folder)).unwrap() + 1
     };
-    assert_eq!(
-        error(&root),
-        format!(
-            "{}: person folder is missing (listed on train.csv line {line})",
-            folder.display()
-        )
-    );
+    assert_eq!(error(&root), format!("{}: person folder is missing (listed on train.csv line {line})", folder.display()));
     let skipped = read_train(&root.join("train"), BadImagePolicy::Skip).unwrap();
     assert_eq!(skipped.persons.len(), PERSONS - 1);
     assert!(skipped.persons.iter().all(|p| p.id != index.persons[0].id));
@@ -297,15 +220,7 @@ fn duplicate_slot_files_are_an_error() {
     fs::copy(&mask1, folder.join(format!("mask1.{other}"))).unwrap();
     let mut names = [format!("mask1.{ext}"), format!("mask1.{other}")];
     names.sort();
-    assert_eq!(
-        error(&root),
-        format!(
-            "{}: several `mask1` images: {}, {}",
-            folder.display(),
-            names[0],
-            names[1]
-        )
-    );
+    assert_eq!(error(&root), format!("{}: several `mask1` images: {}, {}", folder.display(), names[0], names[1]));
     let skipped = read_train(&root.join("train"), BadImagePolicy::Skip).unwrap();
     assert_eq!(skipped.images.len(), PERSONS * 7 - 1);
     assert_eq!(skipped.skipped.len(), 1);
@@ -315,10 +230,7 @@ fn duplicate_slot_files_are_an_error() {
 fn unexpected_file_is_an_error() {
     let (_tmp, root) = fixture();
     let index = read(&root);
-    let folder = image_of(&root, &index, 2, ImageSlot::Mask1)
-        .parent()
-        .unwrap()
-        .to_owned();
+    let folder = image_of(&root, &index, 2, ImageSlot::Mask1).parent().unwrap().to_owned();
     let stray = folder.join("mask6.jpg");
     fs::write(&stray, b"x").unwrap();
     assert_eq!(
@@ -336,13 +248,7 @@ fn empty_dataset() {
     let (_tmp, root) = fixture();
     let csv = root.join("train/train.csv");
     edit_csv(&csv, |lines| lines.truncate(1));
-    assert_eq!(
-        error(&root),
-        format!(
-            "{}: dataset is empty: train.csv lists no persons",
-            csv.display()
-        )
-    );
+    assert_eq!(error(&root), format!("{}: dataset is empty: train.csv lists no persons", csv.display()));
 }
 
 #[test]
@@ -350,16 +256,8 @@ fn all_folders_skipped_is_an_empty_dataset() {
     let (_tmp, root) = fixture();
     fs::remove_dir_all(root.join("train/images")).unwrap();
     fs::create_dir(root.join("train/images")).unwrap();
-    let err = read_train(&root.join("train"), BadImagePolicy::Skip)
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        format!(
-            "{}: dataset is empty: no images left after skipping bad folders",
-            root.join("train/images").display()
-        )
-    );
+    let err = read_train(&root.join("train"), BadImagePolicy::Skip).unwrap_err().to_string();
+    assert_eq!(err, format!("{}: dataset is empty: no images left after skipping bad folders", root.join("train/images").display()));
 }
 
 #[test]
@@ -367,19 +265,9 @@ fn eval_rows_keep_file_order() {
     let (_tmp, root) = fixture();
     let eval = read_eval(&root.join("eval")).unwrap();
     let info = fs::read_to_string(root.join("eval/info.csv")).unwrap();
-    let ids: Vec<&str> = info
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap())
-        .collect();
+    let ids: Vec<&str> = info.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(ids.len(), 14);
-    assert_eq!(
-        eval.images
-            .iter()
-            .map(|i| i.id.as_str())
-            .collect::<Vec<_>>(),
-        ids
-    );
+    assert_eq!(eval.images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ids);
     for image in &eval.images {
         assert!(root.join("eval").join(&image.path).is_file());
     }
@@ -394,12 +282,7 @@ fn eval_info_naming_a_missing_file() {
     let err = read_eval(&root.join("eval")).unwrap_err().to_string();
     assert_eq!(
         err,
-        format!(
-            "{}:5: image `{}` not found in {}",
-            root.join("eval/info.csv").display(),
-            gone.id,
-            root.join("eval/images").display()
-        )
+        format!("{}:5: image `{}` not found in {}", root.join("eval/info.csv").display(), gone.id, root.join("eval/images").display())
     );
 }
 
@@ -425,8 +308,5 @@ fn byte_order_mark_and_crlf_line_endings_are_accepted() {
         cells[3] = "x".into();
         lines[3] = cells.join(",");
     });
-    assert_eq!(
-        error(&root),
-        format!("{}:4: age `x` is not a number", csv.display())
-    );
+    assert_eq!(error(&root), format!("{}:4: age `x` is not a number", csv.display()));
 }

@@ -30,16 +30,8 @@ fn stratify_keys() -> impl Strategy<Value = Vec<StratifyKey>> {
 
 fn stratum(p: &Person, keys: &[StratifyKey], bins: AgeBins) -> (u8, u8) {
     (
-        if keys.contains(&StratifyKey::Gender) {
-            p.gender.index()
-        } else {
-            0
-        },
-        if keys.contains(&StratifyKey::Age) {
-            age_class(p.age, bins)
-        } else {
-            0
-        },
+        if keys.contains(&StratifyKey::Gender) { p.gender.index() } else { 0 },
+        if keys.contains(&StratifyKey::Age) { age_class(p.age, bins) } else { 0 },
     )
 }
 
@@ -173,36 +165,19 @@ fn different_seeds_give_different_splits() {
     let a = holdout(&people, 0.2, &keys, 1, DEFAULT_AGE_BINS).unwrap();
     let b = holdout(&people, 0.2, &keys, 2, DEFAULT_AGE_BINS).unwrap();
     assert_ne!(a, b);
-    assert_eq!(
-        a,
-        holdout(&people, 0.2, &keys, 1, DEFAULT_AGE_BINS).unwrap()
-    );
+    assert_eq!(a, holdout(&people, 0.2, &keys, 1, DEFAULT_AGE_BINS).unwrap());
 }
 
 #[test]
 fn invalid_parameters_are_rejected() {
     let people = persons(&[(true, 20), (false, 40), (true, 60)]);
     for fraction in [0.0, 1.0, -0.5, f64::NAN] {
-        assert!(matches!(
-            holdout(&people, fraction, &[], 0, DEFAULT_AGE_BINS),
-            Err(SplitError::BadFraction(_))
-        ));
+        assert!(matches!(holdout(&people, fraction, &[], 0, DEFAULT_AGE_BINS), Err(SplitError::BadFraction(_))));
     }
-    assert_eq!(
-        kfold(&people, 1, &[], 0, DEFAULT_AGE_BINS).unwrap_err(),
-        SplitError::TooFewFolds(1)
-    );
-    assert_eq!(
-        kfold(&people, 4, &[], 0, DEFAULT_AGE_BINS)
-            .unwrap_err()
-            .to_string(),
-        "4 folds need at least 4 persons, got 3"
-    );
+    assert_eq!(kfold(&people, 1, &[], 0, DEFAULT_AGE_BINS).unwrap_err(), SplitError::TooFewFolds(1));
+    assert_eq!(kfold(&people, 4, &[], 0, DEFAULT_AGE_BINS).unwrap_err().to_string(), "4 folds need at least 4 persons, got 3");
     let mut twins = people.clone();
     twins.push(twins[0].clone());
     twins[3].gender = Gender::Male;
-    assert_eq!(
-        kfold(&twins, 2, &[StratifyKey::Gender], 0, DEFAULT_AGE_BINS).unwrap_err(),
-        SplitError::DuplicateId(people[0].id.clone())
-    );
+    assert_eq!(kfold(&twins, 2, &[StratifyKey::Gender], 0, DEFAULT_AGE_BINS).unwrap_err(), SplitError::DuplicateId(people[0].id.clone()));
 }

@@ -23,42 +23,22 @@ fn quickstart_is_small_and_synthetic() {
     assert_eq!(l.variants.len(), 1);
     assert_eq!(l.variants[0].name, "");
     let p = &l.variants[0].pipeline;
-    assert_eq!(
-        p.data.source,
-        ir::Source::Synthetic {
-            persons: 480,
-            eval_persons: 40,
-            seed: 1,
-            size: [384, 512]
-        }
-    );
+    assert_eq!(p.data.source, ir::Source::Synthetic { persons: 480, eval_persons: 40, seed: 1, size: [384, 512] });
     assert_eq!(p.prepare.size, [48, 64]);
     assert_eq!(p.model.arch, "tiny_cnn");
     assert_eq!(p.split.scheme, ir::SplitScheme::Holdout { val: 0.2 });
     assert_eq!(p.train.backend, ir::Backend::Cpu);
     assert!(p.train.epochs <= 30);
-    assert!(matches!(
-        p.loss.terms[0].kind,
-        ir::LossKind::CrossEntropy { .. }
-    ));
+    assert!(matches!(p.loss.terms[0].kind, ir::LossKind::CrossEntropy { .. }));
 }
 
 #[test]
 fn b4_focal_matches_the_seed_team() {
-    let p = load("pipelines/b4_focal.mf", &[])
-        .variants
-        .remove(0)
-        .pipeline;
+    let p = load("pipelines/b4_focal.mf", &[]).variants.remove(0).pipeline;
     assert_eq!(p.model.arch, "efficientnet_b4");
     assert!(matches!(p.model.heads, ir::Heads::Multi { .. }));
     assert_eq!(p.loss.terms.len(), 1);
-    assert_eq!(
-        p.loss.terms[0].kind,
-        ir::LossKind::Focal {
-            gamma: 2.0,
-            alpha: ir::ClassWeights::None
-        }
-    );
+    assert_eq!(p.loss.terms[0].kind, ir::LossKind::Focal { gamma: 2.0, alpha: ir::ClassWeights::None });
     assert_eq!(p.train.cutmix, 0.5);
     assert_eq!(p.train.backend, ir::Backend::Cuda);
     assert!(matches!(p.train.optimizer, ir::Optimizer::Adamw { lr, .. } if lr == 3e-4));
@@ -70,33 +50,14 @@ fn b4_focal_matches_the_seed_team() {
     assert!(p.relabel.fixes["004418"].swap_incorrect_normal);
     // Oversampling copies use fixed (not random) rotations.
     assert_eq!(p.oversample.len(), 1);
-    assert_eq!(
-        p.oversample[0].with[0],
-        ir::Op::Rotate {
-            degrees: -10.0,
-            random: false
-        }
-    );
-    assert_eq!(
-        p.oversample[0].predicate,
-        vec![ir::Clause {
-            field: ir::LabelField::Age,
-            cmp: ir::Cmp::Eq,
-            value: 2
-        }]
-    );
+    assert_eq!(p.oversample[0].with[0], ir::Op::Rotate { degrees: -10.0, random: false });
+    assert_eq!(p.oversample[0].predicate, vec![ir::Clause { field: ir::LabelField::Age, cmp: ir::Cmp::Eq, value: 2 }]);
 }
 
 #[test]
 fn extends_merges_keys_and_lists_the_chain() {
     let l = load("pipelines/b0_base.mf", &[]);
-    assert_eq!(
-        l.files,
-        vec![
-            PathBuf::from("pipelines/b0_base.mf"),
-            PathBuf::from("pipelines/base.mf")
-        ]
-    );
+    assert_eq!(l.files, vec![PathBuf::from("pipelines/b0_base.mf"), PathBuf::from("pipelines/base.mf")]);
     assert_eq!(l.variants.len(), 2);
     assert_eq!(l.variants[0].name, "train.optimizer.lr=1e-3");
     assert_eq!(l.variants[1].name, "train.optimizer.lr=3e-4");
@@ -104,32 +65,16 @@ fn extends_merges_keys_and_lists_the_chain() {
     assert_eq!(p.data.age_bins, [30, 58], "from the base");
     assert_eq!(p.train.epochs, 12, "overridden");
     assert_eq!(p.train.batch, 64, "kept from the base");
-    assert!(
-        matches!(p.model.heads, ir::Heads::Multi { .. }),
-        "kept from the base"
-    );
-    assert_eq!(
-        p.model.pretrained.as_deref(),
-        Some("weights/efficientnet_b0.safetensors")
-    );
-    assert!(
-        matches!(p.train.optimizer, ir::Optimizer::Adamw { lr, weight_decay, .. } if lr == 3e-4 && weight_decay == 0.05)
-    );
+    assert!(matches!(p.model.heads, ir::Heads::Multi { .. }), "kept from the base");
+    assert_eq!(p.model.pretrained.as_deref(), Some("weights/efficientnet_b0.safetensors"));
+    assert!(matches!(p.train.optimizer, ir::Optimizer::Adamw { lr, weight_decay, .. } if lr == 3e-4 && weight_decay == 0.05));
 }
 
 #[test]
 fn minimal_file_gets_documented_defaults() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = write(
-        dir.path(),
-        "m.mf",
-        "data { root = \"d\" }\nmodel efficientnet_b0 {}\n",
-    );
-    let p = lang::load(&p, &[])
-        .unwrap_or_else(|d| panic!("{}", d.render()))
-        .variants
-        .remove(0)
-        .pipeline;
+    let p = write(dir.path(), "m.mf", "data { root = \"d\" }\nmodel efficientnet_b0 {}\n");
+    let p = lang::load(&p, &[]).unwrap_or_else(|d| panic!("{}", d.render())).variants.remove(0).pipeline;
     assert_eq!(
         p.split,
         ir::Split {
@@ -139,33 +84,10 @@ fn minimal_file_gets_documented_defaults() {
         }
     );
     assert_eq!(p.data.age_bins, [30, 60]);
-    assert_eq!(
-        p.prepare,
-        ir::Prepare {
-            size: [192, 256],
-            crop: ir::Crop::None
-        }
-    );
-    assert_eq!(
-        (p.model.dropout, p.model.drop_path, &p.model.heads),
-        (0.2, 0.2, &ir::Heads::Single)
-    );
-    assert_eq!(
-        p.train.optimizer,
-        ir::Optimizer::Adamw {
-            lr: 1e-3,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-            weight_decay: 0.01
-        }
-    );
-    assert_eq!(
-        p.train.schedule,
-        ir::Schedule::Cosine {
-            warmup: 1,
-            min_lr: 1e-6
-        }
-    );
+    assert_eq!(p.prepare, ir::Prepare { size: [192, 256], crop: ir::Crop::None });
+    assert_eq!((p.model.dropout, p.model.drop_path, &p.model.heads), (0.2, 0.2, &ir::Heads::Single));
+    assert_eq!(p.train.optimizer, ir::Optimizer::Adamw { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01 });
+    assert_eq!(p.train.schedule, ir::Schedule::Cosine { warmup: 1, min_lr: 1e-6 });
     assert_eq!((p.train.epochs, p.train.batch, p.train.seed), (10, 32, 42));
     assert_eq!(p.evaluate.tta, ir::Tta::None);
     assert!(p.predict.is_none() && p.ensemble.is_none());
@@ -175,53 +97,24 @@ fn minimal_file_gets_documented_defaults() {
 fn set_overrides_apply_to_the_merged_pipeline() {
     let l = load(
         "pipelines/quickstart.mf",
-        &[
-            "split.seed=7",
-            "train.optimizer.lr=1e-2",
-            "data.root=/data/mask",
-            "model.arch=efficientnet_b0",
-            "loss.smoothing=0.1",
-        ],
+        &["split.seed=7", "train.optimizer.lr=1e-2", "data.root=/data/mask", "model.arch=efficientnet_b0", "loss.smoothing=0.1"],
     );
     let p = &l.variants[0].pipeline;
     assert_eq!(p.split.seed, 7);
     assert!(matches!(p.train.optimizer, ir::Optimizer::Adamw { lr, .. } if lr == 1e-2));
-    assert_eq!(
-        p.data.source,
-        ir::Source::Dir {
-            root: "/data/mask".into(),
-            eval: None
-        }
-    );
+    assert_eq!(p.data.source, ir::Source::Dir { root: "/data/mask".into(), eval: None });
     assert_eq!(p.model.arch, "efficientnet_b0");
-    assert!(
-        matches!(p.loss.terms[0].kind, ir::LossKind::CrossEntropy { smoothing, .. } if smoothing == 0.1)
-    );
+    assert!(matches!(p.loss.terms[0].kind, ir::LossKind::CrossEntropy { smoothing, .. } if smoothing == 0.1));
     // An optimizer argument on a file that does not write `optimizer` uses the default optimizer.
-    let q = load("pipelines/base.mf", &["train.schedule.warmup=3"])
-        .variants
-        .remove(0)
-        .pipeline;
-    assert!(matches!(
-        q.train.schedule,
-        ir::Schedule::Cosine { warmup: 3, .. }
-    ));
+    let q = load("pipelines/base.mf", &["train.schedule.warmup=3"]).variants.remove(0).pipeline;
+    assert!(matches!(q.train.schedule, ir::Schedule::Cosine { warmup: 3, .. }));
     // A sweep can come from --set too.
-    assert_eq!(
-        load("pipelines/quickstart.mf", &["split.seed=sweep[1, 2, 3]"])
-            .variants
-            .len(),
-        3
-    );
+    assert_eq!(load("pipelines/quickstart.mf", &["split.seed=sweep[1, 2, 3]"]).variants.len(), 3);
 }
 
 #[test]
 fn set_errors_point_into_the_set_text() {
-    let err = lang::load(
-        Path::new("pipelines/quickstart.mf"),
-        &["split.val=1.5".to_string()],
-    )
-    .expect_err("out of range");
+    let err = lang::load(Path::new("pipelines/quickstart.mf"), &["split.val=1.5".to_string()]).expect_err("out of range");
     let text = err.render();
     assert!(text.contains("--> --set:1:11"), "{text}");
     assert_eq!(err.len(), 1);
@@ -265,38 +158,19 @@ fn child_augment_and_oversample_blocks_replace_the_base() {
         "child.mf",
         "extends \"base.mf\"\naugment train { hflip 0.25 }\noversample where mask == incorrect { copies = 3 }\n",
     );
-    let p = lang::load(&child, &[])
-        .unwrap_or_else(|d| panic!("{}", d.render()))
-        .variants
-        .remove(0)
-        .pipeline;
+    let p = lang::load(&child, &[]).unwrap_or_else(|d| panic!("{}", d.render())).variants.remove(0).pipeline;
     assert_eq!(p.augment.train, vec![ir::Op::Hflip { p: 0.25 }]);
     assert_eq!(p.oversample.len(), 1);
-    assert_eq!(
-        p.oversample[0].predicate[0],
-        ir::Clause {
-            field: ir::LabelField::Mask,
-            cmp: ir::Cmp::Eq,
-            value: 1
-        }
-    );
+    assert_eq!(p.oversample[0].predicate[0], ir::Clause { field: ir::LabelField::Mask, cmp: ir::Cmp::Eq, value: 1 });
 }
 
 #[test]
 fn extends_depth_is_limited() {
     let dir = tempfile::tempdir().expect("tempdir");
     for i in 0..12 {
-        write(
-            dir.path(),
-            &format!("f{i}.mf"),
-            &format!("extends \"f{}.mf\"\n", i + 1),
-        );
+        write(dir.path(), &format!("f{i}.mf"), &format!("extends \"f{}.mf\"\n", i + 1));
     }
-    write(
-        dir.path(),
-        "f12.mf",
-        "data synthetic {}\nmodel tiny_cnn {}\n",
-    );
+    write(dir.path(), "f12.mf", "data synthetic {}\nmodel tiny_cnn {}\n");
     let err = lang::load(&dir.path().join("f0.mf"), &[]).expect_err("too deep");
     assert!(err.render().contains("deeper than 8"), "{}", err.render());
 }
@@ -304,20 +178,15 @@ fn extends_depth_is_limited() {
 #[test]
 fn unreadable_file_is_an_error_without_a_source_line() {
     let err = lang::load(Path::new("pipelines/does_not_exist.mf"), &[]).expect_err("missing");
-    assert_eq!(
-        err.render(),
-        "error: cannot read `pipelines/does_not_exist.mf`: no such file\n"
-    );
+    assert_eq!(err.render(), "error: cannot read `pipelines/does_not_exist.mf`: no such file\n");
 }
 
 /// Random byte edits of real pipelines never panic (a small deterministic fuzz).
 #[test]
 fn mutated_inputs_never_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seeds: Vec<Vec<u8>> = ["quickstart", "b4_focal", "base"]
-        .iter()
-        .map(|n| fs::read(format!("pipelines/{n}.mf")).expect("read"))
-        .collect();
+    let seeds: Vec<Vec<u8>> =
+        ["quickstart", "b4_focal", "base"].iter().map(|n| fs::read(format!("pipelines/{n}.mf")).expect("read")).collect();
     let alphabet = b"{}[]()=;:,.\"#\n -+*x0123456789eabsweep\xff";
     let mut state: u64 = 0x9e3779b97f4a7c15;
     let mut next = move || {

@@ -31,31 +31,17 @@ fn check(expected_path: &Path, actual: &str) -> Option<String> {
         return None;
     }
     let expected = fs::read_to_string(expected_path).unwrap_or_default();
-    (expected != actual).then(|| {
-        format!(
-            "--- {} (expected)\n{expected}\n--- actual\n{actual}\n",
-            expected_path.display()
-        )
-    })
+    (expected != actual).then(|| format!("--- {} (expected)\n{expected}\n--- actual\n{actual}\n", expected_path.display()))
 }
 
 #[test]
 fn diagnostics_match_golden_files() {
     let files = inputs("tests/golden/diag");
-    assert!(
-        files.len() >= 30,
-        "expected at least 30 malformed inputs, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 30, "expected at least 30 malformed inputs, found {}", files.len());
     let mut failures = Vec::new();
     for path in files {
         let sets: Vec<String> = fs::read_to_string(path.with_extension("set"))
-            .map(|s| {
-                s.lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|s| s.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
             .unwrap_or_default();
         let rendered = match lang::load(&path, &sets) {
             Ok(_) => {
@@ -69,12 +55,7 @@ fn diagnostics_match_golden_files() {
         };
         failures.extend(check(&path.with_extension("stderr"), &rendered));
     }
-    assert!(
-        failures.is_empty(),
-        "{} golden mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -96,10 +77,7 @@ fn fmt_matches_golden_files_and_is_idempotent() {
         fs::write(&again_path, &formatted).expect("write");
         let again = lang::format_file(&again_path).map_err(|d| d.render());
         if again.as_deref() != Ok(formatted.as_str()) {
-            failures.push(format!(
-                "{}: formatting is not idempotent:\n{again:?}",
-                path.display()
-            ));
+            failures.push(format!("{}: formatting is not idempotent:\n{again:?}", path.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -26,9 +26,7 @@ augment train { rotate 15deg; hflip 0.5 }
 
 #[test]
 fn comment_only_edits_do_not_change_ir() {
-    let commented = BASE
-        .replace("model tiny_cnn", "# the model\nmodel tiny_cnn")
-        .replace("seed = 3 }", "seed = 3 }  # seeded");
+    let commented = BASE.replace("model tiny_cnn", "# the model\nmodel tiny_cnn").replace("seed = 3 }", "seed = 3 }  # seeded");
     assert_ne!(commented, BASE);
     assert_eq!(ir_of(BASE), ir_of(&commented));
 }
@@ -56,10 +54,7 @@ fn equivalent_number_spellings_give_identical_ir() {
     assert_ne!(spelled, BASE);
     assert_eq!(ir_of(BASE), ir_of(&spelled));
     // An integer where a float is expected means the same number.
-    assert_eq!(
-        ir_of(BASE),
-        ir_of(&BASE.replace("dropout = 0.25", "dropout = 25e-2"))
-    );
+    assert_eq!(ir_of(BASE), ir_of(&BASE.replace("dropout = 0.25", "dropout = 25e-2")));
     let one = ir_of(&BASE.replace("cutmix = 0.5", "cutmix = 1"));
     let one_f = ir_of(&BASE.replace("cutmix = 0.5", "cutmix = 1.0"));
     assert_eq!(one, one_f);
@@ -105,11 +100,6 @@ fn pipelines_round_trip_through_fmt() {
     for path in names {
         let original = ir_json(&path, &[]);
         let formatted = ir_json(&dir.path().join(path.file_name().expect("name")), &[]);
-        assert_eq!(
-            original,
-            formatted,
-            "{} changed meaning when formatted",
-            path.display()
-        );
+        assert_eq!(original, formatted, "{} changed meaning when formatted", path.display());
     }
 }

@@ -11,11 +11,7 @@ fn cases() -> Vec<Value> {
 }
 
 fn labels(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("label array")
-        .iter()
-        .map(|x| x.as_u64().expect("label") as u32)
-        .collect()
+    v.as_array().expect("label array").iter().map(|x| x.as_u64().expect("label") as u32).collect()
 }
 
 fn close(a: f64, b: f64, what: &str) {
@@ -34,16 +30,8 @@ fn macro_f1_and_accuracy_match_sklearn() {
     for case in cases() {
         let name = case["name"].as_str().unwrap_or("?").to_string();
         let (t, p) = (labels(&case["y_true"]), labels(&case["y_pred"]));
-        close(
-            metrics::macro_f1(&t, &p),
-            case["macro_f1"].as_f64().unwrap(),
-            &name,
-        );
-        close(
-            metrics::accuracy(&t, &p),
-            case["accuracy"].as_f64().unwrap(),
-            &name,
-        );
+        close(metrics::macro_f1(&t, &p), case["macro_f1"].as_f64().unwrap(), &name);
+        close(metrics::accuracy(&t, &p), case["accuracy"].as_f64().unwrap(), &name);
     }
 }
 
@@ -54,11 +42,7 @@ fn per_class_scores_match_sklearn() {
         let ours = metrics::per_class(&t, &p);
         assert_eq!(ours.len(), 18);
         for (c, s) in ours.iter().enumerate() {
-            close(
-                s.precision,
-                case["precision"][c].as_f64().unwrap(),
-                "precision",
-            );
+            close(s.precision, case["precision"][c].as_f64().unwrap(), "precision");
             close(s.recall, case["recall"][c].as_f64().unwrap(), "recall");
             close(s.f1, case["f1"][c].as_f64().unwrap(), "f1");
             assert_eq!(s.support, case["support"][c].as_u64().unwrap());
@@ -72,11 +56,7 @@ fn task_f1_matches_sklearn() {
         let (t, p) = (labels(&case["y_true"]), labels(&case["y_pred"]));
         let tasks = metrics::task_f1(&t, &p);
         close(tasks.mask, case["tasks"]["mask"].as_f64().unwrap(), "mask");
-        close(
-            tasks.gender,
-            case["tasks"]["gender"].as_f64().unwrap(),
-            "gender",
-        );
+        close(tasks.gender, case["tasks"]["gender"].as_f64().unwrap(), "gender");
         close(tasks.age, case["tasks"]["age"].as_f64().unwrap(), "age");
     }
 }
@@ -88,11 +68,7 @@ fn confusion_matrix_matches_sklearn() {
         let m = metrics::confusion_matrix(&t, &p);
         for (i, row) in m.iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
-                assert_eq!(
-                    *v,
-                    case["confusion"][i][j].as_u64().unwrap(),
-                    "cell {i},{j}"
-                );
+                assert_eq!(*v, case["confusion"][i][j].as_u64().unwrap(), "cell {i},{j}");
             }
         }
     }

@@ -10,13 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use maskflow::model::batchnorm::BatchNorm;
 
 fn input<B: burn::tensor::backend::Backend>() -> Tensor<B, 4> {
-    Tensor::from_data(
-        TensorData::new(
-            vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 4.0, 2.0, 2.0],
-            [2, 2, 1, 2],
-        ),
-        &Default::default(),
-    )
+    Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 4.0, 2.0, 2.0], [2, 2, 1, 2]), &Default::default())
 }
 
 fn values<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -37,42 +31,18 @@ fn train_step_normalises_with_batch_stats_and_tracks_unbiased_variance() {
     let out = values(bn.forward(input::<A>()));
     let s0 = (1.25f64 + 1e-5).sqrt();
     let s1 = (1.0f64 + 1e-5).sqrt();
-    let want = [
-        -1.5 / s0,
-        -0.5 / s0,
-        -1.0 / s1,
-        -1.0 / s1,
-        0.5 / s0,
-        1.5 / s0,
-        1.0 / s1,
-        1.0 / s1,
-    ];
+    let want = [-1.5 / s0, -0.5 / s0, -1.0 / s1, -1.0 / s1, 0.5 / s0, 1.5 / s0, 1.0 / s1, 1.0 / s1];
     assert_all_close(&out, &want);
     assert_all_close(&values(bn.running_mean.value_sync()), &[0.25, 0.1]);
-    assert_all_close(
-        &values(bn.running_var.value_sync()),
-        &[0.9 + 0.1 * 5.0 / 3.0, 0.9 + 0.1 * 4.0 / 3.0],
-    );
+    assert_all_close(&values(bn.running_var.value_sync()), &[0.9 + 0.1 * 5.0 / 3.0, 0.9 + 0.1 * 4.0 / 3.0]);
 
     // Eval mode (inner backend) uses the running statistics.
     let eval = bn.valid();
     let out = values(eval.forward(input::<Flex>()));
     let (m0, m1) = (0.25f64, 0.1f64);
-    let (v0, v1) = (
-        0.9 + 0.1 * 5.0 / 3.0 + 1e-5f64,
-        0.9 + 0.1 * 4.0 / 3.0 + 1e-5f64,
-    );
+    let (v0, v1) = (0.9 + 0.1 * 5.0 / 3.0 + 1e-5f64, 0.9 + 0.1 * 4.0 / 3.0 + 1e-5f64);
     let x = [1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 2.0, 2.0];
-    let want: Vec<f64> = x
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            if (i / 2) % 2 == 0 {
-                (v - m0) / v0.sqrt()
-            } else {
-                (v - m1) / v1.sqrt()
-            }
-        })
-        .collect();
+    let want: Vec<f64> =
+        x.iter().enumerate().map(|(i, v)| if (i / 2) % 2 == 0 { (v - m0) / v0.sqrt() } else { (v - m1) / v1.sqrt() }).collect();
     assert_all_close(&out, &want);
 }

@@ -15,15 +15,9 @@ fn row_sums(t: Tensor<B, 2>) -> Vec<f32> {
 fn combine_tasks_adds_the_right_marginals() {
     let d = Default::default();
     let t = |v: Vec<f32>, k| Tensor::<B, 2>::from_data(TensorData::new(v, [1, k]), &d);
-    let tasks = TaskLogProbs {
-        mask: t(vec![-1.0, -2.0, -3.0], 3),
-        gender: t(vec![-10.0, -20.0], 2),
-        age: t(vec![-100.0, -200.0, -300.0], 3),
-    };
-    let out = model::combine_tasks(&tasks)
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
+    let tasks =
+        TaskLogProbs { mask: t(vec![-1.0, -2.0, -3.0], 3), gender: t(vec![-10.0, -20.0], 2), age: t(vec![-100.0, -200.0, -300.0], 3) };
+    let out = model::combine_tasks(&tasks).into_data().to_vec::<f32>().unwrap();
     for (class, got) in out.iter().enumerate() {
         let (m, g, a) = (class / 6, (class / 3) % 2, class % 3);
         let want = -((m + 1) as f32) - 10.0 * (g + 1) as f32 - 100.0 * (a + 1) as f32;
@@ -58,11 +52,7 @@ fn every_head_gives_normalised_18_class_output() {
 fn train_mode_forward_runs_with_drop_path_and_dropout() {
     type A = Autodiff<Flex>;
     let d = Default::default();
-    let spec = ModelSpec {
-        dropout: Some(0.3),
-        drop_path: 0.2,
-        ..ModelSpec::new("efficientnet_nano", HeadKind::Single)
-    };
+    let spec = ModelSpec { dropout: Some(0.3), drop_path: 0.2, ..ModelSpec::new("efficientnet_nano", HeadKind::Single) };
     let m = spec.build::<A>(&d).unwrap();
     let x = Tensor::<A, 4>::random([3, 3, 32, 32], Distribution::Normal(0.0, 1.0), &d);
     let out = m.forward(x);
@@ -72,14 +62,7 @@ fn train_mode_forward_runs_with_drop_path_and_dropout() {
 #[test]
 fn bad_specs_are_errors() {
     let d = Default::default();
-    assert!(
-        ModelSpec::new("vgg", HeadKind::Single)
-            .build::<B>(&d)
-            .is_err()
-    );
-    let spec = ModelSpec {
-        drop_path: 1.5,
-        ..ModelSpec::new("tiny_cnn", HeadKind::Single)
-    };
+    assert!(ModelSpec::new("vgg", HeadKind::Single).build::<B>(&d).is_err());
+    let spec = ModelSpec { drop_path: 1.5, ..ModelSpec::new("tiny_cnn", HeadKind::Single) };
     assert!(spec.build::<B>(&d).is_err());
 }

@@ -18,11 +18,7 @@ const TIMM: [(&str, usize, usize); 8] = [
 #[test]
 fn info_matches_timm_for_b0_to_b7() {
     for (arch, c1000, c18) in TIMM {
-        assert_eq!(
-            model::info(arch, 1000).unwrap().params,
-            c1000,
-            "{arch} 1000"
-        );
+        assert_eq!(model::info(arch, 1000).unwrap().params, c1000, "{arch} 1000");
         assert_eq!(model::info(arch, 18).unwrap().params, c18, "{arch} 18");
     }
 }
@@ -43,29 +39,21 @@ fn small_models_are_small() {
     let nano = model::info("efficientnet_nano", 18).unwrap().params;
     eprintln!("tiny_cnn {tiny} params, efficientnet_nano {nano} params (18 classes)");
     assert!((50_000..=200_000).contains(&tiny), "tiny_cnn has {tiny}");
-    assert!(
-        (50_000..=400_000).contains(&nano),
-        "efficientnet_nano has {nano}"
-    );
+    assert!((50_000..=400_000).contains(&nano), "efficientnet_nano has {nano}");
 }
 
 #[test]
 fn heads_change_the_classifier_only() {
     let device = Default::default();
     let count = |head| {
-        let m = ModelSpec::new("tiny_cnn", head)
-            .build::<Flex>(&device)
-            .unwrap();
+        let m = ModelSpec::new("tiny_cnn", head).build::<Flex>(&device).unwrap();
         model::count_trainable(&m)
     };
     let one = model::info("tiny_cnn", 18).unwrap().params;
     assert_eq!(count(HeadKind::Single), one);
     // 8 task logits instead of 18: 10 × (128 + 1) fewer.
     assert_eq!(count(HeadKind::Multi), one - 10 * 129);
-    let sep: usize = [3, 2, 3]
-        .iter()
-        .map(|c| model::info("tiny_cnn", *c).unwrap().params)
-        .sum();
+    let sep: usize = [3, 2, 3].iter().map(|c| model::info("tiny_cnn", *c).unwrap().params).sum();
     assert_eq!(count(HeadKind::Separate), sep);
 }
 

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use maskflow::model;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/timm")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm").join(name)
 }
 
 fn weights() -> PathBuf {
@@ -28,41 +26,23 @@ fn timm_b0_logits_match_within_1e_4() {
 }
 
 /// Rewrites `src` as safetensors with `edit` applied to each (name, shape, f32 values).
-fn rewrite(
-    src: &Path,
-    dst: &Path,
-    edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> (Vec<usize>, Vec<f32>),
-) {
+fn rewrite(src: &Path, dst: &Path, edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> (Vec<usize>, Vec<f32>)) {
     let bytes = std::fs::read(src).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut owned = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
-            owned.push((
-                name,
-                view.dtype(),
-                view.shape().to_vec(),
-                view.data().to_vec(),
-            ));
+            owned.push((name, view.dtype(), view.shape().to_vec(), view.data().to_vec()));
             continue;
         }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let (shape, values) = edit(&name, view.shape().to_vec(), values);
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         owned.push((name, safetensors::Dtype::F32, shape, data));
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
         .iter()
-        .map(|(n, dt, shape, data)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap(),
-            )
-        })
+        .map(|(n, dt, shape, data)| (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap()))
         .collect();
     safetensors::serialize_to_file(views, None, dst).unwrap();
 }
@@ -79,11 +59,7 @@ fn perturbed_logits_fail_the_check() {
     });
     let report = model::check_weights("efficientnet_b0", 18, &weights(), &bad_io, 1e-4).unwrap();
     assert!(!report.passed);
-    assert!(
-        (report.max_abs_diff - 1e-3).abs() < 1e-4,
-        "{}",
-        report.max_abs_diff
-    );
+    assert!((report.max_abs_diff - 1e-3).abs() < 1e-4, "{}", report.max_abs_diff);
 }
 
 #[test]
@@ -91,29 +67,22 @@ fn wrong_shape_weights_are_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.safetensors");
     // A stem with 24 instead of 32 output channels.
-    rewrite(&weights(), &bad, |name, shape, v| {
-        if name == "conv_stem.weight" {
-            (vec![24, 3, 3, 3], v[..24 * 27].to_vec())
-        } else {
-            (shape, v)
-        }
-    });
-    let err = model::check_weights("efficientnet_b0", 18, &bad, &io(), 1e-4)
-        .unwrap_err()
-        .to_string();
+    rewrite(
+        &weights(),
+        &bad,
+        |name, shape, v| {
+            if name == "conv_stem.weight" { (vec![24, 3, 3, 3], v[..24 * 27].to_vec()) } else { (shape, v) }
+        },
+    );
+    let err = model::check_weights("efficientnet_b0", 18, &bad, &io(), 1e-4).unwrap_err().to_string();
     eprintln!("wrong shape: {err}");
     assert!(err.contains("bad.safetensors"), "{err}");
-    assert!(
-        err.contains("stem.conv.weight") || err.contains("do not fit"),
-        "{err}"
-    );
+    assert!(err.contains("stem.conv.weight") || err.contains("do not fit"), "{err}");
 }
 
 #[test]
 fn wrong_class_count_is_a_clear_error() {
-    let err = model::check_weights("efficientnet_b0", 10, &weights(), &io(), 1e-4)
-        .unwrap_err()
-        .to_string();
+    let err = model::check_weights("efficientnet_b0", 10, &weights(), &io(), 1e-4).unwrap_err().to_string();
     eprintln!("wrong classes: {err}");
     assert!(err.contains("classifier"), "{err}");
 }
@@ -123,17 +92,11 @@ fn non_safetensors_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("weights.safetensors");
     std::fs::write(&junk, b"this is not a tensor file at all").unwrap();
-    let err = model::check_weights("efficientnet_b0", 18, &junk, &io(), 1e-4)
-        .unwrap_err()
-        .to_string();
+    let err = model::check_weights("efficientnet_b0", 18, &junk, &io(), 1e-4).unwrap_err().to_string();
     assert!(err.contains("not a safetensors file"), "{err}");
-    let err = model::check_weights("efficientnet_b0", 18, &weights(), &junk, 1e-4)
-        .unwrap_err()
-        .to_string();
+    let err = model::check_weights("efficientnet_b0", 18, &weights(), &junk, 1e-4).unwrap_err().to_string();
     assert!(err.contains("not a safetensors file"), "{err}");
-    let err = model::check_weights("tiny_cnn", 18, &weights(), &io(), 1e-4)
-        .unwrap_err()
-        .to_string();
+    let err = model::check_weights("tiny_cnn", 18, &weights(), &io(), 1e-4).unwrap_err().to_string();
     assert!(err.contains("not a timm EfficientNet"), "{err}");
 }
 
@@ -141,12 +104,7 @@ fn non_safetensors_file_is_a_clear_error() {
 fn stem_from_file() -> Vec<f32> {
     let bytes = std::fs::read(weights()).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor("conv_stem.weight")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    st.tensor("conv_stem.weight").unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 #[test]
@@ -156,45 +114,23 @@ fn pretrained_backbones_load_and_mismatched_classifiers_stay_fresh() {
     let device = Default::default();
     let want = stem_from_file();
     let stem = |net: &Backbone<Flex>| match net {
-        Backbone::EfficientNet(n) => n
-            .stem
-            .conv
-            .weight
-            .val()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap(),
+        Backbone::EfficientNet(n) => n.stem.conv.weight.val().into_data().to_vec::<f32>().unwrap(),
         Backbone::Tiny(_) => panic!("expected an EfficientNet"),
     };
     // Multi head: 8 outputs, so the 18-class classifier in the file is skipped.
-    let mut multi = ModelSpec::new("efficientnet_b0", HeadKind::Multi)
-        .build::<Flex>(&device)
-        .unwrap();
+    let mut multi = ModelSpec::new("efficientnet_b0", HeadKind::Multi).build::<Flex>(&device).unwrap();
     model::load_pretrained(&mut multi, "efficientnet_b0", &weights()).unwrap();
-    let Classifier::Multi(net) = &multi else {
-        panic!("multi head expected")
-    };
+    let Classifier::Multi(net) = &multi else { panic!("multi head expected") };
     assert_eq!(stem(net), want);
     // Separate heads: all three backbones get the weights.
-    let mut sep = ModelSpec::new("efficientnet_b0", HeadKind::Separate)
-        .build::<Flex>(&device)
-        .unwrap();
+    let mut sep = ModelSpec::new("efficientnet_b0", HeadKind::Separate).build::<Flex>(&device).unwrap();
     model::load_pretrained(&mut sep, "efficientnet_b0", &weights()).unwrap();
-    let Classifier::Separate(nets) = &sep else {
-        panic!("separate heads expected")
-    };
+    let Classifier::Separate(nets) = &sep else { panic!("separate heads expected") };
     for net in [&nets.mask, &nets.gender, &nets.age] {
         assert_eq!(stem(net), want);
     }
     // Another architecture does not fit.
-    let mut b1 = ModelSpec::new("efficientnet_b1", HeadKind::Single)
-        .build::<Flex>(&device)
-        .unwrap();
-    let err = model::load_pretrained(&mut b1, "efficientnet_b1", &weights())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("missing") || err.contains("do not fit"),
-        "{err}"
-    );
+    let mut b1 = ModelSpec::new("efficientnet_b1", HeadKind::Single).build::<Flex>(&device).unwrap();
+    let err = model::load_pretrained(&mut b1, "efficientnet_b1", &weights()).unwrap_err().to_string();
+    assert!(err.contains("missing") || err.contains("do not fit"), "{err}");
 }

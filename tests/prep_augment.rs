@@ -30,13 +30,7 @@ fn hflip_twice_is_identity_and_once_mirrors() {
     let (w, h) = (7, 5);
     let src = test_image(w, h, 1);
     let (plain, _) = run(vec![], &src, w, h, 0);
-    let (twice, _) = run(
-        vec![AugOp::Hflip { p: 1.0 }, AugOp::Hflip { p: 1.0 }],
-        &src,
-        w,
-        h,
-        0,
-    );
+    let (twice, _) = run(vec![AugOp::Hflip { p: 1.0 }, AugOp::Hflip { p: 1.0 }], &src, w, h, 0);
     assert_eq!(plain, twice);
     let (once, _) = run(vec![AugOp::Hflip { p: 1.0 }], &src, w, h, 0);
     assert_ne!(plain, once);
@@ -57,16 +51,7 @@ fn to_tensor_and_normalise_numbers() {
     let src = [0u8, 128, 255, 51, 102, 204];
     let (plain, _) = run(vec![], &src, 2, 1, 0);
     assert_eq!(plain, vec![0.0, 0.2, 128.0 / 255.0, 0.4, 1.0, 0.8]);
-    let (norm, _) = run(
-        vec![AugOp::Normalize {
-            mean: MEAN,
-            std: STD,
-        }],
-        &src,
-        2,
-        1,
-        0,
-    );
+    let (norm, _) = run(vec![AugOp::Normalize { mean: MEAN, std: STD }], &src, 2, 1, 0);
     for c in 0..3 {
         for i in 0..2 {
             let v = src[i * 3 + c] as f64 / 255.0;
@@ -75,19 +60,7 @@ fn to_tensor_and_normalise_numbers() {
         }
     }
     // Normalising after a geometric op (the non-LUT path) gives the same numbers.
-    let (norm_flip, _) = run(
-        vec![
-            AugOp::Normalize {
-                mean: MEAN,
-                std: STD,
-            },
-            AugOp::Hflip { p: 1.0 },
-        ],
-        &src,
-        2,
-        1,
-        0,
-    );
+    let (norm_flip, _) = run(vec![AugOp::Normalize { mean: MEAN, std: STD }, AugOp::Hflip { p: 1.0 }], &src, 2, 1, 0);
     for c in 0..3 {
         assert!((norm_flip[c * 2] - norm[c * 2 + 1]).abs() < 1e-6);
     }
@@ -98,31 +71,12 @@ fn same_seed_same_tensor_other_seed_other_tensor() {
     let (w, h) = (40, 30);
     let src = test_image(w, h, 2);
     let ops = vec![
-        AugOp::RandomResizedCrop {
-            width: 24,
-            height: 24,
-            scale: [0.08, 1.0],
-            ratio: [0.75, 4.0 / 3.0],
-        },
+        AugOp::RandomResizedCrop { width: 24, height: 24, scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0] },
         AugOp::Hflip { p: 0.5 },
-        AugOp::Rotate {
-            degrees: 15.0,
-            random: true,
-        },
-        AugOp::Jitter {
-            brightness: 0.2,
-            contrast: 0.2,
-            saturation: 0.2,
-        },
-        AugOp::Normalize {
-            mean: MEAN,
-            std: STD,
-        },
-        AugOp::RandomErasing {
-            p: 0.5,
-            scale: [0.02, 0.33],
-            ratio: [0.3, 3.3],
-        },
+        AugOp::Rotate { degrees: 15.0, random: true },
+        AugOp::Jitter { brightness: 0.2, contrast: 0.2, saturation: 0.2 },
+        AugOp::Normalize { mean: MEAN, std: STD },
+        AugOp::RandomErasing { p: 0.5, scale: [0.02, 0.33], ratio: [0.3, 3.3] },
     ];
     let (a, size) = run(ops.clone(), &src, w, h, 42);
     assert_eq!(size, (24, 24));
@@ -135,16 +89,7 @@ fn same_seed_same_tensor_other_seed_other_tensor() {
 #[test]
 fn center_crop_pads_with_zeros() {
     let src = vec![255u8; 2 * 2 * 3];
-    let (out, size) = run(
-        vec![AugOp::CenterCrop {
-            width: 4,
-            height: 4,
-        }],
-        &src,
-        2,
-        2,
-        0,
-    );
+    let (out, size) = run(vec![AugOp::CenterCrop { width: 4, height: 4 }], &src, 2, 2, 0);
     assert_eq!(size, (4, 4));
     for y in 0..4 {
         for x in 0..4 {
@@ -159,16 +104,7 @@ fn fixed_rotation_by_90_degrees_turns_counter_clockwise() {
     let (w, h) = (4, 4);
     let src = test_image(w, h, 3);
     let (plain, _) = run(vec![], &src, w, h, 0);
-    let (rot, _) = run(
-        vec![AugOp::Rotate {
-            degrees: 90.0,
-            random: false,
-        }],
-        &src,
-        w,
-        h,
-        0,
-    );
+    let (rot, _) = run(vec![AugOp::Rotate { degrees: 90.0, random: false }], &src, w, h, 0);
     // Counter-clockwise: the top row comes from the right column, read top to bottom.
     for c in 0..3 {
         for y in 0..h {
@@ -185,29 +121,9 @@ fn jitter_without_range_is_identity_and_stays_in_unit_range() {
     let (w, h) = (9, 9);
     let src = test_image(w, h, 4);
     let (plain, _) = run(vec![], &src, w, h, 0);
-    let (none, _) = run(
-        vec![AugOp::Jitter {
-            brightness: 0.0,
-            contrast: 0.0,
-            saturation: 0.0,
-        }],
-        &src,
-        w,
-        h,
-        5,
-    );
+    let (none, _) = run(vec![AugOp::Jitter { brightness: 0.0, contrast: 0.0, saturation: 0.0 }], &src, w, h, 5);
     assert_eq!(plain, none);
-    let (strong, _) = run(
-        vec![AugOp::Jitter {
-            brightness: 0.9,
-            contrast: 0.9,
-            saturation: 0.9,
-        }],
-        &src,
-        w,
-        h,
-        5,
-    );
+    let (strong, _) = run(vec![AugOp::Jitter { brightness: 0.9, contrast: 0.9, saturation: 0.9 }], &src, w, h, 5);
     assert_ne!(plain, strong);
     assert!(strong.iter().all(|v| (0.0..=1.0).contains(v)));
 }
@@ -216,56 +132,22 @@ fn jitter_without_range_is_identity_and_stays_in_unit_range() {
 fn random_erasing_zeroes_one_box() {
     let (w, h) = (20, 20);
     let src = vec![200u8; w * h * 3];
-    let (out, _) = run(
-        vec![AugOp::RandomErasing {
-            p: 1.0,
-            scale: [0.1, 0.2],
-            ratio: [0.5, 2.0],
-        }],
-        &src,
-        w,
-        h,
-        9,
-    );
+    let (out, _) = run(vec![AugOp::RandomErasing { p: 1.0, scale: [0.1, 0.2], ratio: [0.5, 2.0] }], &src, w, h, 9);
     let zeros = out.iter().filter(|&&v| v == 0.0).count();
     assert!(zeros > 0 && zeros % 3 == 0, "{zeros} zero values");
     let area = zeros / 3;
-    assert!(
-        area as f64 >= 0.05 * 400.0 && area as f64 <= 0.3 * 400.0,
-        "area {area}"
-    );
+    assert!(area as f64 >= 0.05 * 400.0 && area as f64 <= 0.3 * 400.0, "area {area}");
 }
 
 #[test]
 fn invalid_ops_and_orders_are_rejected() {
-    let err = Augmenter::new(vec![
-        AugOp::Normalize {
-            mean: MEAN,
-            std: STD,
-        },
-        AugOp::Jitter {
-            brightness: 0.1,
-            contrast: 0.0,
-            saturation: 0.0,
-        },
-    ])
-    .unwrap_err();
+    let err =
+        Augmenter::new(vec![AugOp::Normalize { mean: MEAN, std: STD }, AugOp::Jitter { brightness: 0.1, contrast: 0.0, saturation: 0.0 }])
+            .unwrap_err();
     assert!(matches!(err, AugError::InvalidOp { index: 1, .. }), "{err}");
     assert!(Augmenter::new(vec![AugOp::Hflip { p: 1.5 }]).is_err());
-    assert!(
-        Augmenter::new(vec![AugOp::Resize {
-            width: 0,
-            height: 4
-        }])
-        .is_err()
-    );
-    assert!(
-        Augmenter::new(vec![AugOp::Normalize {
-            mean: MEAN,
-            std: [1.0, 0.0, 1.0]
-        }])
-        .is_err()
-    );
+    assert!(Augmenter::new(vec![AugOp::Resize { width: 0, height: 4 }]).is_err());
+    assert!(Augmenter::new(vec![AugOp::Normalize { mean: MEAN, std: [1.0, 0.0, 1.0] }]).is_err());
 
     let mut out = vec![0.0; 5];
     let err = augment_into(&[&[]], &[0; 12], 2, 2, &mut SplitMix64::new(0), &mut out).unwrap_err();
@@ -276,22 +158,12 @@ fn invalid_ops_and_orders_are_rejected() {
 fn constant_batch(classes: &[u32], w: usize, h: usize) -> Batch {
     let n = classes.len();
     let size = 3 * w * h;
-    let images = (0..n)
-        .flat_map(|i| std::iter::repeat_n((i + 1) as f32, size))
-        .collect();
+    let images = (0..n).flat_map(|i| std::iter::repeat_n((i + 1) as f32, size)).collect();
     let mut targets = vec![0.0; n * NUM_CLASSES];
     for (i, &c) in classes.iter().enumerate() {
         targets[i * NUM_CLASSES + c as usize] = 1.0;
     }
-    Batch {
-        images,
-        n,
-        height: h,
-        width: w,
-        targets,
-        labels: classes.to_vec(),
-        samples: (0..n).collect(),
-    }
+    Batch { images, n, height: h, width: w, targets, labels: classes.to_vec(), samples: (0..n).collect() }
 }
 
 #[test]
@@ -344,8 +216,7 @@ fn mixup_blends_images_and_targets() {
     };
     for i in 0..4 {
         let partner = (i + shift) % 4;
-        let expected =
-            lambda as f32 * (i + 1) as f32 + (1.0 - lambda) as f32 * (partner + 1) as f32;
+        let expected = lambda as f32 * (i + 1) as f32 + (1.0 - lambda) as f32 * (partner + 1) as f32;
         assert!((batch.images[i * 18] - expected).abs() < 1e-5);
         let row = &batch.targets[i * NUM_CLASSES..(i + 1) * NUM_CLASSES];
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
@@ -363,16 +234,7 @@ fn center_crop_inside_copies_the_middle_exactly() {
     let (w, h) = (6, 5);
     let src = test_image(w, h, 8);
     let (plain, _) = run(vec![], &src, w, h, 0);
-    let (crop, size) = run(
-        vec![AugOp::CenterCrop {
-            width: 2,
-            height: 3,
-        }],
-        &src,
-        w,
-        h,
-        0,
-    );
+    let (crop, size) = run(vec![AugOp::CenterCrop { width: 2, height: 3 }], &src, w, h, 0);
     assert_eq!(size, (2, 3));
     for c in 0..3 {
         for y in 0..3 {
@@ -382,33 +244,9 @@ fn center_crop_inside_copies_the_middle_exactly() {
         }
     }
     // Resize to the same size is the identity; resize → centre crop is one resampling.
-    let (same, _) = run(
-        vec![AugOp::Resize {
-            width: 6,
-            height: 5,
-        }],
-        &src,
-        w,
-        h,
-        0,
-    );
+    let (same, _) = run(vec![AugOp::Resize { width: 6, height: 5 }], &src, w, h, 0);
     assert_eq!(same, plain);
-    let (chain, size) = run(
-        vec![
-            AugOp::Resize {
-                width: 12,
-                height: 10,
-            },
-            AugOp::CenterCrop {
-                width: 4,
-                height: 4,
-            },
-        ],
-        &src,
-        w,
-        h,
-        0,
-    );
+    let (chain, size) = run(vec![AugOp::Resize { width: 12, height: 10 }, AugOp::CenterCrop { width: 4, height: 4 }], &src, w, h, 0);
     assert_eq!(size, (4, 4));
     assert!(chain.iter().all(|v| (0.0..=1.0).contains(v)));
 }

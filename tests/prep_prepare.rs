@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegEncoder;
 use maskflow::data::prepare::{
-    Crop, OnBadImage, PixelCache, PrepareError, PrepareParams, build_shard, build_shard_with,
-    decode_rgb, prepare_bytes, prepare_image,
+    Crop, OnBadImage, PixelCache, PrepareError, PrepareParams, build_shard, build_shard_with, decode_rgb, prepare_bytes, prepare_image,
 };
 use maskflow::data::shard::{Shard, ShardError, ShardWriter};
 
@@ -25,16 +24,13 @@ fn smooth_image(width: u32, height: u32, seed: u32) -> image::RgbImage {
 
 fn jpeg_bytes(img: &image::RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(img)
-        .expect("encode jpeg");
+    JpegEncoder::new_with_quality(&mut out, 90).encode_image(img).expect("encode jpeg");
     out
 }
 
 fn png_bytes(img: &image::RgbImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encode png");
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encode png");
     out.into_inner()
 }
 
@@ -45,53 +41,29 @@ fn write(path: &Path, bytes: &[u8]) -> (PathBuf, [u8; 32]) {
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).abs())
-        .sum::<f64>()
-        / a.len() as f64
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / a.len() as f64
 }
 
 #[test]
 fn prepare_resizes_crops_and_checks_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = write(
-        &dir.path().join("a.jpg"),
-        &jpeg_bytes(&smooth_image(64, 80, 1)),
-    );
+    let (path, _) = write(&dir.path().join("a.jpg"), &jpeg_bytes(&smooth_image(64, 80, 1)));
 
     let px = prepare_image(&path, &PrepareParams::new(16, 20, Crop::None)).unwrap();
     assert_eq!(px.len(), 16 * 20 * 3);
-    let px = prepare_image(
-        &path,
-        &PrepareParams::new(8, 8, Crop::Center { w: 32, h: 32 }),
-    )
-    .unwrap();
+    let px = prepare_image(&path, &PrepareParams::new(8, 8, Crop::Center { w: 32, h: 32 })).unwrap();
     assert_eq!(px.len(), 8 * 8 * 3);
     let px = prepare_image(&path, &PrepareParams::new(12, 10, Crop::Face)).unwrap();
     assert_eq!(px.len(), 12 * 10 * 3);
 
-    let err = prepare_image(
-        &path,
-        &PrepareParams::new(8, 8, Crop::Center { w: 65, h: 10 }),
-    )
-    .unwrap_err();
+    let err = prepare_image(&path, &PrepareParams::new(8, 8, Crop::Center { w: 65, h: 10 })).unwrap_err();
     assert!(matches!(err, PrepareError::CropTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("a.jpg"), "{err}");
 
     let mut params = PrepareParams::new(8, 8, Crop::None);
     params.source_size = Some((384, 512));
     let err = prepare_image(&path, &params).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PrepareError::UnexpectedSize {
-                found: (64, 80),
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, PrepareError::UnexpectedSize { found: (64, 80), .. }), "{err}");
     assert!(err.to_string().contains("a.jpg"), "{err}");
     params.source_size = Some((64, 80));
     assert!(prepare_image(&path, &params).is_ok());
@@ -101,12 +73,7 @@ fn prepare_resizes_crops_and_checks_sizes() {
 fn center_crop_takes_the_middle() {
     // A PNG (lossless) with a distinct colour per quadrant-ish region: crop without resize.
     let img = image::RgbImage::from_fn(6, 4, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 7]));
-    let px = prepare_bytes(
-        &png_bytes(&img),
-        Path::new("c.png"),
-        &PrepareParams::new(2, 2, Crop::Center { w: 2, h: 2 }),
-    )
-    .unwrap();
+    let px = prepare_bytes(&png_bytes(&img), Path::new("c.png"), &PrepareParams::new(2, 2, Crop::Center { w: 2, h: 2 })).unwrap();
     // Centre 2x2 of 6x4 starts at (2, 1).
     assert_eq!(px, vec![20, 10, 7, 30, 10, 7, 20, 20, 7, 30, 20, 7]);
 }
@@ -114,12 +81,7 @@ fn center_crop_takes_the_middle() {
 #[test]
 fn png_at_native_size_is_exact() {
     let img = smooth_image(10, 7, 3);
-    let px = prepare_bytes(
-        &png_bytes(&img),
-        Path::new("x.png"),
-        &PrepareParams::new(10, 7, Crop::None),
-    )
-    .unwrap();
+    let px = prepare_bytes(&png_bytes(&img), Path::new("x.png"), &PrepareParams::new(10, 7, Crop::None)).unwrap();
     assert_eq!(px, img.into_raw());
 }
 
@@ -128,29 +90,17 @@ fn reduced_dct_decode_is_used_and_close_to_full_decode() {
     let img = smooth_image(96, 128, 5);
     let bytes = jpeg_bytes(&img);
     let quarter = decode_rgb(&bytes, Path::new("q.jpg"), |_| 4).unwrap();
-    assert_eq!(
-        (quarter.scale, quarter.pixels.width, quarter.pixels.height),
-        (4, 24, 32)
-    );
+    assert_eq!((quarter.scale, quarter.pixels.width, quarter.pixels.height), (4, 24, 32));
     assert_eq!(quarter.source, (96, 128));
 
     // prepare at a quarter of the size picks the 1/4 decode; compare against full decode
     // followed by the same resize.
     let params = PrepareParams::new(24, 32, Crop::None);
     let fast = prepare_bytes(&bytes, Path::new("q.jpg"), &params).unwrap();
-    assert_eq!(
-        fast, quarter.pixels.data,
-        "1/4 decode at exactly the target needs no resize"
-    );
+    assert_eq!(fast, quarter.pixels.data, "1/4 decode at exactly the target needs no resize");
     let full = decode_rgb(&bytes, Path::new("q.jpg"), |_| 1).unwrap();
     assert_eq!(full.scale, 1);
-    let slow = maskflow::data::prepare::resize_rgb(
-        &full.pixels,
-        maskflow::data::prepare::CropBox::full(96, 128),
-        24,
-        32,
-    )
-    .unwrap();
+    let slow = maskflow::data::prepare::resize_rgb(&full.pixels, maskflow::data::prepare::CropBox::full(96, 128), 24, 32).unwrap();
     let diff = mean_abs_diff(&fast, &slow);
     assert!(diff < 4.0, "mean abs difference {diff}");
 }
@@ -214,17 +164,11 @@ fn one_changed_image_is_the_only_one_decoded() {
     let third = build_shard(&images, &params, &cache, &out).unwrap();
     assert_eq!((third.decoded, third.reused), (1, 5));
     let shard = Shard::open(&out).unwrap();
-    assert_eq!(
-        (shard.len(), shard.height(), shard.width(), shard.channels()),
-        (6, 12, 16, 3)
-    );
+    assert_eq!((shard.len(), shard.height(), shard.width(), shard.channels()), (6, 12, 16, 3));
     for (i, old) in before.iter().enumerate() {
         if i == 3 {
             assert_ne!(shard.image(i), &old[..]);
-            assert_eq!(
-                shard.image(i),
-                &prepare_image(&images[3].0, &params).unwrap()[..]
-            );
+            assert_eq!(shard.image(i), &prepare_image(&images[3].0, &params).unwrap()[..]);
         } else {
             assert_eq!(shard.image(i), &old[..]);
         }
@@ -259,15 +203,9 @@ fn bad_image_policy_fail_or_skip() {
     let cache = PixelCache::new(dir.path().join("cache"));
     let params = PrepareParams::new(8, 8, Crop::None);
     let images = vec![
-        write(
-            &dir.path().join("ok0.jpg"),
-            &jpeg_bytes(&smooth_image(20, 20, 0)),
-        ),
+        write(&dir.path().join("ok0.jpg"), &jpeg_bytes(&smooth_image(20, 20, 0))),
         write(&dir.path().join("zero.jpg"), &[]),
-        write(
-            &dir.path().join("ok2.png"),
-            &png_bytes(&smooth_image(20, 20, 2)),
-        ),
+        write(&dir.path().join("ok2.png"), &png_bytes(&smooth_image(20, 20, 2))),
     ];
     let out = dir.path().join("s.shard");
     let err = build_shard(&images, &params, &cache, &out).unwrap_err();
@@ -290,10 +228,7 @@ fn shard_round_trip_and_truncation() {
     for row in &rows {
         writer.push(row).unwrap();
     }
-    assert!(matches!(
-        writer.push(&[0; 5]),
-        Err(ShardError::ImageSize { .. })
-    ));
+    assert!(matches!(writer.push(&[0; 5]), Err(ShardError::ImageSize { .. })));
     assert!(!out.exists(), "nothing at the destination before finish");
     writer.finish().unwrap();
 
@@ -317,10 +252,7 @@ fn shard_round_trip_and_truncation() {
     let mut foreign = bytes.clone();
     foreign[0] = b'X';
     std::fs::write(&cut, &foreign).unwrap();
-    assert!(matches!(
-        Shard::open(&cut),
-        Err(ShardError::BadMagic { .. })
-    ));
+    assert!(matches!(Shard::open(&cut), Err(ShardError::BadMagic { .. })));
 
     // An abandoned writer leaves no file behind.
     let abandoned = dir.path().join("abandoned.shard");

@@ -34,8 +34,9 @@ fn diff_of_b4_focal_lists_only_the_changed_gamma() {
     // Change gamma, reorder the train block and add comments.
     let train_block = "train {\n    epochs = 10\n    batch = 32\n";
     assert!(original.contains(train_block));
-    let edited =
-        original.replace("gamma = 2.0", "gamma = 1.5  # softer focusing").replace(train_block, "train {\n    # reordered\n    batch = 32\n    epochs = 10\n");
+    let edited = original
+        .replace("gamma = 2.0", "gamma = 1.5  # softer focusing")
+        .replace(train_block, "train {\n    # reordered\n    batch = 32\n    epochs = 10\n");
     s.write("b4_gamma.mf", &edited);
     let out = s.run(&["diff", "pipelines/b4_focal.mf", "b4_gamma.mf"]);
     assert_eq!(
@@ -58,12 +59,16 @@ predict   rerun   (train changed)
     );
     let json: Value = serde_json::from_str(s.run(&["diff", "pipelines/b4_focal.mf", "b4_gamma.mf", "--json"]).ok()).unwrap();
     assert_eq!(json["changed_parameters"], json!([{"path": "loss.terms[0].kind.gamma", "old": 2.0, "new": 1.5}]));
-    let states: Vec<(&str, &str)> = json["steps"].as_array().unwrap().iter().map(|s| (s["step"].as_str().unwrap(), s["state"].as_str().unwrap())).collect();
+    let states: Vec<(&str, &str)> =
+        json["steps"].as_array().unwrap().iter().map(|s| (s["step"].as_str().unwrap(), s["state"].as_str().unwrap())).collect();
     assert_eq!(states[4], ("train", "rerun"));
     // --all also lists what did not change.
     let all = s.run(&["diff", "pipelines/b4_focal.mf", "b4_gamma.mf", "--all"]);
     let text = all.ok();
-    assert!(text.contains("\nsplit     shared  scheme.kind = \"holdout\"\n                  scheme.val = 0.2\n                  seed = 42\n"), "{text}");
+    assert!(
+        text.contains("\nsplit     shared  scheme.kind = \"holdout\"\n                  scheme.val = 0.2\n                  seed = 42\n"),
+        "{text}"
+    );
     assert!(text.contains("\ntrain     rerun   loss.terms[0].kind.gamma 2.0 → 1.5\n"), "{text}");
     assert!(text.ends_with("\n1 parameter changed; rerun: train, evaluate, predict; shared: source, relabel, split, prepare\n"), "{text}");
 }
@@ -90,7 +95,12 @@ fn diff_against_git_head_and_a_revision() {
     let text = out.ok();
     assert!(text.starts_with("--- p.mf@HEAD\n+++ p.mf\n"), "{text}");
     assert!(text.contains("split     rerun   seed 7 → 9\n"), "{text}");
-    assert!(text.contains("train     rerun   train.epochs 1 → 2\n                  (split changed)\nevaluate  rerun   (split, train changed)\n"), "{text}");
+    assert!(
+        text.contains(
+            "train     rerun   train.epochs 1 → 2\n                  (split changed)\nevaluate  rerun   (split, train changed)\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("\n2 parameters changed; rerun: split, train, evaluate; shared: source, relabel, prepare\n"), "{text}");
     let out = s.run(&["diff", "p.mf", "--rev", "HEAD~1"]);
     assert!(out.ok().contains("split     rerun   seed 42 → 9\n"), "{}", out.stdout);
@@ -153,7 +163,11 @@ fn locked_run_names_a_changed_data_manifest_and_a_missing_lock() {
     let s = Space::new();
     common::synth(&s, "d", 12, 2);
     s.write("p.mf", "data { root = \"d\" }\nsplit by person { val = 0.25; seed = 1 }\nmodel tiny_cnn {}\n");
-    assert!(s.run(&["run", "p.mf", "--until", "split", "--locked"]).fails().contains("p.mf.lock: no lockfile; run without --locked once to create it"));
+    assert!(
+        s.run(&["run", "p.mf", "--until", "split", "--locked"])
+            .fails()
+            .contains("p.mf.lock: no lockfile; run without --locked once to create it")
+    );
     s.run(&["run", "p.mf", "--until", "split"]).ok();
     let csv = s.read("d/train/train.csv");
     s.write("d/train/train.csv", &format!("{csv}\n"));
@@ -220,7 +234,10 @@ fn verify_names_the_output_whose_recomputed_digest_differs() {
     let out = s.run(&["verify", "p.mf", "--steps", "split"]);
     out.fails();
     let other = other["digest"].as_str().unwrap();
-    assert_eq!(out.stdout, format!("split: differs: split.json {} → {}\n1 step verified: 0 reproducible, 1 not\n", &other[..12], &real[..12]));
+    assert_eq!(
+        out.stdout,
+        format!("split: differs: split.json {} → {}\n1 step verified: 0 reproducible, 1 not\n", &other[..12], &real[..12])
+    );
 }
 
 /// A fake evaluate record (evaluate does not execute in this build yet) with metrics and
@@ -334,7 +351,8 @@ fn diff_of_k_fold_versions_compares_each_fold_and_shows_mean_and_std() {
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+    let mut v: Vec<_> =
+        walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
     v.sort();
     v
 }

@@ -12,18 +12,11 @@ type A = Autodiff<Flex>;
 fn grad_values(lin: &Linear<A>, grads: &GradientsParams) -> (Vec<f32>, Vec<f32>) {
     let w = grads.get::<Flex, 2>(lin.weight.id).unwrap();
     let b = grads.get::<Flex, 1>(lin.bias.as_ref().unwrap().id).unwrap();
-    (
-        w.into_data().to_vec::<f32>().unwrap(),
-        b.into_data().to_vec::<f32>().unwrap(),
-    )
+    (w.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap())
 }
 
 fn norm(v: &(Vec<f32>, Vec<f32>)) -> f64 {
-    v.0.iter()
-        .chain(&v.1)
-        .map(|x| (*x as f64).powi(2))
-        .sum::<f64>()
-        .sqrt()
+    v.0.iter().chain(&v.1).map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
 }
 
 #[test]
@@ -46,12 +39,7 @@ fn clips_the_norm_over_all_parameters() {
         assert!((a / b - factor).abs() < 1e-6);
     }
     // Under the limit nothing changes.
-    let loss = lin
-        .forward(Tensor::<A, 2>::from_data(
-            TensorData::new(vec![0.01f32, 0.0, 0.0], [1, 3]),
-            &d,
-        ))
-        .sum();
+    let loss = lin.forward(Tensor::<A, 2>::from_data(TensorData::new(vec![0.01f32, 0.0, 0.0], [1, 3]), &d)).sum();
     let small = GradientsParams::from_grads(loss.backward(), &lin);
     let before = grad_values(&lin, &small);
     let after = grad_values(&lin, &clip_global_norm::<A, _>(&lin, small, 2.0));

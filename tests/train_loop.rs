@@ -10,8 +10,8 @@ use maskflow::batch::{Batch, BatchSource};
 use maskflow::model::{HeadKind, ModelSpec};
 use maskflow::train::toy::PatternSource;
 use maskflow::train::{
-    self, BackendTask, LossConfig, LossKind, LossTerm, OptimizerConfig, OptimizerKind, Progress,
-    Schedule, ScheduleKind, TrainConfig, TrainOutcome,
+    self, BackendTask, LossConfig, LossKind, LossTerm, OptimizerConfig, OptimizerKind, Progress, Schedule, ScheduleKind, TrainConfig,
+    TrainOutcome,
 };
 
 type A = Autodiff<Flex>;
@@ -30,11 +30,7 @@ fn sources() -> (PatternSource, PatternSource) {
 
 fn config(epochs: usize) -> TrainConfig {
     let mut cfg = TrainConfig::new(ModelSpec::new("tiny_cnn", HeadKind::Single), epochs, 7);
-    cfg.schedule = Schedule {
-        lr: 3e-3,
-        warmup_steps: 2,
-        kind: ScheduleKind::Cosine { min_lr: 1e-4 },
-    };
+    cfg.schedule = Schedule { lr: 3e-3, warmup_steps: 2, kind: ScheduleKind::Cosine { min_lr: 1e-4 } };
     cfg
 }
 
@@ -63,10 +59,7 @@ fn tiny_cnn_learns_the_pattern() {
     assert_eq!(epochs_seen, vec![0, 1, 2, 3, 4, 5]);
     assert!(out.finished && !out.stopped_early);
     for r in &out.history {
-        eprintln!(
-            "epoch {} loss {:.3} train_f1 {:.3} val_f1 {:.3} lr {:.2e}",
-            r.epoch, r.train_loss, r.train_f1, r.val_f1, r.lr
-        );
+        eprintln!("epoch {} loss {:.3} train_f1 {:.3} val_f1 {:.3} lr {:.2e}", r.epoch, r.train_loss, r.train_f1, r.val_f1, r.lr);
     }
     let first = &out.history[0];
     let last = out.history.last().unwrap();
@@ -74,11 +67,7 @@ fn tiny_cnn_learns_the_pattern() {
     // Chance is ~1/18; the pattern is easy.
     assert!(out.best_val_f1 > 0.6, "best val F1 {}", out.best_val_f1);
     assert!(out.best_model.exists() && out.last_model.exists());
-    let best = out
-        .history
-        .iter()
-        .map(|r| r.val_f1)
-        .fold(f64::MIN, f64::max);
+    let best = out.history.iter().map(|r| r.val_f1).fold(f64::MIN, f64::max);
     assert_eq!(out.best_val_f1, best);
     assert_eq!(out.history[out.best_epoch].val_f1, best);
 }
@@ -86,11 +75,7 @@ fn tiny_cnn_learns_the_pattern() {
 #[test]
 fn same_seed_same_weights_other_seed_other_weights() {
     let _g = lock();
-    let (a, b, c) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
+    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = config(1);
     let ra = run(&cfg, a.path()).unwrap();
     let rb = run(&cfg, b.path()).unwrap();
@@ -108,19 +93,9 @@ fn resumed_run_ends_bit_identical() {
     let (straight, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut cfg = config(2);
     // Dropout and drop-path exercise the reseeded RNG; SGD+Nesterov exercises optimiser state.
-    cfg.model = ModelSpec {
-        dropout: Some(0.2),
-        drop_path: 0.1,
-        ..ModelSpec::new("efficientnet_nano", HeadKind::Multi)
-    };
-    cfg.optimizer = OptimizerConfig {
-        kind: OptimizerKind::Sgd {
-            momentum: 0.9,
-            nesterov: true,
-        },
-        weight_decay: 1e-4,
-        grad_clip_norm: Some(5.0),
-    };
+    cfg.model = ModelSpec { dropout: Some(0.2), drop_path: 0.1, ..ModelSpec::new("efficientnet_nano", HeadKind::Multi) };
+    cfg.optimizer =
+        OptimizerConfig { kind: OptimizerKind::Sgd { momentum: 0.9, nesterov: true }, weight_decay: 1e-4, grad_clip_norm: Some(5.0) };
     let whole = run(&cfg, straight.path()).unwrap();
     assert_eq!(whole.epochs_done, 2);
 
@@ -156,16 +131,8 @@ fn early_stopping_and_optimisers() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(8);
     // A learning rate of ~0 after warm-up: validation F1 never improves after epoch 1.
-    cfg.schedule = Schedule {
-        lr: 1e-9,
-        warmup_steps: 0,
-        kind: ScheduleKind::Constant,
-    };
-    cfg.optimizer.kind = OptimizerKind::Adam {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-    };
+    cfg.schedule = Schedule { lr: 1e-9, warmup_steps: 0, kind: ScheduleKind::Constant };
+    cfg.optimizer.kind = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     cfg.early_stopping_patience = Some(2);
     let out = run(&cfg, dir.path()).unwrap();
     assert!(out.stopped_early && out.finished);
@@ -181,17 +148,8 @@ fn focal_and_soft_f1_with_separate_heads_train() {
     cfg.model = ModelSpec::new("tiny_cnn", HeadKind::Separate);
     cfg.loss = LossConfig {
         terms: vec![
-            LossTerm {
-                loss: LossKind::Focal {
-                    gamma: 2.0,
-                    alpha: train::ClassWeights::InverseFrequency(vec![5; 18]),
-                },
-                weight: 1.0,
-            },
-            LossTerm {
-                loss: LossKind::SoftF1,
-                weight: 0.5,
-            },
+            LossTerm { loss: LossKind::Focal { gamma: 2.0, alpha: train::ClassWeights::InverseFrequency(vec![5; 18]) }, weight: 1.0 },
+            LossTerm { loss: LossKind::SoftF1, weight: 0.5 },
         ],
         head_weights: [1.0, 0.5, 2.0],
     };
@@ -227,14 +185,8 @@ fn nan_loss_names_epoch_and_step_and_keeps_last_checkpoint() {
     let _g = lock();
     let dir = tempfile::tempdir().unwrap();
     let (t, v) = sources();
-    let poisoned = Poisoned {
-        inner: t,
-        epoch: 1,
-        index: 2,
-    };
-    let err = train::train::<A>(&config(3), &poisoned, &v, dir.path(), &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let poisoned = Poisoned { inner: t, epoch: 1, index: 2 };
+    let err = train::train::<A>(&config(3), &poisoned, &v, dir.path(), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("epoch 2, step 3"), "{err}");
     assert!(err.contains("epoch-0001"), "{err}");
     assert!(dir.path().join("epoch-0001/model.mpk").exists());
@@ -246,8 +198,7 @@ fn predict_gives_probabilities_with_and_without_tta() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(2);
     let out = run(&cfg, dir.path()).unwrap();
-    let model =
-        train::load_model::<Flex>(&cfg.model, &out.best_model, &Default::default()).unwrap();
+    let model = train::load_model::<Flex>(&cfg.model, &out.best_model, &Default::default()).unwrap();
     let (_, v) = sources();
     let plain = train::predict(&model, &v, false);
     let tta = train::predict(&model, &v, true);
@@ -257,10 +208,7 @@ fn predict_gives_probabilities_with_and_without_tta() {
         let s: f32 = row.iter().sum();
         assert!((s - 1.0).abs() < 1e-4, "sums to {s}");
     }
-    assert_ne!(
-        plain, tta,
-        "hflip TTA must change something on asymmetric patterns"
-    );
+    assert_ne!(plain, tta, "hflip TTA must change something on asymmetric patterns");
     // The reloaded best model reproduces the recorded validation F1.
     let (f1, _) = train::evaluate(&model, &v);
     assert!((f1 - out.best_val_f1).abs() < 1e-12);
@@ -272,10 +220,7 @@ fn dispatch_by_name() {
     struct Count;
     impl BackendTask for Count {
         type Output = usize;
-        fn run<B: burn::tensor::backend::AutodiffBackend>(
-            self,
-            device: B::Device,
-        ) -> anyhow::Result<usize> {
+        fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> anyhow::Result<usize> {
             let m = ModelSpec::new("tiny_cnn", HeadKind::Single).build::<B>(&device)?;
             Ok(maskflow::model::count_trainable(&m))
         }
@@ -297,8 +242,6 @@ fn train_on_and_predict_on_by_backend_name() {
     let out = train::train_on("cpu", &cfg, &t, &v, dir.path(), &mut |_| {}).unwrap();
     let probs = train::predict_on("cpu", &cfg.model, &out.best_model, &v, false).unwrap();
     assert_eq!(probs.len(), v.num_samples());
-    let err = train::predict_on("cpu", &cfg.model, &dir.path().join("nope.mpk"), &v, false)
-        .unwrap_err()
-        .to_string();
+    let err = train::predict_on("cpu", &cfg.model, &dir.path().join("nope.mpk"), &v, false).unwrap_err().to_string();
     assert!(err.contains("nope.mpk"), "{err}");
 }

@@ -16,14 +16,8 @@ type B = Flex;
 
 fn batch() -> (Tensor<B, 2>, Tensor<B, 2>) {
     let d = Default::default();
-    let logits = Tensor::<B, 2>::from_data(
-        TensorData::new(vec![1.0f32, 2.0, 3.0, 0.5, 0.0, -1.0], [2, 3]),
-        &d,
-    );
-    let targets = Tensor::<B, 2>::from_data(
-        TensorData::new(vec![0.0f32, 0.0, 1.0, 0.7, 0.3, 0.0], [2, 3]),
-        &d,
-    );
+    let logits = Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 0.5, 0.0, -1.0], [2, 3]), &d);
+    let targets = Tensor::<B, 2>::from_data(TensorData::new(vec![0.0f32, 0.0, 1.0, 0.7, 0.3, 0.0], [2, 3]), &d);
     (log_softmax(logits, 1), targets)
 }
 
@@ -47,28 +41,16 @@ fn cross_entropy_plain_smoothed_and_weighted() {
         scalar(loss::soft_cross_entropy(lp.clone(), t.clone(), 0.0, None)),
         (0.40760596 + 0.7 * 0.60413061 + 0.3 * 1.10413061) / 2.0,
     );
-    assert_close(
-        scalar(loss::soft_cross_entropy(lp.clone(), t.clone(), 0.1, None)),
-        0.6567016182,
-    );
-    assert_close(
-        scalar(loss::soft_cross_entropy(lp, t, 0.0, weights())),
-        0.6445863846,
-    );
+    assert_close(scalar(loss::soft_cross_entropy(lp.clone(), t.clone(), 0.1, None)), 0.6567016182);
+    assert_close(scalar(loss::soft_cross_entropy(lp, t, 0.0, weights())), 0.6445863846);
 }
 
 #[test]
 fn focal_loss_with_and_without_alpha() {
     let (lp, t) = batch();
     // gamma 0 is cross-entropy.
-    assert_close(
-        scalar(loss::focal(lp.clone(), t.clone(), 0.0, None)),
-        scalar(loss::soft_cross_entropy(lp.clone(), t.clone(), 0.0, None)),
-    );
-    assert_close(
-        scalar(loss::focal(lp.clone(), t.clone(), 2.0, None)),
-        0.1403301711,
-    );
+    assert_close(scalar(loss::focal(lp.clone(), t.clone(), 0.0, None)), scalar(loss::soft_cross_entropy(lp.clone(), t.clone(), 0.0, None)));
+    assert_close(scalar(loss::focal(lp.clone(), t.clone(), 2.0, None)), 0.1403301711);
     assert_close(scalar(loss::focal(lp, t, 2.0, weights())), 0.2029250631);
 }
 
@@ -81,10 +63,7 @@ fn soft_f1_loss() {
 #[test]
 fn perfect_soft_f1_is_near_zero() {
     let d = Default::default();
-    let lp = log_softmax(
-        Tensor::<B, 2>::from_data(TensorData::new(vec![20.0f32, 0.0, 0.0, 20.0], [2, 2]), &d),
-        1,
-    );
+    let lp = log_softmax(Tensor::<B, 2>::from_data(TensorData::new(vec![20.0f32, 0.0, 0.0, 20.0], [2, 2]), &d), 1);
     let t = Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &d);
     assert!(scalar(loss::soft_f1(lp, t)) < 1e-6);
 }
@@ -94,25 +73,13 @@ fn weighted_sum_of_terms() {
     let (lp, t) = batch();
     let cfg = LossConfig {
         terms: vec![
-            LossTerm {
-                loss: LossKind::CrossEntropy {
-                    smoothing: 0.1,
-                    weights: ClassWeights::None,
-                },
-                weight: 0.5,
-            },
-            LossTerm {
-                loss: LossKind::SoftF1,
-                weight: 2.0,
-            },
+            LossTerm { loss: LossKind::CrossEntropy { smoothing: 0.1, weights: ClassWeights::None }, weight: 0.5 },
+            LossTerm { loss: LossKind::SoftF1, weight: 2.0 },
         ],
         head_weights: [1.0, 1.0, 1.0],
     };
     // Only the 3-class shape matters here: compute through the term machinery directly.
-    let out = Output {
-        log_probs: lp,
-        tasks: None,
-    };
+    let out = Output { log_probs: lp, tasks: None };
     let got = scalar(cfg.compute(&out, t).unwrap());
     assert_close(got, 0.5 * 0.6567016182 + 2.0 * 0.4853561723);
 }
@@ -131,32 +98,17 @@ fn multi_head_uses_marginal_targets_and_head_weights() {
     assert_eq!(tg.into_data().to_vec::<f32>().unwrap(), vec![1.0, 0.0]);
     assert_eq!(ta.into_data().to_vec::<f32>().unwrap(), vec![0.0, 0.5, 0.5]);
 
-    let lp = |v: Vec<f32>, k: usize| {
-        log_softmax(Tensor::<B, 2>::from_data(TensorData::new(v, [1, k]), &d), 1)
-    };
-    let tasks = TaskLogProbs {
-        mask: lp(vec![0.0, 1.0, 2.0], 3),
-        gender: lp(vec![1.0, -1.0], 2),
-        age: lp(vec![0.0, 0.0, 0.0], 3),
-    };
-    let out = Output {
-        log_probs: maskflow::model::combine_tasks(&tasks),
-        tasks: Some(tasks),
-    };
-    let cfg = LossConfig {
-        head_weights: [1.0, 2.0, 0.5],
-        ..LossConfig::default()
-    };
+    let lp = |v: Vec<f32>, k: usize| log_softmax(Tensor::<B, 2>::from_data(TensorData::new(v, [1, k]), &d), 1);
+    let tasks = TaskLogProbs { mask: lp(vec![0.0, 1.0, 2.0], 3), gender: lp(vec![1.0, -1.0], 2), age: lp(vec![0.0, 0.0, 0.0], 3) };
+    let out = Output { log_probs: maskflow::model::combine_tasks(&tasks), tasks: Some(tasks) };
+    let cfg = LossConfig { head_weights: [1.0, 2.0, 0.5], ..LossConfig::default() };
     // mask: -(0.5 log p1 + 0.5 log p2) with log p = [0,1,2] - 2.40760596
     let mask = 0.5 * (2.40760596 - 1.0) + 0.5 * (2.40760596 - 2.0);
     // gender: -log σ(2) = ln(1 + e^-2)
     let gender = (1.0f64 + (-2.0f64).exp()).ln();
     // age: uniform → ln 3
     let age = 3.0f64.ln();
-    assert_close(
-        scalar(cfg.compute(&out, targets).unwrap()),
-        mask + 2.0 * gender + 0.5 * age,
-    );
+    assert_close(scalar(cfg.compute(&out, targets).unwrap()), mask + 2.0 * gender + 0.5 * age);
 }
 
 #[test]
@@ -172,21 +124,12 @@ fn inverse_frequency_is_sklearn_balanced() {
 #[test]
 fn bad_loss_configs_are_rejected() {
     let mut cfg = LossConfig::default();
-    cfg.terms[0].loss = LossKind::CrossEntropy {
-        smoothing: 1.5,
-        weights: ClassWeights::None,
-    };
+    cfg.terms[0].loss = LossKind::CrossEntropy { smoothing: 1.5, weights: ClassWeights::None };
     assert!(cfg.validate(false).is_err());
-    cfg.terms[0].loss = LossKind::CrossEntropy {
-        smoothing: 0.1,
-        weights: ClassWeights::Given(vec![1.0; 5]),
-    };
+    cfg.terms[0].loss = LossKind::CrossEntropy { smoothing: 0.1, weights: ClassWeights::Given(vec![1.0; 5]) };
     let err = cfg.validate(false).unwrap_err().to_string();
     assert!(err.contains("expected 18"), "{err}");
-    cfg.terms[0].loss = LossKind::Focal {
-        gamma: 2.0,
-        alpha: ClassWeights::Given(vec![1.0; 18]),
-    };
+    cfg.terms[0].loss = LossKind::Focal { gamma: 2.0, alpha: ClassWeights::Given(vec![1.0; 18]) };
     assert!(cfg.validate(false).is_ok());
     assert!(cfg.validate(true).is_err());
     cfg.terms.clear();

@@ -30,12 +30,7 @@ pub enum AugOp {
     Resize { width: u32, height: u32 },
     /// torchvision `RandomResizedCrop`: a box of `scale` × area and aspect `ratio`
     /// (log-uniform), resized to `width × height`.
-    RandomResizedCrop {
-        width: u32,
-        height: u32,
-        scale: [f64; 2],
-        ratio: [f64; 2],
-    },
+    RandomResizedCrop { width: u32, height: u32, scale: [f64; 2], ratio: [f64; 2] },
     /// A centred `width × height` box (zero-padded where the image is smaller).
     CenterCrop { width: u32, height: u32 },
     /// Mirror left-right with probability `p`.
@@ -44,37 +39,20 @@ pub enum AugOp {
     /// `random` is false; bilinear, same size, corners filled with 0.
     Rotate { degrees: f64, random: bool },
     /// Factors drawn uniformly from [max(0, 1 - x), 1 + x] and applied in a random order.
-    Jitter {
-        brightness: f64,
-        contrast: f64,
-        saturation: f64,
-    },
+    Jitter { brightness: f64, contrast: f64, saturation: f64 },
     /// `(v - mean) / std` per channel.
     Normalize { mean: [f64; 3], std: [f64; 3] },
     /// torchvision `RandomErasing` (value 0): with probability `p`, zero a box of `scale` ×
     /// area and aspect `ratio`.
-    RandomErasing {
-        p: f64,
-        scale: [f64; 2],
-        ratio: [f64; 2],
-    },
+    RandomErasing { p: f64, scale: [f64; 2], ratio: [f64; 2] },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AugError {
     #[error("augment op {index} (`{op}`): {reason}")]
-    InvalidOp {
-        index: usize,
-        op: &'static str,
-        reason: String,
-    },
+    InvalidOp { index: usize, op: &'static str, reason: String },
     #[error("input image has {found} bytes, {width}x{height}x3 needs {expected}")]
-    InputSize {
-        width: usize,
-        height: usize,
-        expected: usize,
-        found: usize,
-    },
+    InputSize { width: usize, height: usize, expected: usize, found: usize },
     #[error("output buffer has {found} values, the pipeline produces {expected}")]
     OutputSize { expected: usize, found: usize },
     #[error("resize failed: {0}")]
@@ -98,20 +76,16 @@ impl AugOp {
     /// The size this op turns a `w × h` image into.
     pub fn output_size(&self, w: usize, h: usize) -> (usize, usize) {
         match *self {
-            AugOp::Resize { width, height }
-            | AugOp::RandomResizedCrop { width, height, .. }
-            | AugOp::CenterCrop { width, height } => (width as usize, height as usize),
+            AugOp::Resize { width, height } | AugOp::RandomResizedCrop { width, height, .. } | AugOp::CenterCrop { width, height } => {
+                (width as usize, height as usize)
+            }
             _ => (w, h),
         }
     }
 
     fn check(&self) -> Result<(), String> {
         let prob = |p: f64| {
-            if (0.0..=1.0).contains(&p) {
-                Ok(())
-            } else {
-                Err(format!("probability {p} is outside [0, 1]"))
-            }
+            if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(format!("probability {p} is outside [0, 1]")) }
         };
         let range = |what: &str, r: [f64; 2], positive: bool| {
             let ok = r[0].is_finite() && r[1].is_finite() && r[0] <= r[1];
@@ -122,9 +96,7 @@ impl AugOp {
             }
         };
         match *self {
-            AugOp::Resize { width, height }
-            | AugOp::RandomResizedCrop { width, height, .. }
-            | AugOp::CenterCrop { width, height }
+            AugOp::Resize { width, height } | AugOp::RandomResizedCrop { width, height, .. } | AugOp::CenterCrop { width, height }
                 if width == 0 || height == 0 =>
             {
                 Err(format!("empty size {width}x{height}"))
@@ -134,19 +106,9 @@ impl AugOp {
                 range("ratio", ratio, true)
             }
             AugOp::Hflip { p } => prob(p),
-            AugOp::Rotate { degrees, .. } if !degrees.is_finite() => {
-                Err(format!("angle {degrees} is not finite"))
-            }
-            AugOp::Jitter {
-                brightness,
-                contrast,
-                saturation,
-            } => {
-                for (name, x) in [
-                    ("brightness", brightness),
-                    ("contrast", contrast),
-                    ("saturation", saturation),
-                ] {
+            AugOp::Rotate { degrees, .. } if !degrees.is_finite() => Err(format!("angle {degrees} is not finite")),
+            AugOp::Jitter { brightness, contrast, saturation } => {
+                for (name, x) in [("brightness", brightness), ("contrast", contrast), ("saturation", saturation)] {
                     if !(x.is_finite() && x >= 0.0) {
                         return Err(format!("{name} {x} must be a finite value ≥ 0"));
                     }
@@ -174,11 +136,7 @@ impl AugOp {
 pub fn validate_ops<'a>(ops: impl IntoIterator<Item = &'a AugOp>) -> Result<(), AugError> {
     let mut normalised = false;
     for (index, op) in ops.into_iter().enumerate() {
-        let invalid = |reason: String| AugError::InvalidOp {
-            index,
-            op: op.name(),
-            reason,
-        };
+        let invalid = |reason: String| AugError::InvalidOp { index, op: op.name(), reason };
         op.check().map_err(invalid)?;
         match op {
             AugOp::Normalize { .. } => normalised = true,
@@ -192,13 +150,8 @@ pub fn validate_ops<'a>(ops: impl IntoIterator<Item = &'a AugOp>) -> Result<(), 
 }
 
 /// The output size of `ops` on a `w × h` input.
-pub fn output_size<'a>(
-    ops: impl IntoIterator<Item = &'a AugOp>,
-    w: usize,
-    h: usize,
-) -> (usize, usize) {
-    ops.into_iter()
-        .fold((w, h), |(w, h), op| op.output_size(w, h))
+pub fn output_size<'a>(ops: impl IntoIterator<Item = &'a AugOp>, w: usize, h: usize) -> (usize, usize) {
+    ops.into_iter().fold((w, h), |(w, h), op| op.output_size(w, h))
 }
 
 /// A validated op list.
@@ -223,53 +176,22 @@ impl Augmenter {
 
     /// Runs the ops on `src` (HWC `u8`, `w × h`), writing CHW `f32` into `out`, with all
     /// random draws from `SplitMix64::new(seed)`.
-    pub fn apply(
-        &self,
-        src: &[u8],
-        w: usize,
-        h: usize,
-        seed: u64,
-        out: &mut [f32],
-    ) -> Result<(), AugError> {
+    pub fn apply(&self, src: &[u8], w: usize, h: usize, seed: u64, out: &mut [f32]) -> Result<(), AugError> {
         augment_into(&[&self.ops], src, w, h, &mut SplitMix64::new(seed), out)
     }
 }
 
 /// Runs the op lists of `chain` one after the other (already validated as one list) on
 /// `src` and writes the CHW result into `out`.
-pub fn augment_into(
-    chain: &[&[AugOp]],
-    src: &[u8],
-    w: usize,
-    h: usize,
-    rng: &mut SplitMix64,
-    out: &mut [f32],
-) -> Result<(), AugError> {
+pub fn augment_into(chain: &[&[AugOp]], src: &[u8], w: usize, h: usize, rng: &mut SplitMix64, out: &mut [f32]) -> Result<(), AugError> {
     if src.len() != w * h * 3 {
-        return Err(AugError::InputSize {
-            width: w,
-            height: h,
-            expected: w * h * 3,
-            found: src.len(),
-        });
+        return Err(AugError::InputSize { width: w, height: h, expected: w * h * 3, found: src.len() });
     }
     let (ow, oh) = output_size(chain.iter().flat_map(|ops| ops.iter()), w, h);
     if out.len() != ow * oh * 3 {
-        return Err(AugError::OutputSize {
-            expected: ow * oh * 3,
-            found: out.len(),
-        });
+        return Err(AugError::OutputSize { expected: ow * oh * 3, found: out.len() });
     }
-    let mut work = Work {
-        img: Img {
-            w,
-            h,
-            px: Pixels::U8(Cow::Borrowed(src)),
-        },
-        view: None,
-        point: Vec::new(),
-        erase: Vec::new(),
-    };
+    let mut work = Work { img: Img { w, h, px: Pixels::U8(Cow::Borrowed(src)) }, view: None, point: Vec::new(), erase: Vec::new() };
     for op in chain.iter().flat_map(|ops| ops.iter()) {
         work.apply(op, rng)?;
     }
@@ -328,9 +250,7 @@ impl SplitMix64 {
 
 /// Hashes a tuple of integers into one seed (order-sensitive).
 pub fn hash_seed(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x6D61_736B_666C_6F77, |h, &p| {
-        mix64(h ^ mix64(p.wrapping_add(GOLDEN)))
-    })
+    parts.iter().fold(0x6D61_736B_666C_6F77, |h, &p| mix64(h ^ mix64(p.wrapping_add(GOLDEN))))
 }
 
 /// The RNG seed of one sample's augmentation in one epoch.
@@ -502,11 +422,7 @@ impl<'a> Work<'a> {
             None => (0.0, 0.0, self.img.w as f64, self.img.h as f64),
         };
         let (sx, sy) = (base.2 / cw as f64, base.3 / ch as f64);
-        self.view = Some(View {
-            crop: (base.0 + b.0 * sx, base.1 + b.1 * sy, b.2 * sx, b.3 * sy),
-            w,
-            h,
-        });
+        self.view = Some(View { crop: (base.0 + b.0 * sx, base.1 + b.1 * sy, b.2 * sx, b.3 * sy), w, h });
     }
 
     fn apply(&mut self, op: &AugOp, rng: &mut SplitMix64) -> Result<(), AugError> {
@@ -517,12 +433,7 @@ impl<'a> Work<'a> {
                 let full = (0.0, 0.0, cw as f64, ch as f64);
                 self.crop_resize(full, width as usize, height as usize);
             }
-            AugOp::RandomResizedCrop {
-                width,
-                height,
-                scale,
-                ratio,
-            } => {
+            AugOp::RandomResizedCrop { width, height, scale, ratio } => {
                 let (cw, ch) = self.size();
                 let b = random_resized_box(cw, ch, scale, ratio, rng);
                 self.materialize_point()?;
@@ -548,21 +459,13 @@ impl<'a> Work<'a> {
                 }
             }
             AugOp::Rotate { degrees, random } => {
-                let angle = if random {
-                    rng.uniform(-degrees, degrees)
-                } else {
-                    degrees
-                };
+                let angle = if random { rng.uniform(-degrees, degrees) } else { degrees };
                 if angle != 0.0 {
                     self.materialize()?;
                     self.img = rotate(&self.img, angle);
                 }
             }
-            AugOp::Jitter {
-                brightness,
-                contrast,
-                saturation,
-            } => {
+            AugOp::Jitter { brightness, contrast, saturation } => {
                 if !self.erase.is_empty() {
                     self.materialize()?;
                 }
@@ -571,9 +474,7 @@ impl<'a> Work<'a> {
                 for i in (1..3).rev() {
                     order.swap(i, rng.below(i as u64 + 1) as usize);
                 }
-                let factor = |x: f64, rng: &mut SplitMix64| {
-                    (x > 0.0).then(|| rng.uniform((1.0 - x).max(0.0), 1.0 + x) as f32)
-                };
+                let factor = |x: f64, rng: &mut SplitMix64| (x > 0.0).then(|| rng.uniform((1.0 - x).max(0.0), 1.0 + x) as f32);
                 let factors = [
                     factor(brightness, rng).map(PointOp::Brightness),
                     factor(contrast, rng).map(PointOp::Contrast),
@@ -585,10 +486,7 @@ impl<'a> Work<'a> {
                 if !self.erase.is_empty() {
                     self.materialize()?;
                 }
-                self.point.push(PointOp::Normalize {
-                    mean: mean.map(|m| m as f32),
-                    inv_std: std.map(|s| (1.0 / s) as f32),
-                });
+                self.point.push(PointOp::Normalize { mean: mean.map(|m| m as f32), inv_std: std.map(|s| (1.0 / s) as f32) });
             }
             AugOp::RandomErasing { p, scale, ratio } => {
                 let (cw, ch) = self.size();
@@ -649,9 +547,7 @@ impl<'a> Work<'a> {
         match (&self.img.px, self.point.as_slice()) {
             (Pixels::U8(bytes), [PointOp::Normalize { mean, inv_std }]) => {
                 // The common path: one pass through a per-channel lookup table.
-                let lut: [[f32; 256]; 3] = std::array::from_fn(|c| {
-                    std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) * inv_std[c])
-                });
+                let lut: [[f32; 256]; 3] = std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) * inv_std[c]));
                 let [r, g, b] = planes(out, plane);
                 let dst = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
                 for (((r, g), b), s) in dst.zip(bytes.chunks_exact(3)) {
@@ -678,13 +574,7 @@ impl<'a> Work<'a> {
 }
 
 /// torchvision `RandomResizedCrop.get_params`.
-fn random_resized_box(
-    w: usize,
-    h: usize,
-    scale: [f64; 2],
-    ratio: [f64; 2],
-    rng: &mut SplitMix64,
-) -> Rect {
+fn random_resized_box(w: usize, h: usize, scale: [f64; 2], ratio: [f64; 2], rng: &mut SplitMix64) -> Rect {
     let area = (w * h) as f64;
     let (log_lo, log_hi) = (ratio[0].ln(), ratio[1].ln());
     for _ in 0..10 {
@@ -707,22 +597,11 @@ fn random_resized_box(
     } else {
         (w, h)
     };
-    Rect {
-        x: (w - cw) / 2,
-        y: (h - ch) / 2,
-        w: cw,
-        h: ch,
-    }
+    Rect { x: (w - cw) / 2, y: (h - ch) / 2, w: cw, h: ch }
 }
 
 /// torchvision `RandomErasing.get_params` (the box, once the coin flip said erase).
-fn random_erasing_box(
-    w: usize,
-    h: usize,
-    scale: [f64; 2],
-    ratio: [f64; 2],
-    rng: &mut SplitMix64,
-) -> Option<Rect> {
+fn random_erasing_box(w: usize, h: usize, scale: [f64; 2], ratio: [f64; 2], rng: &mut SplitMix64) -> Option<Rect> {
     let area = (w * h) as f64;
     let (log_lo, log_hi) = (ratio[0].ln(), ratio[1].ln());
     for _ in 0..10 {
@@ -750,33 +629,20 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
 }
 
 /// Resizes the `crop` box (left, top, width, height) of `img` to `w × h`.
-fn resize<'a>(
-    img: &Img<'_>,
-    crop: (f64, f64, f64, f64),
-    w: usize,
-    h: usize,
-) -> Result<Img<'a>, AugError> {
+fn resize<'a>(img: &Img<'_>, crop: (f64, f64, f64, f64), w: usize, h: usize) -> Result<Img<'a>, AugError> {
     let err = |e: &dyn std::fmt::Display| AugError::Resize(e.to_string());
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(crop.0, crop.1, crop.2, crop.3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(crop.0, crop.1, crop.2, crop.3);
     let (bytes, pixel_type) = match &img.px {
         Pixels::U8(b) => (&b[..], PixelType::U8x3),
         Pixels::F32(v) => (f32_bytes(v), PixelType::F32x3),
     };
     let src = ImageRef::new(img.w as u32, img.h as u32, bytes, pixel_type).map_err(|e| err(&e))?;
     let mut dst = Image::new(w as u32, h as u32, pixel_type);
-    RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
-        .map_err(|e| err(&e))?;
+    RESIZER.with(|r| r.borrow_mut().resize(&src, &mut dst, &options)).map_err(|e| err(&e))?;
     let out = dst.into_vec();
     let px = match pixel_type {
         PixelType::U8x3 => Pixels::U8(Cow::Owned(out)),
-        _ => Pixels::F32(
-            out.chunks_exact(4)
-                .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
+        _ => Pixels::F32(out.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect()),
     };
     Ok(Img { w, h, px })
 }
@@ -785,15 +651,7 @@ fn center_crop<'a>(img: &Img<'_>, w: usize, h: usize) -> Img<'a> {
     // Offsets of the crop in the source (may be negative: zero padding).
     let x0 = (img.w as isize - w as isize).div_euclid(2);
     let y0 = (img.h as isize - h as isize).div_euclid(2);
-    fn copy<T: Copy + Default>(
-        src: &[T],
-        sw: usize,
-        sh: usize,
-        w: usize,
-        h: usize,
-        x0: isize,
-        y0: isize,
-    ) -> Vec<T> {
+    fn copy<T: Copy + Default>(src: &[T], sw: usize, sh: usize, w: usize, h: usize, x0: isize, y0: isize) -> Vec<T> {
         let mut out = vec![T::default(); w * h * 3];
         let xs = x0.max(0) as usize;
         let xe = ((x0 + w as isize).min(sw as isize)).max(0) as usize;

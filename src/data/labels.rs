@@ -49,9 +49,7 @@ impl Gender {
     /// Parses `male` / `female`, ignoring case and surrounding blanks.
     pub fn parse(text: &str) -> Option<Gender> {
         let text = text.trim();
-        Gender::ALL
-            .into_iter()
-            .find(|g| g.as_str().eq_ignore_ascii_case(text))
+        Gender::ALL.into_iter().find(|g| g.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -128,9 +126,7 @@ impl ImageSlot {
 
     /// The slot a file stem names, ignoring ASCII case.
     pub fn from_stem(stem: &str) -> Option<ImageSlot> {
-        ImageSlot::ALL
-            .into_iter()
-            .find(|s| s.stem().eq_ignore_ascii_case(stem))
+        ImageSlot::ALL.into_iter().find(|s| s.stem().eq_ignore_ascii_case(stem))
     }
 
     /// The mask label a photo in this slot carries.
@@ -212,16 +208,10 @@ mod tests {
 
     #[test]
     fn stems_and_genders_parse_case_insensitively() {
-        assert_eq!(
-            ImageSlot::from_stem("Incorrect_Mask"),
-            Some(ImageSlot::IncorrectMask)
-        );
+        assert_eq!(ImageSlot::from_stem("Incorrect_Mask"), Some(ImageSlot::IncorrectMask));
         assert_eq!(ImageSlot::from_stem("mask6"), None);
         assert_eq!(Gender::parse(" Female "), Some(Gender::Female));
         assert_eq!(Gender::parse("f"), None);
-        assert_eq!(
-            serde_json::to_string(&ImageSlot::IncorrectMask).unwrap(),
-            "\"incorrect_mask\""
-        );
+        assert_eq!(serde_json::to_string(&ImageSlot::IncorrectMask).unwrap(), "\"incorrect_mask\"");
     }
 }

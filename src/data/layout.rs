@@ -109,10 +109,7 @@ impl fmt::Display for FolderProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FolderProblem::MissingFolder { csv_line } => {
-                write!(
-                    f,
-                    "person folder is missing (listed on train.csv line {csv_line})"
-                )
+                write!(f, "person folder is missing (listed on train.csv line {csv_line})")
             }
             FolderProblem::MissingImage { slot } => write!(f, "no `{}` image", slot.stem()),
             FolderProblem::DuplicateImage { slot, files } => {
@@ -144,39 +141,18 @@ pub enum DataError {
         source: csv::Error,
     },
     #[error("{}: missing column `{column}` (header: {header})", path.display())]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        header: String,
-    },
+    MissingColumn { path: PathBuf, column: String, header: String },
     /// A row whose field has an invalid value.
     #[error("{}:{line}: {message}", path.display())]
-    BadValue {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    BadValue { path: PathBuf, line: u64, message: String },
     #[error("{}:{line}: duplicate id `{id}` (first on line {first_line})", path.display())]
-    DuplicateId {
-        path: PathBuf,
-        id: String,
-        line: u64,
-        first_line: u64,
-    },
+    DuplicateId { path: PathBuf, id: String, line: u64, first_line: u64 },
     #[error("{}: {problem}", path.display())]
-    Folder {
-        path: PathBuf,
-        problem: FolderProblem,
-    },
+    Folder { path: PathBuf, problem: FolderProblem },
     #[error("{}: {reason}", path.display())]
     Empty { path: PathBuf, reason: String },
     #[error("{}:{line}: image `{id}` not found in {}", path.display(), dir.display())]
-    MissingEvalImage {
-        path: PathBuf,
-        line: u64,
-        id: String,
-        dir: PathBuf,
-    },
+    MissingEvalImage { path: PathBuf, line: u64, id: String, dir: PathBuf },
 }
 
 fn line_suffix(line: Option<u64>) -> String {
@@ -185,22 +161,13 @@ fn line_suffix(line: Option<u64>) -> String {
 
 /// Opens a CSV file with trimmed fields and a header row.
 pub(crate) fn open_csv(path: &Path) -> Result<csv::Reader<fs::File>, DataError> {
-    let file = fs::File::open(path).map_err(|source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(file))
+    let file = fs::File::open(path).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
+    Ok(csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file))
 }
 
 /// Wraps a csv error with the file path and the line it occurred on.
 pub(crate) fn csv_error(path: &Path, source: csv::Error) -> DataError {
-    DataError::Csv {
-        path: path.to_owned(),
-        line: source.position().map(|p| p.line()),
-        source,
-    }
+    DataError::Csv { path: path.to_owned(), line: source.position().map(|p| p.line()), source }
 }
 
 /// Finds the positions of `columns` in the header; extra columns are allowed.
@@ -212,15 +179,11 @@ pub(crate) fn column_positions<const N: usize>(
     let header = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     let mut positions = [0; N];
     for (slot, column) in positions.iter_mut().zip(columns) {
-        *slot =
-            header
-                .iter()
-                .position(|h| h == column)
-                .ok_or_else(|| DataError::MissingColumn {
-                    path: path.to_owned(),
-                    column: column.to_owned(),
-                    header: header.iter().collect::<Vec<_>>().join(","),
-                })?;
+        *slot = header.iter().position(|h| h == column).ok_or_else(|| DataError::MissingColumn {
+            path: path.to_owned(),
+            column: column.to_owned(),
+            header: header.iter().collect::<Vec<_>>().join(","),
+        })?;
     }
     Ok(positions)
 }
@@ -238,37 +201,21 @@ pub(crate) fn rows<'a>(
 }
 
 fn bad_value(path: &Path, line: u64, message: String) -> DataError {
-    DataError::BadValue {
-        path: path.to_owned(),
-        line,
-        message,
-    }
+    DataError::BadValue { path: path.to_owned(), line, message }
 }
 
 /// Parses an age field: an integer in `0..=MAX_AGE`.
 pub(crate) fn parse_age(path: &Path, line: u64, text: &str) -> Result<u32, DataError> {
-    let age: u32 = text
-        .parse()
-        .map_err(|_| bad_value(path, line, format!("age `{text}` is not a number")))?;
+    let age: u32 = text.parse().map_err(|_| bad_value(path, line, format!("age `{text}` is not a number")))?;
     if age > MAX_AGE {
-        return Err(bad_value(
-            path,
-            line,
-            format!("age {age} is out of range 0..={MAX_AGE}"),
-        ));
+        return Err(bad_value(path, line, format!("age {age} is out of range 0..={MAX_AGE}")));
     }
     Ok(age)
 }
 
 /// Parses a gender field: `male` or `female`.
 pub(crate) fn parse_gender(path: &Path, line: u64, text: &str) -> Result<Gender, DataError> {
-    Gender::parse(text).ok_or_else(|| {
-        bad_value(
-            path,
-            line,
-            format!("unknown gender `{text}` (expected male or female)"),
-        )
-    })
+    Gender::parse(text).ok_or_else(|| bad_value(path, line, format!("unknown gender `{text}` (expected male or female)")))
 }
 
 /// Reads `train_dir/train.csv` and the person folders under `train_dir/images/`.
@@ -276,10 +223,7 @@ pub fn read_train(train_dir: &Path, policy: BadImagePolicy) -> Result<TrainIndex
     let csv_path = train_dir.join("train.csv");
     let rows = read_train_csv(&csv_path)?;
     if rows.is_empty() {
-        return Err(DataError::Empty {
-            path: csv_path,
-            reason: "dataset is empty: train.csv lists no persons".into(),
-        });
+        return Err(DataError::Empty { path: csv_path, reason: "dataset is empty: train.csv lists no persons".into() });
     }
 
     let mut index = TrainIndex::default();
@@ -303,10 +247,7 @@ pub fn read_train(train_dir: &Path, policy: BadImagePolicy) -> Result<TrainIndex
                     policy,
                     train_dir,
                     &mut index.skipped,
-                    Skipped {
-                        path: train_dir.join(&folder_rel),
-                        reason: FolderProblem::MissingImage { slot },
-                    },
+                    Skipped { path: train_dir.join(&folder_rel), reason: FolderProblem::MissingImage { slot } },
                 )?;
             }
         }
@@ -315,13 +256,7 @@ pub fn read_train(train_dir: &Path, policy: BadImagePolicy) -> Result<TrainIndex
         }
         let person_index = index.persons.len();
         index.persons.push(person);
-        index
-            .images
-            .extend(slots.into_iter().map(|(slot, path)| TrainImage {
-                person: person_index,
-                slot,
-                path,
-            }));
+        index.images.extend(slots.into_iter().map(|(slot, path)| TrainImage { person: person_index, slot, path }));
     }
 
     if index.images.is_empty() {
@@ -342,26 +277,15 @@ impl TrainIndex {
 
 /// Fails with `problem` (whose path is under `train_dir`), or records it relative to
 /// `train_dir`.
-fn skip_or_fail(
-    policy: BadImagePolicy,
-    train_dir: &Path,
-    skipped: &mut Vec<Skipped>,
-    problem: Skipped,
-) -> Result<(), DataError> {
+fn skip_or_fail(policy: BadImagePolicy, train_dir: &Path, skipped: &mut Vec<Skipped>, problem: Skipped) -> Result<(), DataError> {
     match policy {
-        BadImagePolicy::Error => Err(DataError::Folder {
-            path: problem.path,
-            problem: problem.reason,
-        }),
+        BadImagePolicy::Error => Err(DataError::Folder { path: problem.path, problem: problem.reason }),
         BadImagePolicy::Skip => {
             let path = match problem.path.strip_prefix(train_dir) {
                 Ok(relative) => relative.to_owned(),
                 Err(_) => problem.path,
             };
-            skipped.push(Skipped {
-                path,
-                reason: problem.reason,
-            });
+            skipped.push(Skipped { path, reason: problem.reason });
             Ok(())
         }
     }
@@ -370,8 +294,7 @@ fn skip_or_fail(
 /// Parses train.csv into persons keyed (and so sorted) by id, each with its line number.
 fn read_train_csv(path: &Path) -> Result<BTreeMap<String, (u64, Person)>, DataError> {
     let mut reader = open_csv(path)?;
-    let [id_col, gender_col, race_col, age_col, path_col] =
-        column_positions(path, &mut reader, ["id", "gender", "race", "age", "path"])?;
+    let [id_col, gender_col, race_col, age_col, path_col] = column_positions(path, &mut reader, ["id", "gender", "race", "age", "path"])?;
     let mut persons: BTreeMap<String, (u64, Person)> = BTreeMap::new();
     for row in rows(path, &mut reader) {
         let (line, record) = row?;
@@ -384,27 +307,12 @@ fn read_train_csv(path: &Path) -> Result<BTreeMap<String, (u64, Person)>, DataEr
         let age = parse_age(path, line, field(age_col))?;
         let folder = field(path_col);
         if !is_plain_name(folder) {
-            return Err(bad_value(
-                path,
-                line,
-                format!("path `{folder}` must be a single folder name under images/"),
-            ));
+            return Err(bad_value(path, line, format!("path `{folder}` must be a single folder name under images/")));
         }
-        let person = Person {
-            id: id.to_owned(),
-            gender,
-            race: field(race_col).to_owned(),
-            age,
-            folder: folder.to_owned(),
-        };
+        let person = Person { id: id.to_owned(), gender, race: field(race_col).to_owned(), age, folder: folder.to_owned() };
         match persons.entry(id.to_owned()) {
             Entry::Occupied(first) => {
-                return Err(DataError::DuplicateId {
-                    path: path.to_owned(),
-                    id: id.to_owned(),
-                    line,
-                    first_line: first.get().0,
-                });
+                return Err(DataError::DuplicateId { path: path.to_owned(), id: id.to_owned(), line, first_line: first.get().0 });
             }
             Entry::Vacant(slot) => {
                 slot.insert((line, person));
@@ -430,29 +338,16 @@ struct FolderScan {
 
 /// Lists one person folder. A missing folder is returned as `Err`, other problems in
 /// `problems` so that the caller can decide per policy.
-fn scan_person_folder(
-    train_dir: &Path,
-    folder_rel: &Path,
-    csv_line: u64,
-) -> Result<FolderScan, Skipped> {
+fn scan_person_folder(train_dir: &Path, folder_rel: &Path, csv_line: u64) -> Result<FolderScan, Skipped> {
     let folder = train_dir.join(folder_rel);
-    let entries = fs::read_dir(&folder).map_err(|_| Skipped {
-        path: folder.clone(),
-        reason: FolderProblem::MissingFolder { csv_line },
-    })?;
+    let entries = fs::read_dir(&folder).map_err(|_| Skipped { path: folder.clone(), reason: FolderProblem::MissingFolder { csv_line } })?;
     let mut by_slot: BTreeMap<ImageSlot, Vec<String>> = BTreeMap::new();
     let mut problems = Vec::new();
-    let mut names: Vec<_> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
+    let mut names: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     names.sort();
     for name in names {
         let Some(name) = name.to_str() else {
-            problems.push(Skipped {
-                path: folder.join(&name),
-                reason: FolderProblem::UnexpectedFile,
-            });
+            problems.push(Skipped { path: folder.join(&name), reason: FolderProblem::UnexpectedFile });
             continue;
         };
         // macOS `._*` resource forks, `.DS_Store` and other hidden files are not photos.
@@ -460,13 +355,8 @@ fn scan_person_folder(
             continue;
         }
         match slot_of_file_name(name) {
-            Some(slot) if folder.join(name).is_file() => {
-                by_slot.entry(slot).or_default().push(name.to_owned())
-            }
-            _ => problems.push(Skipped {
-                path: folder.join(name),
-                reason: FolderProblem::UnexpectedFile,
-            }),
+            Some(slot) if folder.join(name).is_file() => by_slot.entry(slot).or_default().push(name.to_owned()),
+            _ => problems.push(Skipped { path: folder.join(name), reason: FolderProblem::UnexpectedFile }),
         }
     }
     let mut slots = BTreeMap::new();
@@ -478,18 +368,11 @@ fn scan_person_folder(
             }
             Err(files) => {
                 duplicated.insert(slot);
-                problems.push(Skipped {
-                    path: folder.clone(),
-                    reason: FolderProblem::DuplicateImage { slot, files },
-                });
+                problems.push(Skipped { path: folder.clone(), reason: FolderProblem::DuplicateImage { slot, files } });
             }
         }
     }
-    Ok(FolderScan {
-        slots,
-        duplicated,
-        problems,
-    })
+    Ok(FolderScan { slots, duplicated, problems })
 }
 
 /// `mask1.JPG` → `Mask1`; `None` for unknown stems or extensions.
@@ -513,39 +396,19 @@ pub fn read_eval(eval_dir: &Path) -> Result<EvalIndex, DataError> {
         let (line, record) = row?;
         let id = record.get(id_col).unwrap_or("");
         if !is_plain_name(id) {
-            return Err(bad_value(
-                &csv_path,
-                line,
-                format!("invalid ImageID `{id}`"),
-            ));
+            return Err(bad_value(&csv_path, line, format!("invalid ImageID `{id}`")));
         }
         if let Some(&first_line) = first_lines.get(id) {
-            return Err(DataError::DuplicateId {
-                path: csv_path.clone(),
-                id: id.to_owned(),
-                line,
-                first_line,
-            });
+            return Err(DataError::DuplicateId { path: csv_path.clone(), id: id.to_owned(), line, first_line });
         }
         first_lines.insert(id.to_owned(), line);
         if !images_dir.join(id).is_file() {
-            return Err(DataError::MissingEvalImage {
-                path: csv_path.clone(),
-                line,
-                id: id.to_owned(),
-                dir: images_dir.clone(),
-            });
+            return Err(DataError::MissingEvalImage { path: csv_path.clone(), line, id: id.to_owned(), dir: images_dir.clone() });
         }
-        images.push(EvalImage {
-            id: id.to_owned(),
-            path: Path::new("images").join(id),
-        });
+        images.push(EvalImage { id: id.to_owned(), path: Path::new("images").join(id) });
     }
     if images.is_empty() {
-        return Err(DataError::Empty {
-            path: csv_path.clone(),
-            reason: "info.csv lists no images".into(),
-        });
+        return Err(DataError::Empty { path: csv_path.clone(), reason: "info.csv lists no images".into() });
     }
     Ok(EvalIndex { images })
 }

@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::augment::{
-    AugError, AugOp, SplitMix64, augment_into, hash_seed, output_size, sample_seed, validate_ops,
-};
+use super::augment::{AugError, AugOp, SplitMix64, augment_into, hash_seed, output_size, sample_seed, validate_ops};
 use super::mix::{MixParams, mix_batch};
 use super::shard::Shard;
 use crate::batch::{Batch, BatchSource, NUM_CLASSES};
@@ -58,12 +56,7 @@ pub struct SampleRef {
 
 impl SampleRef {
     pub fn new(shard_index: usize, label: SampleLabel) -> Self {
-        SampleRef {
-            shard_index,
-            label,
-            extra: Vec::new(),
-            copy: 0,
-        }
+        SampleRef { shard_index, label, extra: Vec::new(), copy: 0 }
     }
 }
 
@@ -74,27 +67,15 @@ impl SampleRef {
 /// this function cannot tell the two apart. Existing copies (`copy > 0`) are never copied
 /// again, so several rules can be applied one after the other without compounding.
 /// Copies follow all existing samples, in sample order.
-pub fn oversample(
-    samples: &[SampleRef],
-    predicate: impl Fn(&SampleLabel) -> bool,
-    copies: u32,
-    with: &[Vec<AugOp>],
-) -> Vec<SampleRef> {
+pub fn oversample(samples: &[SampleRef], predicate: impl Fn(&SampleLabel) -> bool, copies: u32, with: &[Vec<AugOp>]) -> Vec<SampleRef> {
     let mut out = samples.to_vec();
-    for sample in samples
-        .iter()
-        .filter(|s| s.copy == 0 && predicate(&s.label))
-    {
+    for sample in samples.iter().filter(|s| s.copy == 0 && predicate(&s.label)) {
         for i in 0..copies {
             let mut extra = sample.extra.clone();
             if !with.is_empty() {
                 extra.extend(with[i as usize % with.len()].iter().cloned());
             }
-            out.push(SampleRef {
-                extra,
-                copy: i + 1,
-                ..sample.clone()
-            });
+            out.push(SampleRef { extra, copy: i + 1, ..sample.clone() });
         }
     }
     out
@@ -107,11 +88,7 @@ pub enum LoaderError {
     #[error("shard `{path}` has {channels} channels, the loader needs 3")]
     Channels { path: String, channels: usize },
     #[error("sample {sample}: shard index {shard_index} is out of range (shard has {len} images)")]
-    ShardIndex {
-        sample: usize,
-        shard_index: usize,
-        len: usize,
-    },
+    ShardIndex { sample: usize, shard_index: usize, len: usize },
     #[error("sample {sample}: invalid label {label:?}")]
     Label { sample: usize, label: SampleLabel },
     #[error("sample {sample}: {source}")]
@@ -121,11 +98,7 @@ pub enum LoaderError {
         source: AugError,
     },
     #[error("sample {sample}: its ops produce {}x{}, other samples {}x{}", found.0, found.1, expected.0, expected.1)]
-    OutputSize {
-        sample: usize,
-        expected: (usize, usize),
-        found: (usize, usize),
-    },
+    OutputSize { sample: usize, expected: (usize, usize), found: (usize, usize) },
     #[error("mix probabilities must be in [0, 1] (cutmix {cutmix}, mixup {mixup})")]
     Mix { cutmix: f64, mixup: f64 },
 }
@@ -151,53 +124,29 @@ struct Samples {
 }
 
 impl Samples {
-    fn new(
-        shard: Arc<Shard>,
-        samples: Vec<SampleRef>,
-        ops: Vec<AugOp>,
-    ) -> Result<Self, LoaderError> {
+    fn new(shard: Arc<Shard>, samples: Vec<SampleRef>, ops: Vec<AugOp>) -> Result<Self, LoaderError> {
         if shard.channels() != 3 {
-            return Err(LoaderError::Channels {
-                path: shard.path().display().to_string(),
-                channels: shard.channels(),
-            });
+            return Err(LoaderError::Channels { path: shard.path().display().to_string(), channels: shard.channels() });
         }
         let (sw, sh) = (shard.width(), shard.height());
         validate_ops(&ops).map_err(|source| LoaderError::Ops { sample: 0, source })?;
         let out = output_size(&ops, sw, sh);
         for (i, s) in samples.iter().enumerate() {
             if s.shard_index >= shard.len() {
-                return Err(LoaderError::ShardIndex {
-                    sample: i,
-                    shard_index: s.shard_index,
-                    len: shard.len(),
-                });
+                return Err(LoaderError::ShardIndex { sample: i, shard_index: s.shard_index, len: shard.len() });
             }
             if !s.label.is_valid() {
-                return Err(LoaderError::Label {
-                    sample: i,
-                    label: s.label,
-                });
+                return Err(LoaderError::Label { sample: i, label: s.label });
             }
             if !s.extra.is_empty() {
-                validate_ops(s.extra.iter().chain(&ops))
-                    .map_err(|source| LoaderError::Ops { sample: i, source })?;
+                validate_ops(s.extra.iter().chain(&ops)).map_err(|source| LoaderError::Ops { sample: i, source })?;
                 let found = output_size(s.extra.iter().chain(&ops), sw, sh);
                 if found != out {
-                    return Err(LoaderError::OutputSize {
-                        sample: i,
-                        expected: out,
-                        found,
-                    });
+                    return Err(LoaderError::OutputSize { sample: i, expected: out, found });
                 }
             }
         }
-        Ok(Samples {
-            shard,
-            samples,
-            ops,
-            out,
-        })
+        Ok(Samples { shard, samples, ops, out })
     }
 
     /// Assembles the batch of sample ids `ids` (augmentation seeded per sample).
@@ -206,33 +155,19 @@ impl Samples {
         let size = 3 * w * h;
         let mut images = vec![0.0f32; ids.len() * size];
         let (sw, sh) = (self.shard.width(), self.shard.height());
-        images
-            .par_chunks_mut(size.max(1))
-            .zip(ids.par_iter())
-            .for_each(|(out, &id)| {
-                let sample = &self.samples[id];
-                let mut rng = SplitMix64::new(sample_seed(seed, epoch, id as u64));
-                let src = self.shard.image(sample.shard_index);
-                augment_into(&[&sample.extra, &self.ops], src, sw, sh, &mut rng, out)
-                    .expect("sizes and ops validated when the source was built");
-            });
+        images.par_chunks_mut(size.max(1)).zip(ids.par_iter()).for_each(|(out, &id)| {
+            let sample = &self.samples[id];
+            let mut rng = SplitMix64::new(sample_seed(seed, epoch, id as u64));
+            let src = self.shard.image(sample.shard_index);
+            augment_into(&[&sample.extra, &self.ops], src, sw, sh, &mut rng, out)
+                .expect("sizes and ops validated when the source was built");
+        });
         let mut targets = vec![0.0f32; ids.len() * NUM_CLASSES];
-        let labels: Vec<u32> = ids
-            .iter()
-            .map(|&id| self.samples[id].label.class())
-            .collect();
+        let labels: Vec<u32> = ids.iter().map(|&id| self.samples[id].label.class()).collect();
         for (row, &class) in targets.chunks_exact_mut(NUM_CLASSES).zip(&labels) {
             row[class as usize] = 1.0;
         }
-        Batch {
-            images,
-            n: ids.len(),
-            height: h,
-            width: w,
-            targets,
-            labels,
-            samples: ids.to_vec(),
-        }
+        Batch { images, n: ids.len(), height: h, width: w, targets, labels, samples: ids.to_vec() }
     }
 }
 
@@ -243,11 +178,7 @@ pub struct TrainSource {
 }
 
 impl TrainSource {
-    pub fn new(
-        shard: Arc<Shard>,
-        samples: Vec<SampleRef>,
-        config: TrainConfig,
-    ) -> Result<Self, LoaderError> {
+    pub fn new(shard: Arc<Shard>, samples: Vec<SampleRef>, config: TrainConfig) -> Result<Self, LoaderError> {
         if config.batch_size == 0 {
             return Err(LoaderError::BatchSize);
         }
@@ -282,11 +213,7 @@ impl TrainSource {
 impl BatchSource for TrainSource {
     fn num_batches(&self, _epoch: usize) -> usize {
         let (n, bs) = (self.data.samples.len(), self.config.batch_size);
-        if self.config.drop_last {
-            n / bs
-        } else {
-            n.div_ceil(bs)
-        }
+        if self.config.drop_last { n / bs } else { n.div_ceil(bs) }
     }
 
     fn batch(&self, epoch: usize, index: usize) -> Batch {
@@ -294,16 +221,8 @@ impl BatchSource for TrainSource {
         let order = self.epoch_order(epoch);
         let start = (index * bs).min(order.len());
         let end = (start + bs).min(order.len());
-        let mut batch = self
-            .data
-            .assemble(&order[start..end], self.config.seed, epoch as u64);
-        mix_batch(
-            &mut batch,
-            &self.config.mix,
-            self.config.seed,
-            epoch as u64,
-            index as u64,
-        );
+        let mut batch = self.data.assemble(&order[start..end], self.config.seed, epoch as u64);
+        mix_batch(&mut batch, &self.config.mix, self.config.seed, epoch as u64, index as u64);
         batch
     }
 
@@ -321,22 +240,12 @@ pub struct EvalSource {
 
 impl EvalSource {
     /// `ops` usually has no random op; if it has, draws use `seed` and epoch 0.
-    pub fn new(
-        shard: Arc<Shard>,
-        samples: Vec<SampleRef>,
-        batch_size: usize,
-        ops: Vec<AugOp>,
-        seed: u64,
-    ) -> Result<Self, LoaderError> {
+    pub fn new(shard: Arc<Shard>, samples: Vec<SampleRef>, batch_size: usize, ops: Vec<AugOp>, seed: u64) -> Result<Self, LoaderError> {
         if batch_size == 0 {
             return Err(LoaderError::BatchSize);
         }
         let data = Samples::new(shard, samples, ops)?;
-        Ok(EvalSource {
-            data,
-            batch_size,
-            seed,
-        })
+        Ok(EvalSource { data, batch_size, seed })
     }
 
     pub fn image_size(&self) -> (usize, usize) {

@@ -26,20 +26,11 @@ pub struct MixParams {
 
 impl MixParams {
     /// No mixing.
-    pub const NONE: MixParams = MixParams {
-        cutmix: 0.0,
-        mixup: 0.0,
-        cutmix_alpha: 1.0,
-        mixup_alpha: 0.8,
-    };
+    pub const NONE: MixParams = MixParams { cutmix: 0.0, mixup: 0.0, cutmix_alpha: 1.0, mixup_alpha: 0.8 };
 
     /// timm's default α (CutMix 1.0, MixUp 0.8) with the given probabilities.
     pub fn new(cutmix: f64, mixup: f64) -> Self {
-        MixParams {
-            cutmix,
-            mixup,
-            ..Self::NONE
-        }
+        MixParams { cutmix, mixup, ..Self::NONE }
     }
 
     pub fn is_none(&self) -> bool {
@@ -69,15 +60,7 @@ pub enum Mixed {
 }
 
 /// Draws the mix for one batch of `n` `width × height` images.
-pub fn draw_mix(
-    params: &MixParams,
-    seed: u64,
-    epoch: u64,
-    batch_index: u64,
-    n: usize,
-    width: usize,
-    height: usize,
-) -> Mixed {
+pub fn draw_mix(params: &MixParams, seed: u64, epoch: u64, batch_index: u64, n: usize, width: usize, height: usize) -> Mixed {
     if n < 2 || params.is_none() {
         return Mixed::None;
     }
@@ -96,41 +79,17 @@ pub fn draw_mix(
         let (y0, y1) = (clip(cy - ch / 2.0, height), clip(cy + ch / 2.0, height));
         let (w, h) = (x1 - x0, y1 - y0);
         let lambda = 1.0 - (w * h) as f64 / (width * height) as f64;
-        Mixed::CutMix {
-            lambda,
-            shift,
-            x: x0,
-            y: y0,
-            w,
-            h,
-        }
+        Mixed::CutMix { lambda, shift, x: x0, y: y0, w, h }
     } else if u < params.cutmix + params.mixup {
-        Mixed::MixUp {
-            lambda: beta(&mut rng, params.mixup_alpha),
-            shift,
-        }
+        Mixed::MixUp { lambda: beta(&mut rng, params.mixup_alpha), shift }
     } else {
         Mixed::None
     }
 }
 
 /// Applies CutMix or MixUp to `batch` in place (draws as in [`draw_mix`]).
-pub fn mix_batch(
-    batch: &mut Batch,
-    params: &MixParams,
-    seed: u64,
-    epoch: u64,
-    batch_index: u64,
-) -> Mixed {
-    let mixed = draw_mix(
-        params,
-        seed,
-        epoch,
-        batch_index,
-        batch.n,
-        batch.width,
-        batch.height,
-    );
+pub fn mix_batch(batch: &mut Batch, params: &MixParams, seed: u64, epoch: u64, batch_index: u64) -> Mixed {
+    let mixed = draw_mix(params, seed, epoch, batch_index, batch.n, batch.width, batch.height);
     apply_mix(batch, mixed);
     mixed
 }
@@ -148,11 +107,7 @@ pub fn apply_mix(batch: &mut Batch, mixed: Mixed) {
     match mixed {
         Mixed::CutMix { x, y, w, h, .. } => {
             // Copy out every box first (small), then paste the partner's into each image.
-            let rows = |i: usize| {
-                (0..3).flat_map(move |c| {
-                    (y..y + h).map(move |row| i * size + c * width * height + row * width + x)
-                })
-            };
+            let rows = |i: usize| (0..3).flat_map(move |c| (y..y + h).map(move |row| i * size + c * width * height + row * width + x));
             let mut boxes = Vec::with_capacity(n * 3 * w * h);
             for i in 0..n {
                 for at in rows(i) {
@@ -160,29 +115,23 @@ pub fn apply_mix(batch: &mut Batch, mixed: Mixed) {
                 }
             }
             let box_len = 3 * w * h;
-            batch
-                .images
-                .par_chunks_mut(size)
-                .enumerate()
-                .for_each(|(i, img)| {
-                    let src = &boxes[partner(i) * box_len..(partner(i) + 1) * box_len];
-                    for (at, part) in rows(0).zip(src.chunks_exact(w.max(1))) {
-                        img[at..at + w].copy_from_slice(part);
-                    }
-                });
+            batch.images.par_chunks_mut(size).enumerate().for_each(|(i, img)| {
+                let src = &boxes[partner(i) * box_len..(partner(i) + 1) * box_len];
+                for (at, part) in rows(0).zip(src.chunks_exact(w.max(1))) {
+                    img[at..at + w].copy_from_slice(part);
+                }
+            });
         }
         Mixed::MixUp { .. } => {
             // new[i] = λ·old[i] + (1 − λ)·old[partner(i)], walked along each cycle of the
             // shift so that only one image per cycle needs a saved copy.
             let (a, b) = (lambda as f32, (1.0 - lambda) as f32);
             let blend = |dst: &mut [f32], src: &[f32]| {
-                dst.par_chunks_mut(4096)
-                    .zip(src.par_chunks(4096))
-                    .for_each(|(d, s)| {
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d = a * *d + b * s;
-                        }
-                    });
+                dst.par_chunks_mut(4096).zip(src.par_chunks(4096)).for_each(|(d, s)| {
+                    for (d, s) in d.iter_mut().zip(s) {
+                        *d = a * *d + b * s;
+                    }
+                });
             };
             let images = &mut batch.images;
             for start in 0..gcd(n, shift) {

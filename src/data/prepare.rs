@@ -54,12 +54,7 @@ pub struct PrepareParams {
 
 impl PrepareParams {
     pub fn new(width: u32, height: u32, crop: Crop) -> Self {
-        PrepareParams {
-            width,
-            height,
-            crop,
-            source_size: None,
-        }
+        PrepareParams { width, height, crop, source_size: None }
     }
 
     /// Bytes of one prepared image.
@@ -111,17 +106,9 @@ pub enum PrepareError {
     #[error("`{path}`: cannot decode: {message}")]
     Decode { path: PathBuf, message: String },
     #[error("`{path}`: image is {}x{}, expected {}x{}", found.0, found.1, expected.0, expected.1)]
-    UnexpectedSize {
-        path: PathBuf,
-        expected: (u32, u32),
-        found: (u32, u32),
-    },
+    UnexpectedSize { path: PathBuf, expected: (u32, u32), found: (u32, u32) },
     #[error("`{path}`: crop {}x{} does not fit the {}x{} image", crop.0, crop.1, found.0, found.1)]
-    CropTooLarge {
-        path: PathBuf,
-        crop: (u32, u32),
-        found: (u32, u32),
-    },
+    CropTooLarge { path: PathBuf, crop: (u32, u32), found: (u32, u32) },
     #[error("invalid prepare size {width}x{height}")]
     InvalidSize { width: u32, height: u32 },
     #[error("`{path}`: pixel cache: {source}")]
@@ -153,24 +140,14 @@ pub struct Decoded {
 
 /// Reads, decodes, crops and resizes one image.
 pub fn prepare_image(path: &Path, params: &PrepareParams) -> Result<Vec<u8>, PrepareError> {
-    let bytes = std::fs::read(path).map_err(|source| PrepareError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| PrepareError::Read { path: path.to_path_buf(), source })?;
     prepare_bytes(&bytes, path, params)
 }
 
 /// [`prepare_image`] on bytes already in memory; `path` is only used in errors.
-pub fn prepare_bytes(
-    bytes: &[u8],
-    path: &Path,
-    params: &PrepareParams,
-) -> Result<Vec<u8>, PrepareError> {
+pub fn prepare_bytes(bytes: &[u8], path: &Path, params: &PrepareParams) -> Result<Vec<u8>, PrepareError> {
     if params.width == 0 || params.height == 0 {
-        return Err(PrepareError::InvalidSize {
-            width: params.width,
-            height: params.height,
-        });
+        return Err(PrepareError::InvalidSize { width: params.width, height: params.height });
     }
     let target = (params.width, params.height);
     let decoded = decode_rgb(bytes, path, |src| {
@@ -182,37 +159,20 @@ pub fn prepare_bytes(
     if let Some(expected) = params.source_size
         && expected != src
     {
-        return Err(PrepareError::UnexpectedSize {
-            path: path.to_path_buf(),
-            expected,
-            found: src,
-        });
+        return Err(PrepareError::UnexpectedSize { path: path.to_path_buf(), expected, found: src });
     }
     if let Crop::Center { w, h } = params.crop
         && (w > src.0 || h > src.1 || w == 0 || h == 0)
     {
-        return Err(PrepareError::CropTooLarge {
-            path: path.to_path_buf(),
-            crop: (w, h),
-            found: src,
-        });
+        return Err(PrepareError::CropTooLarge { path: path.to_path_buf(), crop: (w, h), found: src });
     }
     let (left, top, w, h) = crop_box(params.crop, src);
     // Map the source-pixel box onto the decoded (possibly reduced) image.
     let sx = decoded.pixels.width as f64 / src.0 as f64;
     let sy = decoded.pixels.height as f64 / src.1 as f64;
-    let cropped = CropBox {
-        left: left * sx,
-        top: top * sy,
-        width: w * sx,
-        height: h * sy,
-    };
-    resize_rgb(&decoded.pixels, cropped, params.width, params.height).map_err(|message| {
-        PrepareError::Decode {
-            path: path.to_path_buf(),
-            message,
-        }
-    })
+    let cropped = CropBox { left: left * sx, top: top * sy, width: w * sx, height: h * sy };
+    resize_rgb(&decoded.pixels, cropped, params.width, params.height)
+        .map_err(|message| PrepareError::Decode { path: path.to_path_buf(), message })
 }
 
 /// A box in pixels of some image (fractional edges allowed).
@@ -226,12 +186,7 @@ pub struct CropBox {
 
 impl CropBox {
     pub fn full(width: u32, height: u32) -> Self {
-        CropBox {
-            left: 0.0,
-            top: 0.0,
-            width: width as f64,
-            height: height as f64,
-        }
+        CropBox { left: 0.0, top: 0.0, width: width as f64, height: height as f64 }
     }
 }
 
@@ -253,99 +208,58 @@ fn crop_box(crop: Crop, (sw, sh): (u32, u32)) -> (f64, f64, f64, f64) {
 
 /// The largest DCT reduction `d ∈ {1, 2, 4, 8}` with `region / d ≥ target` in both axes.
 fn largest_valid_scale(region: (f64, f64), target: (u32, u32)) -> u32 {
-    [8u32, 4, 2]
-        .into_iter()
-        .find(|&d| region.0 / d as f64 >= target.0 as f64 && region.1 / d as f64 >= target.1 as f64)
-        .unwrap_or(1)
+    [8u32, 4, 2].into_iter().find(|&d| region.0 / d as f64 >= target.0 as f64 && region.1 / d as f64 >= target.1 as f64).unwrap_or(1)
 }
 
 /// Decodes a JPEG or PNG to RGB. `choose_scale` gets the source size and returns the DCT
 /// reduction wanted (1, 2, 4 or 8); it applies to JPEGs only, other formats decode in full.
-pub fn decode_rgb(
-    bytes: &[u8],
-    path: &Path,
-    choose_scale: impl FnOnce((u32, u32)) -> u32,
-) -> Result<Decoded, PrepareError> {
-    let decode_err = |message: String| PrepareError::Decode {
-        path: path.to_path_buf(),
-        message,
-    };
+pub fn decode_rgb(bytes: &[u8], path: &Path, choose_scale: impl FnOnce((u32, u32)) -> u32) -> Result<Decoded, PrepareError> {
+    let decode_err = |message: String| PrepareError::Decode { path: path.to_path_buf(), message };
     if bytes.is_empty() {
-        return Err(PrepareError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(PrepareError::Empty { path: path.to_path_buf() });
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         if !jpeg_has_end_marker(bytes) {
-            return Err(PrepareError::Truncated {
-                path: path.to_path_buf(),
-            });
+            return Err(PrepareError::Truncated { path: path.to_path_buf() });
         }
         let mut decoder = jpeg_decoder::Decoder::new(bytes);
         decoder.read_info().map_err(|e| decode_err(e.to_string()))?;
-        let info = decoder
-            .info()
-            .ok_or_else(|| decode_err("no image header".into()))?;
+        let info = decoder.info().ok_or_else(|| decode_err("no image header".into()))?;
         let source = (info.width as u32, info.height as u32);
         let scale = choose_scale(source);
         if scale > 1 && info.pixel_format != jpeg_decoder::PixelFormat::CMYK32 {
             let want = (source.0.div_ceil(scale), source.1.div_ceil(scale));
-            let got = decoder
-                .scale(want.0 as u16, want.1 as u16)
-                .map_err(|e| decode_err(e.to_string()))?;
+            let got = decoder.scale(want.0 as u16, want.1 as u16).map_err(|e| decode_err(e.to_string()))?;
             if (got.0 as u32, got.1 as u32) == want {
                 let raw = decoder.decode().map_err(|e| decode_err(e.to_string()))?;
                 let data = match info.pixel_format {
                     jpeg_decoder::PixelFormat::RGB24 => raw,
                     jpeg_decoder::PixelFormat::L8 => raw.iter().flat_map(|&v| [v, v, v]).collect(),
                     // 16-bit lossless JPEGs: keep the high byte (big-endian samples).
-                    jpeg_decoder::PixelFormat::L16 => raw
-                        .chunks_exact(2)
-                        .flat_map(|v| [v[0], v[0], v[0]])
-                        .collect(),
+                    jpeg_decoder::PixelFormat::L16 => raw.chunks_exact(2).flat_map(|v| [v[0], v[0], v[0]]).collect(),
                     jpeg_decoder::PixelFormat::CMYK32 => unreachable!("excluded above"),
                 };
                 if data.len() != want.0 as usize * want.1 as usize * 3 {
                     return Err(decode_err("decoder returned a short image".into()));
                 }
-                return Ok(Decoded {
-                    source,
-                    scale,
-                    pixels: RgbPixels {
-                        width: want.0,
-                        height: want.1,
-                        data,
-                    },
-                });
+                return Ok(Decoded { source, scale, pixels: RgbPixels { width: want.0, height: want.1, data } });
             }
         }
         // Full-resolution decode through `image` (zune-jpeg: the faster full decoder).
-        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-            .map_err(|e| decode_err(e.to_string()))?;
+        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg).map_err(|e| decode_err(e.to_string()))?;
         return Ok(full_decode(source, img));
     }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
-            .map_err(|e| decode_err(e.to_string()))?;
+        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png).map_err(|e| decode_err(e.to_string()))?;
         let source = (img.width(), img.height());
         return Ok(full_decode(source, img));
     }
-    Err(PrepareError::UnknownFormat {
-        path: path.to_path_buf(),
-    })
+    Err(PrepareError::UnknownFormat { path: path.to_path_buf() })
 }
 
 fn full_decode(source: (u32, u32), img: image::DynamicImage) -> Decoded {
     let rgb = img.into_rgb8();
-    Decoded {
-        source,
-        scale: 1,
-        pixels: RgbPixels {
-            width: rgb.width(),
-            height: rgb.height(),
-            data: rgb.into_raw(),
-        },
-    }
+    Decoded { source, scale: 1, pixels: RgbPixels { width: rgb.width(), height: rgb.height(), data: rgb.into_raw() } }
 }
 
 /// Whether the entropy-coded data after the first start-of-scan is followed by an EOI marker.
@@ -382,25 +296,16 @@ thread_local! {
 }
 
 /// Resizes the `crop` box of `src` to `width × height` (antialiased bilinear).
-pub fn resize_rgb(
-    src: &RgbPixels,
-    crop: CropBox,
-    width: u32,
-    height: u32,
-) -> Result<Vec<u8>, String> {
+pub fn resize_rgb(src: &RgbPixels, crop: CropBox, width: u32, height: u32) -> Result<Vec<u8>, String> {
     let full = CropBox::full(src.width, src.height);
     if crop == full && (src.width, src.height) == (width, height) {
         return Ok(src.data.clone());
     }
-    let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3)
-        .map_err(|e| e.to_string())?;
+    let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3).map_err(|e| e.to_string())?;
     let mut dst = Image::new(width, height, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(crop.left, crop.top, crop.width, crop.height);
-    RESIZER
-        .with(|r| r.borrow_mut().resize(&view, &mut dst, &options))
-        .map_err(|e| e.to_string())?;
+    let options =
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(crop.left, crop.top, crop.width, crop.height);
+    RESIZER.with(|r| r.borrow_mut().resize(&view, &mut dst, &options)).map_err(|e| e.to_string())?;
     Ok(dst.into_vec())
 }
 
@@ -453,10 +358,7 @@ impl PixelCache {
     /// Stores `pixels` under `key` (atomically; concurrent writers of one key are harmless).
     pub fn put(&self, key: &[u8; 32], pixels: &[u8]) -> Result<(), PrepareError> {
         let path = self.entry_path(key);
-        let cache_err = |source| PrepareError::Cache {
-            path: path.clone(),
-            source,
-        };
+        let cache_err = |source| PrepareError::Cache { path: path.clone(), source };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(cache_err)?;
         }
@@ -511,10 +413,7 @@ pub fn build_shard_with(
     on_bad: OnBadImage,
 ) -> Result<ShardStats, PrepareError> {
     if params.width == 0 || params.height == 0 {
-        return Err(PrepareError::InvalidSize {
-            width: params.width,
-            height: params.height,
-        });
+        return Err(PrepareError::InvalidSize { width: params.width, height: params.height });
     }
     let expected_len = params.image_len();
     let mut stats = ShardStats::default();

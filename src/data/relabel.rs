@@ -11,9 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::labels::{AgeBins, Gender, ImageSlot, MaskState, age_class, class_of};
-use super::layout::{
-    DataError, TrainIndex, column_positions, open_csv, parse_age, parse_gender, rows,
-};
+use super::layout::{DataError, TrainIndex, column_positions, open_csv, parse_age, parse_gender, rows};
 
 /// Corrections for one person. Absent fields leave the label as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -30,19 +28,9 @@ pub type Fixes = BTreeMap<String, Fix>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
-    Gender {
-        id: String,
-        from: Gender,
-        to: Gender,
-    },
-    Age {
-        id: String,
-        from: u32,
-        to: u32,
-    },
-    SwapIncorrectNormal {
-        id: String,
-    },
+    Gender { id: String, from: Gender, to: Gender },
+    Age { id: String, from: u32, to: u32 },
+    SwapIncorrectNormal { id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -68,53 +56,32 @@ pub struct Sample {
 /// Applies `fixes` to `index` in place (ids in sorted order) and reports what changed.
 pub fn apply_fixes(index: &mut TrainIndex, fixes: &Fixes) -> RelabelReport {
     let mut report = RelabelReport::default();
-    let positions: BTreeMap<String, usize> = index
-        .persons
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id.clone(), i))
-        .collect();
+    let positions: BTreeMap<String, usize> = index.persons.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
     for (id, fix) in fixes {
         let Some(&person_index) = positions.get(id) else {
-            report
-                .warnings
-                .push(format!("fix for unknown id `{id}` ignored"));
+            report.warnings.push(format!("fix for unknown id `{id}` ignored"));
             continue;
         };
         let person = &mut index.persons[person_index];
         if let Some(gender) = fix.gender {
             if person.gender == gender {
-                report
-                    .warnings
-                    .push(format!("`{id}`: gender is already {}", gender.as_str()));
+                report.warnings.push(format!("`{id}`: gender is already {}", gender.as_str()));
             } else {
-                report.changes.push(Change::Gender {
-                    id: id.clone(),
-                    from: person.gender,
-                    to: gender,
-                });
+                report.changes.push(Change::Gender { id: id.clone(), from: person.gender, to: gender });
                 person.gender = gender;
             }
         }
         if let Some(age) = fix.age {
             if person.age == age {
-                report
-                    .warnings
-                    .push(format!("`{id}`: age is already {age}"));
+                report.warnings.push(format!("`{id}`: age is already {age}"));
             } else {
-                report.changes.push(Change::Age {
-                    id: id.clone(),
-                    from: person.age,
-                    to: age,
-                });
+                report.changes.push(Change::Age { id: id.clone(), from: person.age, to: age });
                 person.age = age;
             }
         }
         if fix.swap_incorrect_normal {
             swap_incorrect_normal(index, person_index);
-            report
-                .changes
-                .push(Change::SwapIncorrectNormal { id: id.clone() });
+            report.changes.push(Change::SwapIncorrectNormal { id: id.clone() });
         }
     }
     report
@@ -138,8 +105,7 @@ fn swap_incorrect_normal(index: &mut TrainIndex, person: usize) {
 /// Several rows may fix one id; the same field twice for one id is an error.
 pub fn read_fixes_csv(path: &Path) -> Result<Fixes, DataError> {
     let mut reader = open_csv(path)?;
-    let [id_col, field_col, value_col] =
-        column_positions(path, &mut reader, ["id", "field", "value"])?;
+    let [id_col, field_col, value_col] = column_positions(path, &mut reader, ["id", "field", "value"])?;
     let mut fixes = Fixes::new();
     // (id, field) → line, to name the first line of a repeated fix.
     let mut seen: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -147,21 +113,14 @@ pub fn read_fixes_csv(path: &Path) -> Result<Fixes, DataError> {
         let (line, record) = row?;
         let get = |col: usize| record.get(col).unwrap_or("");
         let (id, field, value) = (get(id_col), get(field_col), get(value_col));
-        let bad = |message: String| DataError::BadValue {
-            path: path.to_owned(),
-            line,
-            message,
-        };
+        let bad = |message: String| DataError::BadValue { path: path.to_owned(), line, message };
         if id.is_empty() {
             return Err(bad("empty id".into()));
         }
         let field_key = field.to_ascii_lowercase();
         match seen.entry((id.to_owned(), field_key.clone())) {
             Entry::Occupied(first) => {
-                return Err(bad(format!(
-                    "`{field}` of `{id}` is already fixed on line {}",
-                    first.get()
-                )));
+                return Err(bad(format!("`{field}` of `{id}` is already fixed on line {}", first.get())));
             }
             Entry::Vacant(slot) => {
                 slot.insert(line);
@@ -172,13 +131,10 @@ pub fn read_fixes_csv(path: &Path) -> Result<Fixes, DataError> {
             "gender" => fix.gender = Some(parse_gender(path, line, value)?),
             "age" => fix.age = Some(parse_age(path, line, value)?),
             "swap" => {
-                fix.swap_incorrect_normal = parse_bool(value)
-                    .ok_or_else(|| bad(format!("swap value `{value}` is not true or false")))?
+                fix.swap_incorrect_normal = parse_bool(value).ok_or_else(|| bad(format!("swap value `{value}` is not true or false")))?
             }
             _ => {
-                return Err(bad(format!(
-                    "unknown field `{field}` (expected gender, age or swap)"
-                )));
+                return Err(bad(format!("unknown field `{field}` (expected gender, age or swap)")));
             }
         }
     }

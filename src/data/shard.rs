@@ -43,21 +43,10 @@ pub enum ShardError {
     UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("`{path}`: invalid shard header: {reason}")]
     BadHeader { path: PathBuf, reason: String },
-    #[error(
-        "`{path}`: shard is {found} bytes, its header requires {expected} (truncated or corrupt)"
-    )]
-    Length {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    #[error("`{path}`: shard is {found} bytes, its header requires {expected} (truncated or corrupt)")]
+    Length { path: PathBuf, expected: u64, found: u64 },
     #[error("`{path}`: image {index} has {found} bytes, the shard holds {expected}-byte images")]
-    ImageSize {
-        path: PathBuf,
-        index: usize,
-        expected: usize,
-        found: usize,
-    },
+    ImageSize { path: PathBuf, index: usize, expected: usize, found: usize },
 }
 
 /// Shape of the images a shard holds.
@@ -87,9 +76,7 @@ impl ShardShape {
 
     /// Total file length the header implies, `None` on overflow.
     fn file_len(&self) -> Option<u64> {
-        (self.n as u64)
-            .checked_mul(self.image_len() as u64)?
-            .checked_add(HEADER_LEN as u64)
+        (self.n as u64).checked_mul(self.image_len() as u64)?.checked_add(HEADER_LEN as u64)
     }
 }
 
@@ -102,49 +89,29 @@ pub struct Shard {
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard")
-            .field("path", &self.path)
-            .field("shape", &self.shape)
-            .finish()
+        f.debug_struct("Shard").field("path", &self.path).field("shape", &self.shape).finish()
     }
 }
 
 impl Shard {
     /// Opens and validates a shard (magic, version, shape, exact length).
     pub fn open(path: &Path) -> Result<Shard, ShardError> {
-        let io_err = |source| ShardError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_err = |source| ShardError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io_err)?;
         let found = file.metadata().map_err(io_err)?.len();
         if found < HEADER_LEN as u64 {
-            return Err(ShardError::Length {
-                path: path.to_path_buf(),
-                expected: HEADER_LEN as u64,
-                found,
-            });
+            return Err(ShardError::Length { path: path.to_path_buf(), expected: HEADER_LEN as u64, found });
         }
         // SAFETY: the file is opened read-only and shards are only ever replaced by rename,
         // never modified in place, so the mapped bytes do not change under us.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
         let shape = parse_header(path, &map[..HEADER_LEN])?;
-        let expected = shape.file_len().ok_or_else(|| ShardError::BadHeader {
-            path: path.to_path_buf(),
-            reason: "size overflows".into(),
-        })?;
+        let expected =
+            shape.file_len().ok_or_else(|| ShardError::BadHeader { path: path.to_path_buf(), reason: "size overflows".into() })?;
         if expected != found {
-            return Err(ShardError::Length {
-                path: path.to_path_buf(),
-                expected,
-                found,
-            });
+            return Err(ShardError::Length { path: path.to_path_buf(), expected, found });
         }
-        Ok(Shard {
-            path: path.to_path_buf(),
-            shape,
-            map,
-        })
+        Ok(Shard { path: path.to_path_buf(), shape, map })
     }
 
     pub fn path(&self) -> &Path {
@@ -171,11 +138,7 @@ impl Shard {
 
     /// The HWC pixels of image `i`. Panics when `i >= len()` (a caller bug, like slice indexing).
     pub fn image(&self, i: usize) -> &[u8] {
-        assert!(
-            i < self.shape.n,
-            "shard image {i} out of range (n = {})",
-            self.shape.n
-        );
+        assert!(i < self.shape.n, "shard image {i} out of range (n = {})", self.shape.n);
         let len = self.shape.image_len();
         let start = HEADER_LEN + i * len;
         &self.map[start..start + len]
@@ -185,34 +148,24 @@ impl Shard {
 fn parse_header(path: &Path, h: &[u8]) -> Result<ShardShape, ShardError> {
     let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
     if &h[0..8] != SHARD_MAGIC {
-        return Err(ShardError::BadMagic {
-            path: path.to_path_buf(),
-        });
+        return Err(ShardError::BadMagic { path: path.to_path_buf() });
     }
     let version = u32_at(8);
     if version != SHARD_VERSION {
-        return Err(ShardError::UnsupportedVersion {
-            path: path.to_path_buf(),
-            version,
-        });
+        return Err(ShardError::UnsupportedVersion { path: path.to_path_buf(), version });
     }
     let mut n_bytes = [0u8; 8];
     n_bytes.copy_from_slice(&h[16..24]);
     let n = u64::from_le_bytes(n_bytes);
     let shape = ShardShape {
-        n: usize::try_from(n).map_err(|_| ShardError::BadHeader {
-            path: path.to_path_buf(),
-            reason: format!("image count {n} too large"),
-        })?,
+        n: usize::try_from(n)
+            .map_err(|_| ShardError::BadHeader { path: path.to_path_buf(), reason: format!("image count {n} too large") })?,
         channels: u32_at(12) as usize,
         height: u32_at(24) as usize,
         width: u32_at(28) as usize,
     };
     if !(1..=4).contains(&shape.channels) {
-        return Err(ShardError::BadHeader {
-            path: path.to_path_buf(),
-            reason: format!("{} channels", shape.channels),
-        });
+        return Err(ShardError::BadHeader { path: path.to_path_buf(), reason: format!("{} channels", shape.channels) });
     }
     if shape.height == 0 || shape.width == 0 {
         return Err(ShardError::BadHeader {
@@ -238,32 +191,19 @@ pub struct ShardWriter {
 
 impl ShardWriter {
     /// Starts a shard of `height × width × channels` images.
-    pub fn create(
-        out: &Path,
-        height: usize,
-        width: usize,
-        channels: usize,
-    ) -> Result<ShardWriter, ShardError> {
+    pub fn create(out: &Path, height: usize, width: usize, channels: usize) -> Result<ShardWriter, ShardError> {
         if height == 0 || width == 0 || !(1..=4).contains(&channels) {
             return Err(ShardError::BadHeader {
                 path: out.to_path_buf(),
                 reason: format!("cannot write {width}x{height}x{channels} images"),
             });
         }
-        let (temp, file) = TempFile::create(out).map_err(|source| ShardError::Io {
-            path: out.to_path_buf(),
-            source,
-        })?;
+        let (temp, file) = TempFile::create(out).map_err(|source| ShardError::Io { path: out.to_path_buf(), source })?;
         let mut writer = ShardWriter {
             out: out.to_path_buf(),
             temp,
             file: Some(BufWriter::with_capacity(1 << 20, file)),
-            shape: ShardShape {
-                n: 0,
-                height,
-                width,
-                channels,
-            },
+            shape: ShardShape { n: 0, height, width, channels },
         };
         let header = writer.shape.encode();
         writer.write_all(&header)?;
@@ -272,10 +212,7 @@ impl ShardWriter {
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), ShardError> {
         let file = self.file.as_mut().expect("writer used after finish");
-        file.write_all(bytes).map_err(|source| ShardError::Io {
-            path: self.temp.path.clone(),
-            source,
-        })
+        file.write_all(bytes).map_err(|source| ShardError::Io { path: self.temp.path.clone(), source })
     }
 
     /// Images pushed so far.
@@ -291,12 +228,7 @@ impl ShardWriter {
     pub fn push(&mut self, pixels: &[u8]) -> Result<(), ShardError> {
         let expected = self.shape.image_len();
         if pixels.len() != expected {
-            return Err(ShardError::ImageSize {
-                path: self.out.clone(),
-                index: self.shape.n,
-                expected,
-                found: pixels.len(),
-            });
+            return Err(ShardError::ImageSize { path: self.out.clone(), index: self.shape.n, expected, found: pixels.len() });
         }
         self.write_all(pixels)?;
         self.shape.n += 1;
@@ -306,20 +238,12 @@ impl ShardWriter {
     /// Writes the final header, syncs and renames the shard into place.
     pub fn finish(mut self) -> Result<ShardShape, ShardError> {
         let temp_path = self.temp.path.clone();
-        let io_err = |source| ShardError::Io {
-            path: temp_path.clone(),
-            source,
-        };
+        let io_err = |source| ShardError::Io { path: temp_path.clone(), source };
         let file = self.file.take().expect("finish called once");
         let mut file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         file.write_all(&self.shape.encode()).map_err(io_err)?;
-        self.temp
-            .commit(file, &self.out, true)
-            .map_err(|source| ShardError::Io {
-                path: self.out.clone(),
-                source,
-            })?;
+        self.temp.commit(file, &self.out, true).map_err(|source| ShardError::Io { path: self.out.clone(), source })?;
         Ok(self.shape)
     }
 }
@@ -346,27 +270,14 @@ impl TempFile {
     fn create(dest: &Path) -> io::Result<(TempFile, File)> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let temp_name = format!(
-            ".{name}.tmp.{}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let temp_name = format!(".{name}.tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let path = match dir {
             Some(dir) => dir.join(temp_name),
             None => PathBuf::from(temp_name),
         };
         let file = File::create(&path)?;
-        Ok((
-            TempFile {
-                path,
-                committed: false,
-            },
-            file,
-        ))
+        Ok((TempFile { path, committed: false }, file))
     }
 
     fn commit(mut self, file: File, dest: &Path, durable: bool) -> io::Result<()> {

@@ -50,11 +50,7 @@ pub enum SplitError {
     #[error("{k} folds need at least {k} persons, got {persons}")]
     TooManyFolds { k: usize, persons: usize },
     #[error("validation fraction {fraction} of {persons} persons leaves the {side} side empty")]
-    EmptySide {
-        fraction: f64,
-        persons: usize,
-        side: &'static str,
-    },
+    EmptySide { fraction: f64, persons: usize, side: &'static str },
     #[error("person id `{0}` appears more than once")]
     DuplicateId(String),
 }
@@ -86,34 +82,19 @@ pub fn holdout(
     }
     for (side, ids) in [("validation", &val), ("train", &train)] {
         if ids.is_empty() {
-            return Err(SplitError::EmptySide {
-                fraction: val_fraction,
-                persons: persons.len(),
-                side,
-            });
+            return Err(SplitError::EmptySide { fraction: val_fraction, persons: persons.len(), side });
         }
     }
-    Ok(SplitFile {
-        folds: vec![fold(train, val)],
-    })
+    Ok(SplitFile { folds: vec![fold(train, val)] })
 }
 
 /// Splits `persons` into `k` folds whose validation sets are disjoint and cover everyone.
-pub fn kfold(
-    persons: &[Person],
-    k: usize,
-    stratify: &[StratifyKey],
-    seed: u64,
-    age_bins: AgeBins,
-) -> Result<SplitFile, SplitError> {
+pub fn kfold(persons: &[Person], k: usize, stratify: &[StratifyKey], seed: u64, age_bins: AgeBins) -> Result<SplitFile, SplitError> {
     if k < 2 {
         return Err(SplitError::TooFewFolds(k));
     }
     if k > persons.len() {
-        return Err(SplitError::TooManyFolds {
-            k,
-            persons: persons.len(),
-        });
+        return Err(SplitError::TooManyFolds { k, persons: persons.len() });
     }
     let order = stratified_order(persons, stratify, seed, age_bins)?;
     // Dealing round-robin across the concatenated strata (without restarting per stratum)
@@ -125,10 +106,7 @@ pub fn kfold(
     let folds = (0..k)
         .map(|f| {
             let (val, train): (Vec<_>, Vec<_>) = fold_of.iter().partition(|&(_, &fold)| fold == f);
-            fold(
-                train.into_iter().map(|(id, _)| id.clone()).collect(),
-                val.into_iter().map(|(id, _)| id.clone()).collect(),
-            )
+            fold(train.into_iter().map(|(id, _)| id.clone()).collect(), val.into_iter().map(|(id, _)| id.clone()).collect())
         })
         .collect();
     Ok(SplitFile { folds })
@@ -142,12 +120,7 @@ fn fold(mut train: Vec<String>, mut val: Vec<String>) -> Fold {
 
 /// The persons' ids, grouped by stratum (strata in key order), each stratum sorted by id
 /// and then shuffled by its own seeded stream.
-fn stratified_order(
-    persons: &[Person],
-    stratify: &[StratifyKey],
-    seed: u64,
-    age_bins: AgeBins,
-) -> Result<Vec<String>, SplitError> {
+fn stratified_order(persons: &[Person], stratify: &[StratifyKey], seed: u64, age_bins: AgeBins) -> Result<Vec<String>, SplitError> {
     let mut seen = BTreeSet::new();
     if let Some(dup) = persons.iter().find(|p| !seen.insert(p.id.as_str())) {
         return Err(SplitError::DuplicateId(dup.id.clone()));
@@ -155,16 +128,8 @@ fn stratified_order(
     let keys: BTreeSet<StratifyKey> = stratify.iter().copied().collect();
     let mut strata: BTreeMap<(u8, u8), Vec<&str>> = BTreeMap::new();
     for person in persons {
-        let gender = if keys.contains(&StratifyKey::Gender) {
-            person.gender.index()
-        } else {
-            0
-        };
-        let age = if keys.contains(&StratifyKey::Age) {
-            age_class(person.age, age_bins)
-        } else {
-            0
-        };
+        let gender = if keys.contains(&StratifyKey::Gender) { person.gender.index() } else { 0 };
+        let age = if keys.contains(&StratifyKey::Age) { age_class(person.age, age_bins) } else { 0 };
         strata.entry((gender, age)).or_default().push(&person.id);
     }
     let mut order = Vec::with_capacity(persons.len());

@@ -60,19 +60,11 @@ pub fn stats(index: &TrainIndex, age_bins: AgeBins) -> Stats {
 
 /// Names of the age classes under `bins`, e.g. `<30`, `30-59`, `>=60`.
 pub fn age_class_names(bins: AgeBins) -> [String; 3] {
-    [
-        format!("<{}", bins[0]),
-        format!("{}-{}", bins[0], bins[1].saturating_sub(1)),
-        format!(">={}", bins[1]),
-    ]
+    [format!("<{}", bins[0]), format!("{}-{}", bins[0], bins[1].saturating_sub(1)), format!(">={}", bins[1])]
 }
 
 fn percent(count: usize, total: usize) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        100.0 * count as f64 / total as f64
-    }
+    if total == 0 { 0.0 } else { 100.0 * count as f64 / total as f64 }
 }
 
 /// A plain-text report: totals, the gender / age / mask shares and one row per class.
@@ -80,11 +72,7 @@ pub fn render_table(stats: &Stats) -> String {
     let ages = age_class_names(stats.age_bins);
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "persons {}  images {}  skipped {}",
-        stats.persons, stats.images, stats.skipped
-    );
+    let _ = writeln!(out, "persons {}  images {}  skipped {}", stats.persons, stats.images, stats.skipped);
     let mut line = |title: &str, cells: Vec<(String, usize)>, total: usize| {
         let _ = write!(out, "{title:<8}");
         for (name, count) in cells {
@@ -92,42 +80,10 @@ pub fn render_table(stats: &Stats) -> String {
         }
         let _ = writeln!(out);
     };
-    line(
-        "gender",
-        Gender::ALL
-            .map(|g| {
-                (
-                    g.as_str().to_owned(),
-                    stats.gender_persons[usize::from(g.index())],
-                )
-            })
-            .to_vec(),
-        stats.persons,
-    );
-    line(
-        "age",
-        (0..3)
-            .map(|c| (ages[c].clone(), stats.age_class_persons[c]))
-            .collect(),
-        stats.persons,
-    );
-    line(
-        "mask",
-        MaskState::ALL
-            .map(|m| {
-                (
-                    m.as_str().to_owned(),
-                    stats.mask_images[usize::from(m.index())],
-                )
-            })
-            .to_vec(),
-        stats.images,
-    );
-    let _ = writeln!(
-        out,
-        "{:>5}  {:<9}  {:<6}  {:<6}  {:>7}  {:>6}",
-        "class", "mask", "gender", "age", "images", "share"
-    );
+    line("gender", Gender::ALL.map(|g| (g.as_str().to_owned(), stats.gender_persons[usize::from(g.index())])).to_vec(), stats.persons);
+    line("age", (0..3).map(|c| (ages[c].clone(), stats.age_class_persons[c])).collect(), stats.persons);
+    line("mask", MaskState::ALL.map(|m| (m.as_str().to_owned(), stats.mask_images[usize::from(m.index())])).to_vec(), stats.images);
+    let _ = writeln!(out, "{:>5}  {:<9}  {:<6}  {:<6}  {:>7}  {:>6}", "class", "mask", "gender", "age", "images", "share");
     for class in 0..NUM_CLASSES {
         let Some((mask, gender, age)) = split_class(class) else {
             continue;
@@ -177,24 +133,13 @@ pub fn write_png(stats: &Stats, path: &Path) -> Result<(), DataError> {
     draw_bars(&mut img, Rect::new(20, 340, 560, 280), &ages);
 
     let people: Vec<Bar> = (0..2)
-        .map(|g| Bar {
-            value: stats.gender_persons[g],
-            colour: GENDER_COLOURS[g],
-            label: None,
-        })
-        .chain((0..3).map(|c| Bar {
-            value: stats.age_class_persons[c],
-            colour: AGE_COLOURS[c],
-            label: None,
-        }))
+        .map(|g| Bar { value: stats.gender_persons[g], colour: GENDER_COLOURS[g], label: None })
+        .chain((0..3).map(|c| Bar { value: stats.age_class_persons[c], colour: AGE_COLOURS[c], label: None }))
         .collect();
     draw_bars(&mut img, Rect::new(620, 340, WIDTH - 640, 280), &people);
 
     img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| DataError::Io {
-            path: path.to_owned(),
-            source: std::io::Error::other(e),
-        })
+        .map_err(|e| DataError::Io { path: path.to_owned(), source: std::io::Error::other(e) })
 }
 
 struct Bar {
@@ -219,11 +164,7 @@ fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
         let x = area.x + i as u32 * slot;
         let h = (plot_h as u64 * bar.value as u64 / max as u64) as u32;
         let gap = (slot / 6).max(if slot > 2 { 1 } else { 0 });
-        fill(
-            img,
-            Rect::new(x + gap, base - h, slot - 2 * gap, h),
-            bar.colour,
-        );
+        fill(img, Rect::new(x + gap, base - h, slot - 2 * gap, h), bar.colour);
         if counts_fit {
             draw_number(img, x + slot / 2, base - h - TEXT + 2, bar.value as u64);
         }
@@ -232,4 +173,3 @@ fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
         }
     }
 }
-

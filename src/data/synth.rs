@@ -51,13 +51,7 @@ pub struct SynthParams {
 impl Default for SynthParams {
     /// The competition's sizes: 2,700 train persons, 1,800 eval persons, 384×512 photos.
     fn default() -> Self {
-        SynthParams {
-            persons: 2700,
-            eval_persons: 1800,
-            seed: 0,
-            width: 384,
-            height: 512,
-        }
+        SynthParams { persons: 2700, eval_persons: 1800, seed: 0, width: 384, height: 512 }
     }
 }
 
@@ -106,10 +100,7 @@ pub fn generate(params: &SynthParams, out: &Path) -> Result<SynthSummary, DataEr
         if !empty {
             return Err(DataError::Io {
                 path: out.to_owned(),
-                source: io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "output directory exists and is not empty",
-                ),
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "output directory exists and is not empty"),
             });
         }
     }
@@ -155,36 +146,23 @@ fn write_dataset(params: &SynthParams, root: &Path) -> Result<SynthSummary, Data
     let images_dir = train_dir.join("images");
     let eval_images_dir = root.join("eval").join("images");
     for dir in [&images_dir, &eval_images_dir] {
-        fs::create_dir_all(dir).map_err(|source| DataError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(dir).map_err(|source| DataError::Io { path: dir.clone(), source })?;
     }
 
     let train = plan_persons(params.seed, params.persons, 0);
-    let train_results: Vec<(u64, usize)> = train
-        .par_iter()
-        .map(|plan| write_train_person(params, plan, &images_dir))
-        .collect::<Result<_, _>>()?;
+    let train_results: Vec<(u64, usize)> =
+        train.par_iter().map(|plan| write_train_person(params, plan, &images_dir)).collect::<Result<_, _>>()?;
 
     let mut csv = String::from("id,gender,race,age,path\n");
     for plan in &train {
-        csv.push_str(&format!(
-            "{},{},Asian,{},{}\n",
-            plan.id,
-            plan.gender.as_str(),
-            plan.age,
-            folder_name(plan)
-        ));
+        csv.push_str(&format!("{},{},Asian,{},{}\n", plan.id, plan.gender.as_str(), plan.age, folder_name(plan)));
     }
     let mut bytes = write_file(&train_dir.join("train.csv"), csv.as_bytes())?;
     bytes += train_results.iter().map(|r| r.0).sum::<u64>();
 
     let eval = plan_persons(params.seed, params.eval_persons, EVAL_STREAM);
-    let eval_rows: Vec<Vec<(String, u8, u64)>> = eval
-        .par_iter()
-        .map(|plan| write_eval_person(params, plan, &eval_images_dir))
-        .collect::<Result<_, _>>()?;
+    let eval_rows: Vec<Vec<(String, u8, u64)>> =
+        eval.par_iter().map(|plan| write_eval_person(params, plan, &eval_images_dir)).collect::<Result<_, _>>()?;
     let mut eval_rows: Vec<(String, u8, u64)> = eval_rows.into_iter().flatten().collect();
     // Hash names sort into an order that reveals nothing about persons or labels.
     eval_rows.sort();
@@ -214,10 +192,7 @@ fn write_dataset(params: &SynthParams, root: &Path) -> Result<SynthSummary, Data
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<u64, DataError> {
-    fs::write(path, contents).map_err(|source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    fs::write(path, contents).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
     Ok(contents.len() as u64)
 }
 
@@ -247,20 +222,10 @@ fn plan_persons(seed: u64, n: usize, stream_base: u64) -> Vec<PersonPlan> {
     let mut label_rng = ChaCha8Rng::seed_from_u64(seed);
     label_rng.set_stream(LABEL_STREAM + stream_base);
     let [_, female] = apportion(n, [1.0 - FEMALE_SHARE, FEMALE_SHARE]);
-    let mut genders: Vec<Gender> = (0..n)
-        .map(|i| {
-            if i < female {
-                Gender::Female
-            } else {
-                Gender::Male
-            }
-        })
-        .collect();
+    let mut genders: Vec<Gender> = (0..n).map(|i| if i < female { Gender::Female } else { Gender::Male }).collect();
     genders.shuffle(&mut label_rng);
     let age_counts = apportion(n, AGE_SHARES);
-    let mut age_classes: Vec<usize> = (0..3)
-        .flat_map(|c| std::iter::repeat_n(c, age_counts[c]))
-        .collect();
+    let mut age_classes: Vec<usize> = (0..3).flat_map(|c| std::iter::repeat_n(c, age_counts[c])).collect();
     age_classes.shuffle(&mut label_rng);
 
     let train = stream_base == 0;
@@ -277,11 +242,7 @@ fn plan_persons(seed: u64, n: usize, stream_base: u64) -> Vec<PersonPlan> {
             };
             // Ids as in the competition: six digits; person 2 reuses person 1's number with a
             // `-1` suffix, like `001498-1`.
-            let id = if index == 2 && train {
-                format!("{:06}-1", index)
-            } else {
-                format!("{:06}", index + 1)
-            };
+            let id = if index == 2 && train { format!("{:06}-1", index) } else { format!("{:06}", index + 1) };
             // A few fixed persons carry each file variant so that small datasets have them.
             let extension = match index {
                 _ if !train => "jpg",
@@ -296,14 +257,7 @@ fn plan_persons(seed: u64, n: usize, stream_base: u64) -> Vec<PersonPlan> {
                 },
             };
             let junk = train && (index == 6 || rng.random_bool(0.03));
-            PersonPlan {
-                index,
-                id,
-                gender: genders[index],
-                age,
-                extension,
-                junk,
-            }
+            PersonPlan { index, id, gender: genders[index], age, extension, junk }
         })
         .collect()
 }
@@ -318,16 +272,9 @@ fn person_rng(seed: u64, stream: u64) -> ChaCha8Rng {
 }
 
 /// Writes one train person's folder; returns (bytes written, junk files written).
-fn write_train_person(
-    params: &SynthParams,
-    plan: &PersonPlan,
-    images_dir: &Path,
-) -> Result<(u64, usize), DataError> {
+fn write_train_person(params: &SynthParams, plan: &PersonPlan, images_dir: &Path) -> Result<(u64, usize), DataError> {
     let folder = images_dir.join(folder_name(plan));
-    fs::create_dir_all(&folder).map_err(|source| DataError::Io {
-        path: folder.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&folder).map_err(|source| DataError::Io { path: folder.clone(), source })?;
     let mut bytes = 0;
     let photos = render_person(params, plan, plan.index as u64);
     for (slot, (pixels, quality)) in ImageSlot::ALL.into_iter().zip(photos) {
@@ -344,11 +291,7 @@ fn write_train_person(
 }
 
 /// Writes one eval person's photos; returns (file name, true class, bytes) per photo.
-fn write_eval_person(
-    params: &SynthParams,
-    plan: &PersonPlan,
-    images_dir: &Path,
-) -> Result<Vec<(String, u8, u64)>, DataError> {
+fn write_eval_person(params: &SynthParams, plan: &PersonPlan, images_dir: &Path) -> Result<Vec<(String, u8, u64)>, DataError> {
     let photos = render_person(params, plan, EVAL_STREAM + plan.index as u64);
     let age = age_class(plan.age, DEFAULT_AGE_BINS);
     let mut rows = Vec::with_capacity(photos.len());
@@ -375,34 +318,18 @@ fn apple_double_stub() -> Vec<u8> {
     bytes
 }
 
-fn encode(
-    pixels: &[u8],
-    params: &SynthParams,
-    extension: &str,
-    quality: u8,
-    path: &Path,
-) -> Result<Vec<u8>, DataError> {
+fn encode(pixels: &[u8], params: &SynthParams, extension: &str, quality: u8, path: &Path) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::new();
     let result = if extension.eq_ignore_ascii_case("png") {
-        PngEncoder::new(&mut out)
-            .write_image(pixels, params.width, params.height, ExtendedColorType::Rgb8)
-            .map_err(io::Error::other)
+        PngEncoder::new(&mut out).write_image(pixels, params.width, params.height, ExtendedColorType::Rgb8).map_err(io::Error::other)
     } else {
         // jpeg-encoder is several times faster than image's own JPEG encoder, which
         // dominates generation time at the competition's size.
         jpeg_encoder::Encoder::new(&mut out, quality)
-            .encode(
-                pixels,
-                params.width as u16,
-                params.height as u16,
-                jpeg_encoder::ColorType::Rgb,
-            )
+            .encode(pixels, params.width as u16, params.height as u16, jpeg_encoder::ColorType::Rgb)
             .map_err(io::Error::other)
     };
-    result.map_err(|e| DataError::Io {
-        path: path.to_owned(),
-        source: e,
-    })?;
+    result.map_err(|e| DataError::Io { path: path.to_owned(), source: e })?;
     Ok(out)
 }
 
@@ -470,11 +397,7 @@ struct Shot {
 }
 
 fn lerp(a: Rgb, b: Rgb, t: f32) -> Rgb {
-    [
-        a[0] + (b[0] - a[0]) * t,
-        a[1] + (b[1] - a[1]) * t,
-        a[2] + (b[2] - a[2]) * t,
-    ]
+    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
 }
 
 fn scale(c: Rgb, k: f32) -> Rgb {
@@ -482,11 +405,7 @@ fn scale(c: Rgb, k: f32) -> Rgb {
 }
 
 fn random_colour(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> Rgb {
-    [
-        rng.random_range(lo..hi),
-        rng.random_range(lo..hi),
-        rng.random_range(lo..hi),
-    ]
+    [rng.random_range(lo..hi), rng.random_range(lo..hi), rng.random_range(lo..hi)]
 }
 
 /// A uniform draw in `centre ± spread`, clamped to `[0, 1]`.
@@ -499,28 +418,12 @@ fn identity(rng: &mut ChaCha8Rng, gender: Gender, age: u32) -> Identity {
     let tone = rng.random_range(0.0..1.0f32);
     let skin = lerp([236.0, 200.0, 172.0], [176.0, 128.0, 96.0], tone);
     let hair_tone = rng.random_range(0.0..1.0f32);
-    let hair = lerp(
-        [20.0, 16.0, 14.0],
-        [96.0, 64.0, 40.0],
-        hair_tone * hair_tone,
-    );
+    let hair = lerp([20.0, 16.0, 14.0], [96.0, 64.0, 40.0], hair_tone * hair_tone);
     let lipstick = female && rng.random_bool(0.7);
-    let lips = if lipstick {
-        [rng.random_range(170.0..215.0), 40.0, 60.0]
-    } else {
-        lerp(skin, [150.0, 80.0, 80.0], 0.5)
-    };
+    let lips = if lipstick { [rng.random_range(170.0..215.0), 40.0, 60.0] } else { lerp(skin, [150.0, 80.0, 80.0], 0.5) };
     // Cues that are usually but not always right.
-    let long_hair = if female {
-        rng.random_bool(0.9)
-    } else {
-        rng.random_bool(0.06)
-    };
-    let beard = if !female && rng.random_bool(0.6) {
-        rng.random_range(0.3..1.0)
-    } else {
-        0.0
-    };
+    let long_hair = if female { rng.random_bool(0.9) } else { rng.random_bool(0.06) };
+    let beard = if !female && rng.random_bool(0.6) { rng.random_range(0.3..1.0) } else { 0.0 };
     let jaw = if female { 0.9 } else { 0.98 } + rng.random_range(-0.06..0.06);
     // Age cues grow continuously, with person-to-person spread, so 29 and 31 look alike.
     // As in the competition, 60 is a cap: a person labelled 60 really is 60 to 80, so the
@@ -549,9 +452,7 @@ fn mask_look(rng: &mut ChaCha8Rng, state: MaskState) -> Option<MaskLook> {
         MaskState::Normal => return None,
         MaskState::Wear => (rng.random_range(-0.14..0.0), rng.random_range(1.3..1.45)),
         // Below the nose (mouth and chin covered) or on the chin only.
-        MaskState::Incorrect if rng.random_bool(0.6) => {
-            (rng.random_range(0.35..0.48), rng.random_range(1.35..1.5))
-        }
+        MaskState::Incorrect if rng.random_bool(0.6) => (rng.random_range(0.35..0.48), rng.random_range(1.35..1.5)),
         MaskState::Incorrect => (rng.random_range(0.8..0.95), rng.random_range(1.5..1.65)),
     };
     const COLOURS: [Rgb; 6] = [
@@ -569,13 +470,7 @@ fn mask_look(rng: &mut ChaCha8Rng, state: MaskState) -> Option<MaskLook> {
         7..9 => MaskStyle::Dotted,
         _ => MaskStyle::Checked,
     };
-    Some(MaskLook {
-        top,
-        bottom,
-        colour,
-        accent: random_colour(rng, 20.0, 240.0),
-        style,
-    })
+    Some(MaskLook { top, bottom, colour, accent: random_colour(rng, 20.0, 240.0), style })
 }
 
 fn shot(rng: &mut ChaCha8Rng, params: &SynthParams, state: MaskState) -> Shot {
@@ -585,24 +480,14 @@ fn shot(rng: &mut ChaCha8Rng, params: &SynthParams, state: MaskState) -> Shot {
     let light_dir: f32 = rng.random_range(0.0..std::f32::consts::TAU);
     let band = rng.random_bool(0.35).then(|| {
         let start = rng.random_range(0.0..0.8);
-        (
-            start,
-            start + rng.random_range(0.05..0.3),
-            random_colour(rng, 30.0, 230.0),
-        )
+        (start, start + rng.random_range(0.05..0.3), random_colour(rng, 30.0, 230.0))
     });
     Shot {
-        background: [
-            random_colour(rng, 40.0, 235.0),
-            random_colour(rng, 40.0, 235.0),
-        ],
+        background: [random_colour(rng, 40.0, 235.0), random_colour(rng, 40.0, 235.0)],
         background_dir: [dir.cos(), dir.sin()],
         band,
         clothes: random_colour(rng, 15.0, 220.0),
-        centre: [
-            w * (0.5 + rng.random_range(-0.06..0.06)),
-            h * (0.42 + rng.random_range(-0.04..0.04)),
-        ],
+        centre: [w * (0.5 + rng.random_range(-0.06..0.06)), h * (0.42 + rng.random_range(-0.04..0.04))],
         angle,
         radius: 0.26 * w.min(h * 0.75) * rng.random_range(0.86..1.14),
         light: rng.random_range(0.75..1.15),
@@ -622,10 +507,7 @@ fn render_person(params: &SynthParams, plan: &PersonPlan, stream: u64) -> Vec<(V
         .into_iter()
         .map(|slot| {
             let shot = shot(&mut rng, params, slot.mask_state());
-            (
-                render(&who, &shot, params.width, params.height),
-                shot.quality,
-            )
+            (render(&who, &shot, params.width, params.height), shot.quality)
         })
         .collect()
 }
@@ -644,10 +526,7 @@ fn hash(mut x: u32) -> u32 {
 /// generation time.
 fn render(who: &Identity, shot: &Shot, width: u32, height: u32) -> Vec<u8> {
     let step = if width >= 64 && height >= 64 { 2 } else { 1 };
-    let (dw, dh) = (
-        width.div_ceil(step) as usize,
-        height.div_ceil(step) as usize,
-    );
+    let (dw, dh) = (width.div_ceil(step) as usize, height.div_ceil(step) as usize);
     let drawn = draw(who, shot, dw, dh, step as f32, width, height);
 
     // For each output column (row): the two drawn columns (rows) around it and the weight
@@ -665,17 +544,12 @@ fn render(who: &Identity, shot: &Shot, width: u32, height: u32) -> Vec<u8> {
     let mut pixels = vec![0u8; width as usize * height as usize * 3];
     let mut out = pixels.chunks_exact_mut(3);
     for (y, &(y0, y1, ty)) in rows.iter().enumerate() {
-        let (row0, row1) = (
-            &drawn[y0 * dw..(y0 + 1) * dw],
-            &drawn[y1 * dw..(y1 + 1) * dw],
-        );
+        let (row0, row1) = (&drawn[y0 * dw..(y0 + 1) * dw], &drawn[y1 * dw..(y1 + 1) * dw]);
         for (x, &(x0, x1, tx)) in columns.iter().enumerate() {
             let top = lerp(row0[x0], row0[x1], tx);
             let bottom = lerp(row1[x0], row1[x1], tx);
             let colour = lerp(top, bottom, ty);
-            let noise = hash(x as u32 ^ ((y as u32) << 12) ^ shot.noise_seed) as f32
-                / u32::MAX as f32
-                - 0.5;
+            let noise = hash(x as u32 ^ ((y as u32) << 12) ^ shot.noise_seed) as f32 / u32::MAX as f32 - 0.5;
             if let Some(px) = out.next() {
                 for (dst, c) in px.iter_mut().zip(colour) {
                     *dst = (c + noise * 2.0 * shot.noise).clamp(0.0, 255.0) as u8;
@@ -687,15 +561,7 @@ fn render(who: &Identity, shot: &Shot, width: u32, height: u32) -> Vec<u8> {
 }
 
 /// Lit colours of a `dw × dh` grid whose cells are `step` output pixels wide.
-fn draw(
-    who: &Identity,
-    shot: &Shot,
-    dw: usize,
-    dh: usize,
-    step: f32,
-    width: u32,
-    height: u32,
-) -> Vec<Rgb> {
+fn draw(who: &Identity, shot: &Shot, dw: usize, dh: usize, step: f32, width: u32, height: u32) -> Vec<Rgb> {
     let (sin, cos) = shot.angle.sin_cos();
     let inv_r = 1.0 / shot.radius;
     let (inv_w, inv_h) = (1.0 / width as f32, 1.0 / height as f32);
@@ -712,8 +578,7 @@ fn draw(
                 Some(c) => c,
                 None => background(shot, fx, fy),
             };
-            let light = shot.light
-                * (1.0 + 0.18 * ((fx - 0.5) * shot.light_dir[0] + (fy - 0.5) * shot.light_dir[1]));
+            let light = shot.light * (1.0 + 0.18 * ((fx - 0.5) * shot.light_dir[0] + (fy - 0.5) * shot.light_dir[1]));
             drawn.push(scale(colour, light));
         }
     }
@@ -727,8 +592,7 @@ fn background(shot: &Shot, fx: f32, fy: f32) -> Rgb {
     {
         return colour;
     }
-    let t = (0.5 + (fx - 0.5) * shot.background_dir[0] + (fy - 0.5) * shot.background_dir[1])
-        .clamp(0.0, 1.0);
+    let t = (0.5 + (fx - 0.5) * shot.background_dir[0] + (fy - 0.5) * shot.background_dir[1]).clamp(0.0, 1.0);
     lerp(shot.background[0], shot.background[1], t)
 }
 
@@ -752,11 +616,7 @@ fn hair_colour(who: &Identity, u: f32, v: f32) -> Rgb {
     let lean = ((v * 0.8).fract().abs() - 0.5).abs() * 3.0;
     let strand = ((u * 28.0 + lean).floor() as i32) as u32;
     let grey = (hash(strand ^ who.hair_seed) as f32 / u32::MAX as f32) < who.grey;
-    if grey {
-        [200.0, 200.0, 204.0]
-    } else {
-        who.hair
-    }
+    if grey { [200.0, 200.0, 204.0] } else { who.hair }
 }
 
 /// The colour of the frontmost shape at `(u, v)`, or `None` for background.
@@ -804,11 +664,7 @@ fn face_colour(who: &Identity, u: f32, v: f32, half_width: f32) -> Rgb {
     let au = u.abs();
     // Eyes: white with a dark iris.
     if (-0.33..-0.17).contains(&v) && in_ellipse(au, v, who.eye_spacing, -0.25, 0.15, 0.07) {
-        return if in_ellipse(au, v, who.eye_spacing, -0.25, 0.06, 0.06) {
-            [35.0, 25.0, 20.0]
-        } else {
-            [235.0, 235.0, 230.0]
-        };
+        return if in_ellipse(au, v, who.eye_spacing, -0.25, 0.06, 0.06) { [35.0, 25.0, 20.0] } else { [235.0, 235.0, 230.0] };
     }
     // Eyebrows, greying with the hair.
     if au > 0.16 && au < 0.6 && v > -0.5 && v < -0.43 {
@@ -838,8 +694,7 @@ fn face_colour(who: &Identity, u: f32, v: f32, half_width: f32) -> Rgb {
         let depth = 1.0 - 0.35 * who.wrinkles;
         if (v > 0.28 && near_segment(au, v, [0.18, 0.3], [0.34, 0.72], 0.014))
             || (au > 0.56
-                && (near_segment(au, v, [0.58, -0.3], [0.7, -0.36], 0.01)
-                    || near_segment(au, v, [0.58, -0.2], [0.7, -0.16], 0.01)))
+                && (near_segment(au, v, [0.58, -0.3], [0.7, -0.36], 0.01) || near_segment(au, v, [0.58, -0.2], [0.7, -0.16], 0.01)))
         {
             colour = scale(colour, depth);
         }
@@ -865,11 +720,7 @@ fn mask_colour(mask: &MaskLook, u: f32, v: f32) -> Option<Rgb> {
         MaskStyle::Pleated => mask.colour,
         MaskStyle::Dotted => {
             let (fu, fv) = ((u * 6.0).fract().abs() - 0.5, (v * 6.0).fract().abs() - 0.5);
-            if fu * fu + fv * fv < 0.06 {
-                mask.accent
-            } else {
-                mask.colour
-            }
+            if fu * fu + fv * fv < 0.06 { mask.accent } else { mask.colour }
         }
         MaskStyle::Checked => {
             if ((u * 5.0).floor() as i32 + (v * 5.0).floor() as i32) % 2 == 0 {

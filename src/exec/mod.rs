@@ -183,11 +183,8 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
                 for path in &st.damaged {
                     cache.quarantine(path);
                 }
-                let inputs: BTreeMap<&'static str, &Record> = step
-                    .deps
-                    .iter()
-                    .map(|(role, d)| (*role, records.get(d).expect("dependencies run first")))
-                    .collect();
+                let inputs: BTreeMap<&'static str, &Record> =
+                    step.deps.iter().map(|(role, d)| (*role, records.get(d).expect("dependencies run first"))).collect();
                 let result = steps::run_step(cache, plan, step, &inputs);
                 let output = match result {
                     Ok(o) => o,

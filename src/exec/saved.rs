@@ -85,6 +85,7 @@ pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<Pat
     // Replace `latest` atomically: a new symlink under a temporary name, renamed over the old.
     let link_tmp = fsutil::temp_path_for(&pipeline_dir.join("latest"));
     std::os::unix::fs::symlink(&id, &link_tmp).with_context(|| format!("{}: cannot create link", link_tmp.display()))?;
-    std::fs::rename(&link_tmp, pipeline_dir.join("latest")).with_context(|| format!("{}: cannot replace", pipeline_dir.join("latest").display()))?;
+    std::fs::rename(&link_tmp, pipeline_dir.join("latest"))
+        .with_context(|| format!("{}: cannot replace", pipeline_dir.join("latest").display()))?;
     Ok(dest)
 }

@@ -56,17 +56,11 @@ impl Block {
 
     /// The span that names the block in diagnostics: its kind and qualifiers.
     pub fn head_span(&self) -> Span {
-        self.qualifiers
-            .last()
-            .map_or(self.kind.span, |q| self.kind.span.to(q.span))
+        self.qualifiers.last().map_or(self.kind.span, |q| self.kind.span.to(q.span))
     }
 
     pub fn qualifier_text(&self) -> String {
-        self.qualifiers
-            .iter()
-            .map(|q| q.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.qualifiers.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -112,11 +106,7 @@ impl CmpOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stmt {
     /// `key = value`
-    Assign {
-        key: Ident,
-        value: Value,
-        span: Span,
-    },
+    Assign { key: Ident, value: Value, span: Span },
     /// `name`, `name value` or `name(args)`: an op in an `augment` block.
     Op(OpCall),
 }

@@ -61,14 +61,7 @@ impl Cx<'_> {
         if v.kind == ValueKind::Invalid {
             return;
         }
-        self.error(
-            Kind::Type,
-            v.span,
-            format!(
-                "expected {expected} for `{key}`, found {}",
-                v.kind.describe()
-            ),
-        );
+        self.error(Kind::Type, v.span, format!("expected {expected} for `{key}`, found {}", v.kind.describe()));
     }
 
     pub fn float(&mut self, v: &Value, key: &str, lo: Bound, hi: Bound) -> Option<f64> {
@@ -78,11 +71,7 @@ impl Cx<'_> {
         };
         let x = n.as_f64();
         if !lo.admits_low(x) || !hi.admits_high(x) {
-            self.error(
-                Kind::Range,
-                v.span,
-                format!("`{key}` must be {}, found {n}", range_text(lo, hi)),
-            );
+            self.error(Kind::Range, v.span, format!("`{key}` must be {}, found {n}", range_text(lo, hi)));
             return None;
         }
         Some(x)
@@ -109,11 +98,7 @@ impl Cx<'_> {
                 (true, false) => format!("at most {hi}"),
                 (false, _) => format!("between {lo} and {hi}"),
             };
-            self.error(
-                Kind::Range,
-                v.span,
-                format!("`{key}` must be {text}, found {i}"),
-            );
+            self.error(Kind::Range, v.span, format!("`{key}` must be {text}, found {i}"));
             return None;
         }
         Some(i)
@@ -150,12 +135,7 @@ impl Cx<'_> {
     }
 
     /// One of a fixed set of names.
-    pub fn choice(
-        &mut self,
-        v: &Value,
-        key: &str,
-        options: &[&'static str],
-    ) -> Option<&'static str> {
+    pub fn choice(&mut self, v: &Value, key: &str, options: &[&'static str]) -> Option<&'static str> {
         let name = match &v.kind {
             ValueKind::Ident(s) => s.as_str(),
             ValueKind::Str(s) if self.sources.is_set_override(v.span.file) => s.as_str(),
@@ -171,10 +151,7 @@ impl Cx<'_> {
                 let expected = options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>();
                 let msg = match names::did_you_mean(name, options.iter().copied()) {
                     Some(s) => format!("unknown value `{name}` for `{key}`; did you mean `{s}`?"),
-                    None => format!(
-                        "unknown value `{name}` for `{key}`; expected {}",
-                        super::parse::join_or(&expected)
-                    ),
+                    None => format!("unknown value `{name}` for `{key}`; expected {}", super::parse::join_or(&expected)),
                 };
                 self.error(Kind::UnknownName, v.span, msg);
                 None
@@ -189,11 +166,7 @@ impl Cx<'_> {
             return None;
         };
         if !(1..=8192).contains(&w) || !(1..=8192).contains(&h) {
-            self.error(
-                Kind::Range,
-                v.span,
-                format!("`{key}` sides must be between 1 and 8192, found {w}x{h}"),
-            );
+            self.error(Kind::Range, v.span, format!("`{key}` sides must be between 1 and 8192, found {w}x{h}"));
             return None;
         }
         Some([w, h])
@@ -210,11 +183,7 @@ impl Cx<'_> {
             }
         };
         if deg.abs() > 360.0 {
-            self.error(
-                Kind::Range,
-                v.span,
-                format!("`{key}` must be between -360deg and 360deg"),
-            );
+            self.error(Kind::Range, v.span, format!("`{key}` must be between -360deg and 360deg"));
             return None;
         }
         Some(deg)
@@ -231,20 +200,10 @@ impl Cx<'_> {
     }
 
     /// A list of exactly `N` numbers, each within the bounds.
-    pub fn floats<const N: usize>(
-        &mut self,
-        v: &Value,
-        key: &str,
-        lo: Bound,
-        hi: Bound,
-    ) -> Option<[f64; N]> {
+    pub fn floats<const N: usize>(&mut self, v: &Value, key: &str, lo: Bound, hi: Bound) -> Option<[f64; N]> {
         let items = self.list(v, key)?;
         if items.len() != N {
-            self.error(
-                Kind::Type,
-                v.span,
-                format!("`{key}` needs {N} numbers, found {}", items.len()),
-            );
+            self.error(Kind::Type, v.span, format!("`{key}` needs {N} numbers, found {}", items.len()));
             return None;
         }
         let mut out = [0.0; N];
@@ -262,11 +221,7 @@ impl Cx<'_> {
     pub fn pair(&mut self, v: &Value, key: &str, lo: Bound, hi: Bound) -> Option<[f64; 2]> {
         let p = self.floats::<2>(v, key, lo, hi)?;
         if p[0] > p[1] {
-            self.error(
-                Kind::Range,
-                v.span,
-                format!("`{key}` must be `[low, high]` with low <= high"),
-            );
+            self.error(Kind::Range, v.span, format!("`{key}` must be `[low, high]` with low <= high"));
             return None;
         }
         Some(p)
@@ -287,37 +242,22 @@ impl<'b> Keys<'b> {
         for s in block.stmts() {
             match s {
                 // A repeated key was reported when the file was read; the first one counts.
-                Stmt::Assign { key, value, .. }
-                    if !entries
-                        .iter()
-                        .any(|(k, _): &(&Ident, &Value)| k.name == key.name) =>
-                {
+                Stmt::Assign { key, value, .. } if !entries.iter().any(|(k, _): &(&Ident, &Value)| k.name == key.name) => {
                     entries.push((key, value))
                 }
                 Stmt::Assign { .. } => {}
                 Stmt::Op(op) => {
-                    let what = if op.args.is_empty() {
-                        "a bare name"
-                    } else {
-                        "an op"
-                    };
+                    let what = if op.args.is_empty() { "a bare name" } else { "an op" };
                     cx.error(
                         Kind::Syntax,
                         op.span,
-                        format!(
-                            "expected `key = value` in `{}`, found {what} `{}`",
-                            block.kind.name, op.name.name
-                        ),
+                        format!("expected `key = value` in `{}`, found {what} `{}`", block.kind.name, op.name.name),
                     );
                 }
             }
         }
         let used = vec![false; entries.len()];
-        Keys {
-            block,
-            entries,
-            used,
-        }
+        Keys { block, entries, used }
     }
 
     pub fn get(&mut self, key: &str) -> Option<&'b Value> {
@@ -327,10 +267,7 @@ impl<'b> Keys<'b> {
     }
 
     pub fn key_span(&self, key: &str) -> Option<Span> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(k, _)| k.span)
+        self.entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.span)
     }
 
     /// Reports every key not asked for; `known` feeds the did-you-mean.
@@ -348,12 +285,7 @@ impl<'b> Keys<'b> {
 }
 
 /// Binds a call's arguments (positional in `params` order, or named) to its parameters.
-pub fn bind_args<'v>(
-    cx: &mut Cx<'_>,
-    callee: &Ident,
-    args: &'v [Arg],
-    params: &[&str],
-) -> Vec<Option<&'v Value>> {
+pub fn bind_args<'v>(cx: &mut Cx<'_>, callee: &Ident, args: &'v [Arg], params: &[&str]) -> Vec<Option<&'v Value>> {
     let mut bound: Vec<Option<&Value>> = vec![None; params.len()];
     let mut next_positional = 0;
     for a in args {
@@ -362,10 +294,7 @@ pub fn bind_args<'v>(
                 Some(i) => i,
                 None => {
                     let msg = match names::did_you_mean(&n.name, params.iter().copied()) {
-                        Some(s) => format!(
-                            "unknown argument `{}` for `{}`; did you mean `{s}`?",
-                            n.name, callee.name
-                        ),
+                        Some(s) => format!("unknown argument `{}` for `{}`; did you mean `{s}`?", n.name, callee.name),
                         None => format!("unknown argument `{}` for `{}`", n.name, callee.name),
                     };
                     cx.error(Kind::UnknownName, n.span, msg);
@@ -374,11 +303,7 @@ pub fn bind_args<'v>(
             },
             None => {
                 if next_positional >= params.len() {
-                    cx.error(
-                        Kind::Type,
-                        a.value.span,
-                        format!("too many arguments for `{}`", callee.name),
-                    );
+                    cx.error(Kind::Type, a.value.span, format!("too many arguments for `{}`", callee.name));
                     continue;
                 }
                 next_positional += 1;
@@ -386,14 +311,7 @@ pub fn bind_args<'v>(
             }
         };
         if bound[slot].is_some() {
-            cx.error(
-                Kind::Duplicate,
-                a.value.span,
-                format!(
-                    "argument `{}` of `{}` is given twice",
-                    params[slot], callee.name
-                ),
-            );
+            cx.error(Kind::Duplicate, a.value.span, format!("argument `{}` of `{}` is given twice", params[slot], callee.name));
             continue;
         }
         bound[slot] = Some(&a.value);

@@ -33,12 +33,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(kind: Kind, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            kind,
-            span,
-            message: message.into(),
-            notes: Vec::new(),
-        }
+        Diagnostic { kind, span, message: message.into(), notes: Vec::new() }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
@@ -108,11 +103,7 @@ impl Diagnostics {
     /// All diagnostics, each as `error: ...`, location, source line and caret, separated by
     /// blank lines.
     pub fn render(&self) -> String {
-        let drawn: Vec<String> = self
-            .items
-            .iter()
-            .map(|d| render_one(&self.sources, d))
-            .collect();
+        let drawn: Vec<String> = self.items.iter().map(|d| render_one(&self.sources, d)).collect();
         drawn.join("\n")
     }
 }
@@ -145,10 +136,7 @@ fn render_one(sources: &SourceMap, d: &Diagnostic) -> String {
     let width = line_no.to_string().len();
     let pad = " ".repeat(width);
     // Keep tabs in the padding so the caret lines up under tab-indented source.
-    let caret_pad: String = prefix
-        .chars()
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
+    let caret_pad: String = prefix.chars().map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
     let underlined = text[start..end.min(line_end)].chars().count().max(1);
     out.push_str(&format!("{pad}--> {}:{line_no}:{col}\n", file.name));
     out.push_str(&format!("{pad} |\n"));

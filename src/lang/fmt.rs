@@ -95,32 +95,15 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
             anchors.extend(b.stmts().iter().map(|s| key(s.span())));
         }
     }
-    let blocks: Vec<&Block> = file
-        .items
-        .iter()
-        .filter_map(|i| {
-            if let Item::Block(b) = i {
-                Some(b)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let blocks: Vec<&Block> = file.items.iter().filter_map(|i| if let Item::Block(b) = i { Some(b) } else { None }).collect();
     let first_item = file.items.iter().map(|i| i.span().start).min();
     for c in comments {
         let line = comment_line(c);
         let line_start = text[..c.start].rfind('\n').map_or(0, |i| i + 1);
         let code_before = !text[line_start..c.start].trim().is_empty();
-        let inside = blocks
-            .iter()
-            .filter(|b| b.span.start < c.start && c.start < b.span.end)
-            .max_by_key(|b| b.span.start);
+        let inside = blocks.iter().filter(|b| b.span.start < c.start && c.start < b.span.end).max_by_key(|b| b.span.start);
         // A comment inside a multi-line value goes with its statement.
-        let in_stmt = inside.and_then(|b| {
-            b.stmts()
-                .iter()
-                .find(|s| s.span().start < c.start && c.start < s.span().end)
-        });
+        let in_stmt = inside.and_then(|b| b.stmts().iter().find(|s| s.span().start < c.start && c.start < s.span().end));
         if let Some(s) = in_stmt {
             if code_before {
                 let t = att.trailing.entry(key(s.span())).or_default();
@@ -134,10 +117,7 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
             continue;
         }
         if code_before {
-            let on_line = anchors
-                .iter()
-                .filter(|(_, e)| *e <= c.start && *e >= line_start)
-                .max_by_key(|(_, e)| *e);
+            let on_line = anchors.iter().filter(|(_, e)| *e <= c.start && *e >= line_start).max_by_key(|(_, e)| *e);
             if let Some(a) = on_line {
                 att.trailing.insert(*a, line);
                 continue;
@@ -161,12 +141,7 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
             att.header.push(line);
             continue;
         }
-        match file
-            .items
-            .iter()
-            .filter(|i| i.span().start > c.start)
-            .min_by_key(|i| i.span().start)
-        {
+        match file.items.iter().filter(|i| i.span().start > c.start).min_by_key(|i| i.span().start) {
             Some(i) => att.leading.entry(key(i.span())).or_default().push(line),
             None if first_item.is_none() => att.header.push(line),
             None => att.file_tail.push(line),
@@ -191,19 +166,9 @@ fn write_item(out: &mut String, item: &Item, att: &Attached) {
         push_line(out, "", c, None);
     }
     match item {
-        Item::Extends(e) => push_line(
-            out,
-            "",
-            &format!("extends {}", quote(&e.path)),
-            att.trailing.get(&k),
-        ),
+        Item::Extends(e) => push_line(out, "", &format!("extends {}", quote(&e.path)), att.trailing.get(&k)),
         Item::Block(b) => match &b.body {
-            Body::Expr(v) => push_line(
-                out,
-                "",
-                &format!("{} = {}", b.kind.name, value_text(v)),
-                att.trailing.get(&k),
-            ),
+            Body::Expr(v) => push_line(out, "", &format!("{} = {}", b.kind.name, value_text(v)), att.trailing.get(&k)),
             Body::Stmts(stmts) => {
                 let head = block_head(b);
                 let opening = att.opening.get(&k);
@@ -217,10 +182,7 @@ fn write_item(out: &mut String, item: &Item, att: &Attached) {
                 if b.kind.name != "augment" {
                     let schema = names::block_keys(&b.kind.name);
                     ordered.sort_by_key(|s| match s {
-                        Stmt::Assign { key, .. } => schema
-                            .iter()
-                            .position(|k| *k == key.name)
-                            .unwrap_or(schema.len()),
+                        Stmt::Assign { key, .. } => schema.iter().position(|k| *k == key.name).unwrap_or(schema.len()),
                         Stmt::Op(_) => schema.len(),
                     });
                 }
@@ -248,12 +210,7 @@ fn block_head(b: &Block) -> String {
     }
     for (i, c) in b.predicate.iter().enumerate() {
         head.push_str(if i == 0 { " where " } else { " and " });
-        head.push_str(&format!(
-            "{} {} {}",
-            c.field.name,
-            c.cmp.as_str(),
-            value_text(&c.value)
-        ));
+        head.push_str(&format!("{} {} {}", c.field.name, c.cmp.as_str(), value_text(&c.value)));
     }
     head
 }
@@ -296,10 +253,7 @@ fn quote(s: &str) -> String {
 }
 
 fn is_ident(s: &str) -> bool {
-    s.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The canonical spelling of a value (also used to name sweep variants).
@@ -312,14 +266,7 @@ pub fn value_text(v: &Value) -> String {
         ValueKind::Ident(s) => s.clone(),
         ValueKind::Invalid => String::new(),
         ValueKind::Size(w, h) => format!("{w}x{h}"),
-        ValueKind::Angle(n, unit) => format!(
-            "{n}{}",
-            if *unit == AngleUnit::Deg {
-                "deg"
-            } else {
-                "rad"
-            }
-        ),
+        ValueKind::Angle(n, unit) => format!("{n}{}", if *unit == AngleUnit::Deg { "deg" } else { "rad" }),
         ValueKind::List(items) => format!("[{}]", list(items)),
         ValueKind::Sweep(items) => format!("sweep[{}]", list(items)),
         ValueKind::Map(entries) if entries.is_empty() => "{}".to_string(),
@@ -327,11 +274,7 @@ pub fn value_text(v: &Value) -> String {
             let parts: Vec<String> = entries
                 .iter()
                 .map(|e| {
-                    let k = if e.quoted || !is_ident(&e.key.name) {
-                        quote(&e.key.name)
-                    } else {
-                        e.key.name.clone()
-                    };
+                    let k = if e.quoted || !is_ident(&e.key.name) { quote(&e.key.name) } else { e.key.name.clone() };
                     format!("{k}: {}", value_text(&e.value))
                 })
                 .collect();

@@ -28,11 +28,7 @@ pub fn lower(cx: &mut Cx<'_>, doc: &Doc) -> ir::Pipeline {
     for b in &doc.blocks {
         let kind = b.kind.name.as_str();
         match names::BLOCKS.iter().find(|k| **k == kind) {
-            None => cx.error(
-                Kind::UnknownName,
-                b.kind.span,
-                names::unknown("block", kind, names::BLOCKS),
-            ),
+            None => cx.error(Kind::UnknownName, b.kind.span, names::unknown("block", kind, names::BLOCKS)),
             Some(&"augment") => augments.push(b),
             Some(&"oversample") => oversamples.push(b),
             Some(k) => {
@@ -42,29 +38,17 @@ pub fn lower(cx: &mut Cx<'_>, doc: &Doc) -> ir::Pipeline {
         if kind != "oversample"
             && let Some(c) = b.predicate.first()
         {
-            cx.error(
-                Kind::Syntax,
-                c.span,
-                format!("only `oversample` takes a `where` clause, not `{kind}`"),
-            );
+            cx.error(Kind::Syntax, c.span, format!("only `oversample` takes a `where` clause, not `{kind}`"));
         }
-        if matches!(
-            kind,
-            "relabel" | "prepare" | "train" | "evaluate" | "predict" | "ensemble"
-        ) && let Some(q) = b.qualifiers.first()
+        if matches!(kind, "relabel" | "prepare" | "train" | "evaluate" | "predict" | "ensemble")
+            && let Some(q) = b.qualifiers.first()
         {
-            cx.error(
-                Kind::Syntax,
-                q.span,
-                format!("`{kind}` takes no qualifier, found `{}`", q.name),
-            );
+            cx.error(Kind::Syntax, q.span, format!("`{kind}` takes no qualifier, found `{}`", q.name));
         }
     }
     let root = Span::new(doc.root, 0, 0);
     let data = data(cx, found.get("data").copied(), root);
-    let relabel = found
-        .get("relabel")
-        .map_or_else(ir::Relabel::default, |b| relabel(cx, b));
+    let relabel = found.get("relabel").map_or_else(ir::Relabel::default, |b| relabel(cx, b));
     let split = split(cx, found.get("split").copied());
     let prepare = prepare(cx, found.get("prepare").copied());
     let augment = augment(cx, &augments);
@@ -72,156 +56,79 @@ pub fn lower(cx: &mut Cx<'_>, doc: &Doc) -> ir::Pipeline {
     let model = model(cx, found.get("model").copied(), root);
     let loss = loss(cx, found.get("loss").copied());
     let train = train(cx, found.get("train").copied());
-    let evaluate = ir::Evaluate {
-        tta: found
-            .get("evaluate")
-            .map_or(ir::Tta::None, |b| tta_block(cx, b, "evaluate").0),
-    };
+    let evaluate = ir::Evaluate { tta: found.get("evaluate").map_or(ir::Tta::None, |b| tta_block(cx, b, "evaluate").0) };
     let predict = found.get("predict").map(|b| {
         let (tta, output) = tta_block(cx, b, "predict");
         ir::Predict { tta, output }
     });
     let ensemble = found.get("ensemble").map(|b| ensemble(cx, b));
-    ir::Pipeline {
-        data,
-        relabel,
-        split,
-        prepare,
-        augment,
-        oversample,
-        model,
-        loss,
-        train,
-        evaluate,
-        predict,
-        ensemble,
-    }
+    ir::Pipeline { data, relabel, split, prepare, augment, oversample, model, loss, train, evaluate, predict, ensemble }
 }
 
 // ---------------------------------------------------------------- data
 
 fn data(cx: &mut Cx<'_>, b: Option<&Block>, root: Span) -> ir::Data {
     let fallback = ir::Data {
-        source: ir::Source::Dir {
-            root: String::new(),
-            eval: None,
-        },
+        source: ir::Source::Dir { root: String::new(), eval: None },
         age_bins: [30, 60],
         on_bad_image: ir::BadImagePolicy::Error,
     };
     let Some(b) = b else {
-        cx.error(
-            Kind::Missing,
-            root,
-            "missing `data` block; write `data { root = \"...\" }` or `data synthetic { }`",
-        );
+        cx.error(Kind::Missing, root, "missing `data` block; write `data { root = \"...\" }` or `data synthetic { }`");
         return fallback;
     };
     let synthetic = match b.qualifiers.as_slice() {
         [] => false,
         [q] if q.name == "synthetic" => true,
         [q, ..] => {
-            cx.error(
-                Kind::UnknownName,
-                q.span,
-                names::unknown("data source", &q.name, &["synthetic"]),
-            );
+            cx.error(Kind::UnknownName, q.span, names::unknown("data source", &q.name, &["synthetic"]));
             return fallback;
         }
     };
     let mut k = Keys::new(cx, b);
     let source = if synthetic {
-        let persons = k
-            .get("persons")
-            .and_then(|v| cx.u32(v, "persons", 1, 100_000))
-            .unwrap_or(300);
-        let eval_persons = k
-            .get("eval_persons")
-            .and_then(|v| cx.u32(v, "eval_persons", 0, 100_000))
-            .unwrap_or(60);
-        let seed = k
-            .get("seed")
-            .and_then(|v| cx.seed(v, "seed"))
-            .unwrap_or(DEFAULT_SEED);
-        let size = k
-            .get("size")
-            .and_then(|v| cx.size(v, "size"))
-            .unwrap_or([384, 512]);
-        ir::Source::Synthetic {
-            persons,
-            eval_persons,
-            seed,
-            size,
-        }
+        let persons = k.get("persons").and_then(|v| cx.u32(v, "persons", 1, 100_000)).unwrap_or(300);
+        let eval_persons = k.get("eval_persons").and_then(|v| cx.u32(v, "eval_persons", 0, 100_000)).unwrap_or(60);
+        let seed = k.get("seed").and_then(|v| cx.seed(v, "seed")).unwrap_or(DEFAULT_SEED);
+        let size = k.get("size").and_then(|v| cx.size(v, "size")).unwrap_or([384, 512]);
+        ir::Source::Synthetic { persons, eval_persons, seed, size }
     } else {
         let root_dir = match k.get("root") {
             Some(v) => cx.string(v, "root").unwrap_or_default(),
             None => {
-                cx.error(
-                    Kind::Missing,
-                    b.head_span(),
-                    "missing `root` in `data`; or use `data synthetic { }`",
-                );
+                cx.error(Kind::Missing, b.head_span(), "missing `root` in `data`; or use `data synthetic { }`");
                 String::new()
             }
         };
         let eval = k.get("eval").and_then(|v| cx.string(v, "eval"));
-        ir::Source::Dir {
-            root: root_dir,
-            eval,
-        }
+        ir::Source::Dir { root: root_dir, eval }
     };
-    let age_bins = k
-        .get("age_bins")
-        .and_then(|v| age_bins(cx, v))
-        .unwrap_or([30, 60]);
-    let on_bad_image = match k
-        .get("on_bad_image")
-        .and_then(|v| cx.choice(v, "on_bad_image", &["error", "skip"]))
-    {
+    let age_bins = k.get("age_bins").and_then(|v| age_bins(cx, v)).unwrap_or([30, 60]);
+    let on_bad_image = match k.get("on_bad_image").and_then(|v| cx.choice(v, "on_bad_image", &["error", "skip"])) {
         Some("skip") => ir::BadImagePolicy::Skip,
         _ => ir::BadImagePolicy::Error,
     };
     let known: &[&str] = if synthetic {
-        &[
-            "persons",
-            "eval_persons",
-            "seed",
-            "size",
-            "age_bins",
-            "on_bad_image",
-        ]
+        &["persons", "eval_persons", "seed", "size", "age_bins", "on_bad_image"]
     } else {
         &["root", "eval", "age_bins", "on_bad_image"]
     };
     let what = if synthetic { "data synthetic" } else { "data" };
     k.finish(cx, what, known);
-    ir::Data {
-        source,
-        age_bins,
-        on_bad_image,
-    }
+    ir::Data { source, age_bins, on_bad_image }
 }
 
 fn age_bins(cx: &mut Cx<'_>, v: &Value) -> Option<[u32; 2]> {
     let items = cx.list(v, "age_bins")?;
     if items.len() != 2 {
-        cx.error(
-            Kind::Type,
-            v.span,
-            format!("`age_bins` needs 2 ages, found {}", items.len()),
-        );
+        cx.error(Kind::Type, v.span, format!("`age_bins` needs 2 ages, found {}", items.len()));
         return None;
     }
     let lo = cx.u32(&items[0], "age_bins", 1, 150);
     let hi = cx.u32(&items[1], "age_bins", 1, 150);
     let (lo, hi) = (lo?, hi?);
     if lo >= hi {
-        cx.error(
-            Kind::Range,
-            v.span,
-            format!("`age_bins` must increase, found [{lo}, {hi}]"),
-        );
+        cx.error(Kind::Range, v.span, format!("`age_bins` must increase, found [{lo}, {hi}]"));
         return None;
     }
     Some([lo, hi])
@@ -235,14 +142,9 @@ fn person_id(cx: &mut Cx<'_>, key: &Ident, quoted_ok: bool) -> Option<String> {
     let valid = quoted_ok
         && digits.len() == 6
         && digits.bytes().all(|b| b.is_ascii_digit())
-        && (suffix.is_empty() && !id.contains('-')
-            || suffix.bytes().all(|b| b.is_ascii_digit()) && !suffix.is_empty());
+        && (suffix.is_empty() && !id.contains('-') || suffix.bytes().all(|b| b.is_ascii_digit()) && !suffix.is_empty());
     if !valid {
-        cx.error(
-            Kind::Type,
-            key.span,
-            format!("expected a person id such as \"001498\" or \"001498-1\", found `{id}`"),
-        );
+        cx.error(Kind::Type, key.span, format!("expected a person id such as \"001498\" or \"001498-1\", found `{id}`"));
         return None;
     }
     Some(id.to_string())
@@ -251,10 +153,7 @@ fn person_id(cx: &mut Cx<'_>, key: &Ident, quoted_ok: bool) -> Option<String> {
 fn relabel(cx: &mut Cx<'_>, b: &Block) -> ir::Relabel {
     let mut k = Keys::new(cx, b);
     let mut fixes: BTreeMap<String, ir::PersonFix> = BTreeMap::new();
-    if k.get("known")
-        .and_then(|v| cx.bool(v, "known"))
-        .unwrap_or(false)
-    {
+    if k.get("known").and_then(|v| cx.bool(v, "known")).unwrap_or(false) {
         for id in KNOWN_TO_MALE {
             fixes.entry(id.to_string()).or_default().gender = Some(ir::Gender::Male);
         }
@@ -262,21 +161,14 @@ fn relabel(cx: &mut Cx<'_>, b: &Block) -> ir::Relabel {
             fixes.entry(id.to_string()).or_default().gender = Some(ir::Gender::Female);
         }
         for id in KNOWN_SWAPPED {
-            fixes
-                .entry(id.to_string())
-                .or_default()
-                .swap_incorrect_normal = true;
+            fixes.entry(id.to_string()).or_default().swap_incorrect_normal = true;
         }
     }
     if let Some(v) = k.get("gender") {
         for (key, quoted, value) in map_entries(cx, v, "gender") {
             let gender = cx.choice(value, "gender", &["male", "female"]);
             if let (Some(id), Some(g)) = (person_id(cx, key, quoted), gender) {
-                let g = if g == "male" {
-                    ir::Gender::Male
-                } else {
-                    ir::Gender::Female
-                };
+                let g = if g == "male" { ir::Gender::Male } else { ir::Gender::Female };
                 fixes.entry(id).or_default().gender = Some(g);
             }
         }
@@ -294,10 +186,7 @@ fn relabel(cx: &mut Cx<'_>, b: &Block) -> ir::Relabel {
             let Some(s) = cx.string(item, "swap_incorrect_normal") else {
                 continue;
             };
-            let key = Ident {
-                name: s,
-                span: item.span,
-            };
+            let key = Ident { name: s, span: item.span };
             if let Some(id) = person_id(cx, &key, true) {
                 fixes.entry(id).or_default().swap_incorrect_normal = true;
             }
@@ -310,10 +199,7 @@ fn relabel(cx: &mut Cx<'_>, b: &Block) -> ir::Relabel {
 
 fn map_entries<'v>(cx: &mut Cx<'_>, v: &'v Value, key: &str) -> Vec<(&'v Ident, bool, &'v Value)> {
     match &v.kind {
-        ValueKind::Map(entries) => entries
-            .iter()
-            .map(|e| (&e.key, e.quoted, &e.value))
-            .collect(),
+        ValueKind::Map(entries) => entries.iter().map(|e| (&e.key, e.quoted, &e.value)).collect(),
         _ => {
             cx.type_error(v, "a map `{ \"id\": value }`", key);
             Vec::new()
@@ -333,28 +219,16 @@ fn split(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Split {
     match b.qualifiers.as_slice() {
         [] => {}
         [by, unit] if by.name == "by" && unit.name == "person" => {}
-        [by, unit] if by.name == "by" && unit.name == "image" => cx.error(
-            Kind::Conflict,
-            unit.span,
-            "splitting by image puts one person's photos on both sides; use `split by person`",
-        ),
-        [q, ..] => cx.error(
-            Kind::Syntax,
-            q.span,
-            format!("expected `split by person`, found `{}`", b.qualifier_text()),
-        ),
+        [by, unit] if by.name == "by" && unit.name == "image" => {
+            cx.error(Kind::Conflict, unit.span, "splitting by image puts one person's photos on both sides; use `split by person`")
+        }
+        [q, ..] => cx.error(Kind::Syntax, q.span, format!("expected `split by person`, found `{}`", b.qualifier_text())),
     }
     let mut k = Keys::new(cx, b);
-    let val = k
-        .get("val")
-        .and_then(|v| cx.float(v, "val", Bound::Excl(0.0), Bound::Excl(1.0)));
+    let val = k.get("val").and_then(|v| cx.float(v, "val", Bound::Excl(0.0), Bound::Excl(1.0)));
     let folds = k.get("folds").and_then(|v| cx.u32(v, "folds", 2, 100));
     if let (Some(_), Some(span)) = (k.get("val"), k.key_span("folds")) {
-        cx.error(
-            Kind::Conflict,
-            span,
-            "`val` and `folds` cannot both be set in `split`",
-        );
+        cx.error(Kind::Conflict, span, "`val` and `folds` cannot both be set in `split`");
     }
     out.scheme = match (folds, val) {
         (Some(k), _) => ir::SplitScheme::Kfold { k },
@@ -382,10 +256,7 @@ fn split(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Split {
 }
 
 fn prepare(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Prepare {
-    let mut out = ir::Prepare {
-        size: [192, 256],
-        crop: ir::Crop::None,
-    };
+    let mut out = ir::Prepare { size: [192, 256], crop: ir::Crop::None };
     let Some(b) = b else { return out };
     let mut k = Keys::new(cx, b);
     if let Some(size) = k.get("size").and_then(|v| cx.size(v, "size")) {
@@ -402,11 +273,7 @@ fn crop(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Crop> {
     const CROPS: &[&str] = &["none", "face", "center"];
     match &v.kind {
         ValueKind::Ident(name) if name == "center" => {
-            cx.error(
-                Kind::Missing,
-                v.span,
-                "`center` needs a size: `center(384x384)`",
-            );
+            cx.error(Kind::Missing, v.span, "`center` needs a size: `center(384x384)`");
             None
         }
         ValueKind::Ident(_) => match cx.choice(v, "crop", CROPS)? {
@@ -416,25 +283,15 @@ fn crop(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Crop> {
         ValueKind::Call { name, args } if name.name == "center" => {
             let bound = bind_args(cx, name, args, &["size"]);
             match bound[0] {
-                Some(s) => Some(ir::Crop::Center {
-                    size: cx.size(s, "size")?,
-                }),
+                Some(s) => Some(ir::Crop::Center { size: cx.size(s, "size")? }),
                 None => {
-                    cx.error(
-                        Kind::Missing,
-                        v.span,
-                        "`center` needs a size: `center(384x384)`",
-                    );
+                    cx.error(Kind::Missing, v.span, "`center` needs a size: `center(384x384)`");
                     None
                 }
             }
         }
         ValueKind::Call { name, .. } => {
-            cx.error(
-                Kind::UnknownName,
-                name.span,
-                names::unknown("crop", &name.name, CROPS),
-            );
+            cx.error(Kind::UnknownName, name.span, names::unknown("crop", &name.name, CROPS));
             None
         }
         _ => {
@@ -447,31 +304,17 @@ fn crop(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Crop> {
 // ---------------------------------------------------------------- augment, oversample
 
 fn augment(cx: &mut Cx<'_>, blocks: &[&Block]) -> ir::Augment {
-    let normalize = ir::Op::Normalize {
-        mean: ir::IMAGENET_MEAN,
-        std: ir::IMAGENET_STD,
-    };
-    let mut out = ir::Augment {
-        train: vec![ir::Op::Hflip { p: 0.5 }, normalize.clone()],
-        eval: vec![normalize],
-    };
+    let normalize = ir::Op::Normalize { mean: ir::IMAGENET_MEAN, std: ir::IMAGENET_STD };
+    let mut out = ir::Augment { train: vec![ir::Op::Hflip { p: 0.5 }, normalize.clone()], eval: vec![normalize] };
     for b in blocks {
         let which = match b.qualifiers.as_slice() {
             [q] if q.name == "train" || q.name == "eval" => q.name.as_str(),
             [q, ..] => {
-                cx.error(
-                    Kind::UnknownName,
-                    q.span,
-                    names::unknown("augment set", &q.name, &["train", "eval"]),
-                );
+                cx.error(Kind::UnknownName, q.span, names::unknown("augment set", &q.name, &["train", "eval"]));
                 continue;
             }
             [] => {
-                cx.error(
-                    Kind::Missing,
-                    b.kind.span,
-                    "`augment` needs `train` or `eval`: `augment train { ... }`",
-                );
+                cx.error(Kind::Missing, b.kind.span, "`augment` needs `train` or `eval`: `augment train { ... }`");
                 continue;
             }
         };
@@ -482,10 +325,7 @@ fn augment(cx: &mut Cx<'_>, blocks: &[&Block]) -> ir::Augment {
                 Stmt::Assign { key, .. } => cx.error(
                     Kind::Syntax,
                     key.span,
-                    format!(
-                        "expected an op in `augment {which}`, found `{} = ...`; write `{} ...`",
-                        key.name, key.name
-                    ),
+                    format!("expected an op in `augment {which}`, found `{} = ...`; write `{} ...`", key.name, key.name),
                 ),
             }
         }
@@ -517,32 +357,18 @@ fn op_params(name: &str) -> &'static [&'static str] {
 fn op(cx: &mut Cx<'_>, name: &Ident, args: &[Arg], random_rotate: bool) -> Option<ir::Op> {
     let n = name.name.as_str();
     if !ir::OP_NAMES.contains(&n) {
-        cx.error(
-            Kind::UnknownName,
-            name.span,
-            names::unknown("op", n, ir::OP_NAMES),
-        );
+        cx.error(Kind::UnknownName, name.span, names::unknown("op", n, ir::OP_NAMES));
         return None;
     }
     let a = bind_args(cx, name, args, op_params(n));
     let need = |cx: &mut Cx<'_>, i: usize| -> Option<&Value> {
         if a[i].is_none() {
-            cx.error(
-                Kind::Missing,
-                name.span,
-                format!("`{n}` needs `{}`", op_params(n)[i]),
-            );
+            cx.error(Kind::Missing, name.span, format!("`{n}` needs `{}`", op_params(n)[i]));
         }
         a[i]
     };
     let unit = (Bound::Incl(0.0), Bound::Incl(1.0));
-    let get_pair = |cx: &mut Cx<'_>,
-                    i: usize,
-                    key: &str,
-                    default: [f64; 2],
-                    lo: Bound,
-                    hi: Bound|
-     -> Option<[f64; 2]> {
+    let get_pair = |cx: &mut Cx<'_>, i: usize, key: &str, default: [f64; 2], lo: Bound, hi: Bound| -> Option<[f64; 2]> {
         match a[i] {
             Some(v) => cx.pair(v, key, lo, hi),
             None => Some(default),
@@ -551,43 +377,19 @@ fn op(cx: &mut Cx<'_>, name: &Ident, args: &[Arg], random_rotate: bool) -> Optio
     Some(match n {
         "resize" => {
             let v = need(cx, 0)?;
-            ir::Op::Resize {
-                size: cx.size(v, "size")?,
-            }
+            ir::Op::Resize { size: cx.size(v, "size")? }
         }
         "center_crop" => {
             let v = need(cx, 0)?;
-            ir::Op::CenterCrop {
-                size: cx.size(v, "size")?,
-            }
+            ir::Op::CenterCrop { size: cx.size(v, "size")? }
         }
         "random_resized_crop" => {
             let size = need(cx, 0).and_then(|v| cx.size(v, "size"));
-            let scale = get_pair(
-                cx,
-                1,
-                "scale",
-                [0.08, 1.0],
-                Bound::Excl(0.0),
-                Bound::Incl(1.0),
-            );
-            let ratio = get_pair(
-                cx,
-                2,
-                "ratio",
-                [0.75, 4.0 / 3.0],
-                Bound::Excl(0.0),
-                Bound::Open,
-            );
-            ir::Op::RandomResizedCrop {
-                size: size?,
-                scale: scale?,
-                ratio: ratio?,
-            }
+            let scale = get_pair(cx, 1, "scale", [0.08, 1.0], Bound::Excl(0.0), Bound::Incl(1.0));
+            let ratio = get_pair(cx, 2, "ratio", [0.75, 4.0 / 3.0], Bound::Excl(0.0), Bound::Open);
+            ir::Op::RandomResizedCrop { size: size?, scale: scale?, ratio: ratio? }
         }
-        "hflip" => ir::Op::Hflip {
-            p: a[0].map_or(Some(0.5), |v| cx.prob(v, "p"))?,
-        },
+        "hflip" => ir::Op::Hflip { p: a[0].map_or(Some(0.5), |v| cx.prob(v, "p"))? },
         "rotate" => {
             let degrees = need(cx, 0).and_then(|v| cx.degrees(v, "degrees"));
             let random = a[1].map_or(Some(random_rotate), |v| cx.bool(v, "random"));
@@ -599,60 +401,30 @@ fn op(cx: &mut Cx<'_>, name: &Ident, args: &[Arg], random_rotate: bool) -> Optio
             ir::Op::Rotate { degrees, random }
         }
         "jitter" => {
-            let mut get =
-                |i: usize, key: &str| a[i].map_or(Some(0.0), |v| cx.float(v, key, unit.0, unit.1));
-            let (b, c, s) = (
-                get(0, "brightness"),
-                get(1, "contrast"),
-                get(2, "saturation"),
-            );
-            ir::Op::Jitter {
-                brightness: b?,
-                contrast: c?,
-                saturation: s?,
-            }
+            let mut get = |i: usize, key: &str| a[i].map_or(Some(0.0), |v| cx.float(v, key, unit.0, unit.1));
+            let (b, c, s) = (get(0, "brightness"), get(1, "contrast"), get(2, "saturation"));
+            ir::Op::Jitter { brightness: b?, contrast: c?, saturation: s? }
         }
         "normalize" => match (a[0], a[1], a[2]) {
             (Some(p), None, None) => {
                 cx.choice(p, "preset", &["imagenet"])?;
-                ir::Op::Normalize {
-                    mean: ir::IMAGENET_MEAN,
-                    std: ir::IMAGENET_STD,
-                }
+                ir::Op::Normalize { mean: ir::IMAGENET_MEAN, std: ir::IMAGENET_STD }
             }
             (None, Some(m), Some(s)) => {
                 let mean = cx.floats::<3>(m, "mean", Bound::Open, Bound::Open);
                 let std = cx.floats::<3>(s, "std", Bound::Excl(0.0), Bound::Open);
-                ir::Op::Normalize {
-                    mean: mean?,
-                    std: std?,
-                }
+                ir::Op::Normalize { mean: mean?, std: std? }
             }
             _ => {
-                cx.error(
-                    Kind::Missing,
-                    name.span,
-                    "`normalize` takes `imagenet` or both `mean` and `std`",
-                );
+                cx.error(Kind::Missing, name.span, "`normalize` takes `imagenet` or both `mean` and `std`");
                 return None;
             }
         },
         _ => {
             let p = a[0].map_or(Some(0.5), |v| cx.prob(v, "p"));
-            let scale = get_pair(
-                cx,
-                1,
-                "scale",
-                [0.02, 0.33],
-                Bound::Excl(0.0),
-                Bound::Incl(1.0),
-            );
+            let scale = get_pair(cx, 1, "scale", [0.02, 0.33], Bound::Excl(0.0), Bound::Incl(1.0));
             let ratio = get_pair(cx, 2, "ratio", [0.3, 3.3], Bound::Excl(0.0), Bound::Open);
-            ir::Op::RandomErasing {
-                p: p?,
-                scale: scale?,
-                ratio: ratio?,
-            }
+            ir::Op::RandomErasing { p: p?, scale: scale?, ratio: ratio? }
         }
     })
 }
@@ -660,15 +432,7 @@ fn op(cx: &mut Cx<'_>, name: &Ident, args: &[Arg], random_rotate: bool) -> Optio
 /// An op written as a value: `hflip` or `rotate(10deg)`.
 fn op_value(cx: &mut Cx<'_>, v: &Value, random_rotate: bool) -> Option<ir::Op> {
     match &v.kind {
-        ValueKind::Ident(name) => op(
-            cx,
-            &Ident {
-                name: name.clone(),
-                span: v.span,
-            },
-            &[],
-            random_rotate,
-        ),
+        ValueKind::Ident(name) => op(cx, &Ident { name: name.clone(), span: v.span }, &[], random_rotate),
         ValueKind::Call { name, args } => op(cx, name, args, random_rotate),
         _ => {
             cx.type_error(v, "an op such as `rotate(10deg)`", "with");
@@ -679,40 +443,20 @@ fn op_value(cx: &mut Cx<'_>, v: &Value, random_rotate: bool) -> Option<ir::Op> {
 
 fn oversample(cx: &mut Cx<'_>, b: &Block) -> ir::Oversample {
     if let Some(q) = b.qualifiers.first() {
-        cx.error(
-            Kind::Syntax,
-            q.span,
-            format!("expected `where` after `oversample`, found `{}`", q.name),
-        );
+        cx.error(Kind::Syntax, q.span, format!("expected `where` after `oversample`, found `{}`", q.name));
     }
     if b.predicate.is_empty() {
-        cx.error(
-            Kind::Missing,
-            b.kind.span,
-            "`oversample` needs a condition: `oversample where age == 2 { ... }`",
-        );
+        cx.error(Kind::Missing, b.kind.span, "`oversample` needs a condition: `oversample where age == 2 { ... }`");
     }
     let predicate = b.predicate.iter().filter_map(|c| clause(cx, c)).collect();
     let mut k = Keys::new(cx, b);
-    let copies = k
-        .get("copies")
-        .and_then(|v| cx.u32(v, "copies", 1, 100))
-        .unwrap_or(1);
+    let copies = k.get("copies").and_then(|v| cx.u32(v, "copies", 1, 100)).unwrap_or(1);
     let with = match k.get("with") {
-        Some(v) => cx
-            .list(v, "with")
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|o| op_value(cx, o, false))
-            .collect(),
+        Some(v) => cx.list(v, "with").unwrap_or(&[]).iter().filter_map(|o| op_value(cx, o, false)).collect(),
         None => Vec::new(),
     };
     k.finish(cx, "oversample", names::block_keys("oversample"));
-    ir::Oversample {
-        predicate,
-        copies,
-        with,
-    }
+    ir::Oversample { predicate, copies, with }
 }
 
 fn clause(cx: &mut Cx<'_>, c: &Clause) -> Option<ir::Clause> {
@@ -724,11 +468,7 @@ fn clause(cx: &mut Cx<'_>, c: &Clause) -> Option<ir::Clause> {
         "years" => (ir::LabelField::Years, 150, &[]),
         "class" => (ir::LabelField::Class, 17, &[]),
         other => {
-            cx.error(
-                Kind::UnknownName,
-                c.field.span,
-                names::unknown("label field", other, FIELDS),
-            );
+            cx.error(Kind::UnknownName, c.field.span, names::unknown("label field", other, FIELDS));
             return None;
         }
     };
@@ -755,43 +495,21 @@ fn clause(cx: &mut Cx<'_>, c: &Clause) -> Option<ir::Clause> {
 // ---------------------------------------------------------------- model, loss
 
 fn model(cx: &mut Cx<'_>, b: Option<&Block>, root: Span) -> ir::Model {
-    let mut out = ir::Model {
-        arch: String::new(),
-        pretrained: None,
-        heads: ir::Heads::Single,
-        dropout: 0.2,
-        drop_path: 0.2,
-    };
+    let mut out = ir::Model { arch: String::new(), pretrained: None, heads: ir::Heads::Single, dropout: 0.2, drop_path: 0.2 };
     let Some(b) = b else {
-        cx.error(
-            Kind::Missing,
-            root,
-            "missing `model` block; write e.g. `model efficientnet_b0 { }`",
-        );
+        cx.error(Kind::Missing, root, "missing `model` block; write e.g. `model efficientnet_b0 { }`");
         return out;
     };
     match b.qualifiers.as_slice() {
-        [] => cx.error(
-            Kind::Missing,
-            b.kind.span,
-            "missing model name; write e.g. `model efficientnet_b0 { }`",
-        ),
+        [] => cx.error(Kind::Missing, b.kind.span, "missing model name; write e.g. `model efficientnet_b0 { }`"),
         [arch, rest @ ..] => {
             if ir::MODEL_NAMES.contains(&arch.name.as_str()) {
                 out.arch = arch.name.clone();
             } else {
-                cx.error(
-                    Kind::UnknownName,
-                    arch.span,
-                    names::unknown("model", &arch.name, ir::MODEL_NAMES),
-                );
+                cx.error(Kind::UnknownName, arch.span, names::unknown("model", &arch.name, ir::MODEL_NAMES));
             }
             if let Some(extra) = rest.first() {
-                cx.error(
-                    Kind::Syntax,
-                    extra.span,
-                    format!("expected `{{` after the model name, found `{}`", extra.name),
-                );
+                cx.error(Kind::Syntax, extra.span, format!("expected `{{` after the model name, found `{}`", extra.name));
             }
         }
     }
@@ -800,16 +518,10 @@ fn model(cx: &mut Cx<'_>, b: Option<&Block>, root: Span) -> ir::Model {
     if let Some(v) = k.get("heads") {
         out.heads = heads(cx, v).unwrap_or(ir::Heads::Single);
     }
-    if let Some(x) = k
-        .get("dropout")
-        .and_then(|v| cx.float(v, "dropout", Bound::Incl(0.0), Bound::Excl(1.0)))
-    {
+    if let Some(x) = k.get("dropout").and_then(|v| cx.float(v, "dropout", Bound::Incl(0.0), Bound::Excl(1.0))) {
         out.dropout = x;
     }
-    if let Some(x) = k
-        .get("drop_path")
-        .and_then(|v| cx.float(v, "drop_path", Bound::Incl(0.0), Bound::Excl(1.0)))
-    {
+    if let Some(x) = k.get("drop_path").and_then(|v| cx.float(v, "drop_path", Bound::Incl(0.0), Bound::Excl(1.0))) {
         out.drop_path = x;
     }
     k.finish(cx, "model", names::block_keys("model"));
@@ -818,11 +530,7 @@ fn model(cx: &mut Cx<'_>, b: Option<&Block>, root: Span) -> ir::Model {
 
 fn heads(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Heads> {
     const HEADS: &[&str] = &["single", "multi", "separate"];
-    let ones = ir::TaskWeights {
-        mask: 1.0,
-        gender: 1.0,
-        age: 1.0,
-    };
+    let ones = ir::TaskWeights { mask: 1.0, gender: 1.0, age: 1.0 };
     match &v.kind {
         ValueKind::Ident(_) => match cx.choice(v, "heads", HEADS)? {
             "single" => Some(ir::Heads::Single),
@@ -832,19 +540,9 @@ fn heads(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Heads> {
         // `multi(age = 2.0)`: per-task loss weights.
         ValueKind::Call { name, args } if name.name == "multi" => {
             let a = bind_args(cx, name, args, &["mask", "gender", "age"]);
-            let mut w = |i: usize, key: &str| {
-                a[i].map_or(Some(1.0), |v| {
-                    cx.float(v, key, Bound::Incl(0.0), Bound::Open)
-                })
-            };
+            let mut w = |i: usize, key: &str| a[i].map_or(Some(1.0), |v| cx.float(v, key, Bound::Incl(0.0), Bound::Open));
             let (m, g, ag) = (w(0, "mask"), w(1, "gender"), w(2, "age"));
-            Some(ir::Heads::Multi {
-                weights: ir::TaskWeights {
-                    mask: m?,
-                    gender: g?,
-                    age: ag?,
-                },
-            })
+            Some(ir::Heads::Multi { weights: ir::TaskWeights { mask: m?, gender: g?, age: ag? } })
         }
         // `{ mask: 3, gender: 2, age: 3 }`: one head per task with its class count.
         ValueKind::Map(entries) => {
@@ -855,54 +553,31 @@ fn heads(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Heads> {
                     Some((key, n)) => {
                         let count = cx.int(&e.value, key, 1, 100);
                         if count.is_some_and(|c| c != *n) {
-                            cx.error(
-                                Kind::Range,
-                                e.value.span,
-                                format!(
-                                    "the `{key}` head has {n} classes, found {}",
-                                    count.unwrap_or(0)
-                                ),
-                            );
+                            cx.error(Kind::Range, e.value.span, format!("the `{key}` head has {n} classes, found {}", count.unwrap_or(0)));
                             ok = false;
                         }
                         ok &= count.is_some();
                     }
                     None => {
-                        cx.error(
-                            Kind::UnknownName,
-                            e.key.span,
-                            names::unknown("task", &e.key.name, &["mask", "gender", "age"]),
-                        );
+                        cx.error(Kind::UnknownName, e.key.span, names::unknown("task", &e.key.name, &["mask", "gender", "age"]));
                         ok = false;
                     }
                 }
             }
             for (key, _) in expected {
                 if !entries.iter().any(|e| e.key.name == key) {
-                    cx.error(
-                        Kind::Missing,
-                        v.span,
-                        format!("missing the `{key}` head in `heads`"),
-                    );
+                    cx.error(Kind::Missing, v.span, format!("missing the `{key}` head in `heads`"));
                     ok = false;
                 }
             }
             ok.then_some(ir::Heads::Multi { weights: ones })
         }
         ValueKind::Call { name, .. } => {
-            cx.error(
-                Kind::UnknownName,
-                name.span,
-                names::unknown("heads", &name.name, HEADS),
-            );
+            cx.error(Kind::UnknownName, name.span, names::unknown("heads", &name.name, HEADS));
             None
         }
         _ => {
-            cx.type_error(
-                v,
-                "`single`, `separate`, `multi` or `{ mask: 3, gender: 2, age: 3 }`",
-                "heads",
-            );
+            cx.type_error(v, "`single`, `separate`, `multi` or `{ mask: 3, gender: 2, age: 3 }`", "heads");
             None
         }
     }
@@ -917,16 +592,8 @@ fn loss_params(kind: &str) -> &'static [&'static str] {
 }
 
 fn loss(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Loss {
-    let ce = ir::LossKind::CrossEntropy {
-        smoothing: 0.0,
-        class_weights: ir::ClassWeights::None,
-    };
-    let fallback = ir::Loss {
-        terms: vec![ir::LossTerm {
-            weight: 1.0,
-            kind: ce.clone(),
-        }],
-    };
+    let ce = ir::LossKind::CrossEntropy { smoothing: 0.0, class_weights: ir::ClassWeights::None };
+    let fallback = ir::Loss { terms: vec![ir::LossTerm { weight: 1.0, kind: ce.clone() }] };
     let Some(b) = b else { return fallback };
     if let Body::Expr(v) = &b.body {
         let terms: Vec<(Option<(Num, Span)>, &Value)> = match &v.kind {
@@ -937,31 +604,17 @@ fn loss(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Loss {
         for (weight, term) in terms {
             let weight = match weight {
                 Some((n, span)) => {
-                    let w = Value {
-                        kind: ValueKind::Num(n),
-                        span,
-                    };
+                    let w = Value { kind: ValueKind::Num(n), span };
                     cx.float(&w, "weight", Bound::Excl(0.0), Bound::Open)
                 }
                 None => Some(1.0),
             };
             let kind = match &term.kind {
-                ValueKind::Ident(name) => loss_kind(
-                    cx,
-                    &Ident {
-                        name: name.clone(),
-                        span: term.span,
-                    },
-                    &[],
-                ),
+                ValueKind::Ident(name) => loss_kind(cx, &Ident { name: name.clone(), span: term.span }, &[]),
                 ValueKind::Call { name, args } => {
                     let params = loss_params(&name.name);
                     let bound = bind_args(cx, name, args, params);
-                    let named: Vec<(&str, &Value)> = params
-                        .iter()
-                        .zip(bound)
-                        .filter_map(|(p, v)| v.map(|v| (*p, v)))
-                        .collect();
+                    let named: Vec<(&str, &Value)> = params.iter().zip(bound).filter_map(|(p, v)| v.map(|v| (*p, v))).collect();
                     loss_kind(cx, name, &named)
                 }
                 _ => {
@@ -973,69 +626,38 @@ fn loss(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Loss {
                 out.push(ir::LossTerm { weight, kind });
             }
         }
-        return if out.is_empty() {
-            fallback
-        } else {
-            ir::Loss { terms: out }
-        };
+        return if out.is_empty() { fallback } else { ir::Loss { terms: out } };
     }
     let Some(name) = b.qualifiers.first() else {
-        cx.error(
-            Kind::Missing,
-            b.kind.span,
-            "missing loss name; write e.g. `loss focal { gamma = 2 }`",
-        );
+        cx.error(Kind::Missing, b.kind.span, "missing loss name; write e.g. `loss focal { gamma = 2 }`");
         return fallback;
     };
     let mut k = Keys::new(cx, b);
     let params = loss_params(&name.name);
-    let named: Vec<(&str, &Value)> = params
-        .iter()
-        .filter_map(|p| k.get(p).map(|v| (*p, v)))
-        .collect();
+    let named: Vec<(&str, &Value)> = params.iter().filter_map(|p| k.get(p).map(|v| (*p, v))).collect();
     let kind = loss_kind(cx, name, &named);
     if ir::LOSS_NAMES.contains(&name.name.as_str()) {
         k.finish(cx, &format!("loss {}", name.name), params);
     }
-    kind.map_or(fallback, |kind| ir::Loss {
-        terms: vec![ir::LossTerm { weight: 1.0, kind }],
-    })
+    kind.map_or(fallback, |kind| ir::Loss { terms: vec![ir::LossTerm { weight: 1.0, kind }] })
 }
 
 fn loss_kind(cx: &mut Cx<'_>, name: &Ident, args: &[(&str, &Value)]) -> Option<ir::LossKind> {
     let get = |key: &str| args.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
     match name.name.as_str() {
         "cross_entropy" => {
-            let smoothing = get("smoothing").map_or(Some(0.0), |v| {
-                cx.float(v, "smoothing", Bound::Incl(0.0), Bound::Excl(1.0))
-            });
-            let class_weights = get("class_weights").map_or(Some(ir::ClassWeights::None), |v| {
-                class_weights(cx, v, "class_weights")
-            });
-            Some(ir::LossKind::CrossEntropy {
-                smoothing: smoothing?,
-                class_weights: class_weights?,
-            })
+            let smoothing = get("smoothing").map_or(Some(0.0), |v| cx.float(v, "smoothing", Bound::Incl(0.0), Bound::Excl(1.0)));
+            let class_weights = get("class_weights").map_or(Some(ir::ClassWeights::None), |v| class_weights(cx, v, "class_weights"));
+            Some(ir::LossKind::CrossEntropy { smoothing: smoothing?, class_weights: class_weights? })
         }
         "focal" => {
-            let gamma = get("gamma").map_or(Some(2.0), |v| {
-                cx.float(v, "gamma", Bound::Incl(0.0), Bound::Incl(10.0))
-            });
-            let alpha = get("alpha").map_or(Some(ir::ClassWeights::None), |v| {
-                class_weights(cx, v, "alpha")
-            });
-            Some(ir::LossKind::Focal {
-                gamma: gamma?,
-                alpha: alpha?,
-            })
+            let gamma = get("gamma").map_or(Some(2.0), |v| cx.float(v, "gamma", Bound::Incl(0.0), Bound::Incl(10.0)));
+            let alpha = get("alpha").map_or(Some(ir::ClassWeights::None), |v| class_weights(cx, v, "alpha"));
+            Some(ir::LossKind::Focal { gamma: gamma?, alpha: alpha? })
         }
         "soft_f1" => Some(ir::LossKind::SoftF1),
         other => {
-            cx.error(
-                Kind::UnknownName,
-                name.span,
-                names::unknown("loss", other, ir::LOSS_NAMES),
-            );
+            cx.error(Kind::UnknownName, name.span, names::unknown("loss", other, ir::LOSS_NAMES));
             None
         }
     }
@@ -1045,20 +667,11 @@ fn class_weights(cx: &mut Cx<'_>, v: &Value, key: &str) -> Option<ir::ClassWeigh
     match &v.kind {
         ValueKind::List(items) => {
             if items.len() != 18 {
-                cx.error(
-                    Kind::Type,
-                    v.span,
-                    format!("`{key}` needs 18 class weights, found {}", items.len()),
-                );
+                cx.error(Kind::Type, v.span, format!("`{key}` needs 18 class weights, found {}", items.len()));
                 return None;
             }
-            let ws: Vec<Option<f64>> = items
-                .iter()
-                .map(|x| cx.float(x, key, Bound::Excl(0.0), Bound::Open))
-                .collect();
-            ws.into_iter()
-                .collect::<Option<Vec<f64>>>()
-                .map(ir::ClassWeights::PerClass)
+            let ws: Vec<Option<f64>> = items.iter().map(|x| cx.float(x, key, Bound::Excl(0.0), Bound::Open)).collect();
+            ws.into_iter().collect::<Option<Vec<f64>>>().map(ir::ClassWeights::PerClass)
         }
         _ => match cx.choice(v, key, &["none", "auto"])? {
             "auto" => Some(ir::ClassWeights::Auto),
@@ -1073,16 +686,8 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
     let mut out = ir::Train {
         epochs: 10,
         batch: 32,
-        optimizer: ir::Optimizer::Adamw {
-            lr: 1e-3,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-            weight_decay: 0.01,
-        },
-        schedule: ir::Schedule::Cosine {
-            warmup: 1,
-            min_lr: 1e-6,
-        },
+        optimizer: ir::Optimizer::Adamw { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01 },
+        schedule: ir::Schedule::Cosine { warmup: 1, min_lr: 1e-6 },
         grad_clip: None,
         cutmix: 0.0,
         mixup: 0.0,
@@ -1092,10 +697,7 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
     };
     let Some(b) = b else { return out };
     let mut k = Keys::new(cx, b);
-    if let Some(x) = k
-        .get("epochs")
-        .and_then(|v| cx.u32(v, "epochs", 1, 100_000))
-    {
+    if let Some(x) = k.get("epochs").and_then(|v| cx.u32(v, "epochs", 1, 100_000)) {
         out.epochs = x;
     }
     if let Some(x) = k.get("batch").and_then(|v| cx.u32(v, "batch", 1, 65_536)) {
@@ -1107,50 +709,28 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
     if let Some(v) = k.get("schedule") {
         out.schedule = schedule(cx, v).unwrap_or(out.schedule);
     }
-    out.grad_clip = k
-        .get("grad_clip")
-        .and_then(|v| cx.float(v, "grad_clip", Bound::Excl(0.0), Bound::Open));
+    out.grad_clip = k.get("grad_clip").and_then(|v| cx.float(v, "grad_clip", Bound::Excl(0.0), Bound::Open));
     if let Some(x) = k.get("cutmix").and_then(|v| cx.prob(v, "cutmix")) {
         out.cutmix = x;
     }
     if let Some(x) = k.get("mixup").and_then(|v| cx.prob(v, "mixup")) {
         out.mixup = x;
     }
-    out.early_stop = k
-        .get("early_stop")
-        .and_then(|v| cx.u32(v, "early_stop", 1, 100_000));
+    out.early_stop = k.get("early_stop").and_then(|v| cx.u32(v, "early_stop", 1, 100_000));
     if let Some(x) = k.get("seed").and_then(|v| cx.seed(v, "seed")) {
         out.seed = x;
     }
-    if let Some(x) = k
-        .get("backend")
-        .and_then(|v| cx.choice(v, "backend", &["cpu", "cuda"]))
-    {
-        out.backend = if x == "cuda" {
-            ir::Backend::Cuda
-        } else {
-            ir::Backend::Cpu
-        };
+    if let Some(x) = k.get("backend").and_then(|v| cx.choice(v, "backend", &["cpu", "cuda"])) {
+        out.backend = if x == "cuda" { ir::Backend::Cuda } else { ir::Backend::Cpu };
     }
     k.finish(cx, "train", names::block_keys("train"));
     out
 }
 
 /// A call-like value: `adamw` or `adamw(lr = 3e-4)`.
-fn call_parts<'v>(
-    cx: &mut Cx<'_>,
-    v: &'v Value,
-    key: &str,
-    example: &str,
-) -> Option<(Ident, &'v [Arg])> {
+fn call_parts<'v>(cx: &mut Cx<'_>, v: &'v Value, key: &str, example: &str) -> Option<(Ident, &'v [Arg])> {
     match &v.kind {
-        ValueKind::Ident(name) => Some((
-            Ident {
-                name: name.clone(),
-                span: v.span,
-            },
-            &[],
-        )),
+        ValueKind::Ident(name) => Some((Ident { name: name.clone(), span: v.span }, &[])),
         ValueKind::Call { name, args } => Some((name.clone(), args)),
         _ => {
             cx.type_error(v, example, key);
@@ -1160,18 +740,9 @@ fn call_parts<'v>(
 }
 
 fn optimizer(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Optimizer> {
-    let (name, args) = call_parts(
-        cx,
-        v,
-        "optimizer",
-        "an optimizer such as `adamw(lr = 3e-4)`",
-    )?;
+    let (name, args) = call_parts(cx, v, "optimizer", "an optimizer such as `adamw(lr = 3e-4)`")?;
     if !ir::OPTIMIZER_NAMES.contains(&name.name.as_str()) {
-        cx.error(
-            Kind::UnknownName,
-            name.span,
-            names::unknown("optimizer", &name.name, ir::OPTIMIZER_NAMES),
-        );
+        cx.error(Kind::UnknownName, name.span, names::unknown("optimizer", &name.name, ir::OPTIMIZER_NAMES));
         return None;
     }
     let params: &[&str] = match name.name.as_str() {
@@ -1180,46 +751,21 @@ fn optimizer(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Optimizer> {
     };
     let a = bind_args(cx, &name, args, params);
     let default_lr = if name.name == "sgd" { 0.01 } else { 1e-3 };
-    let lr = a[0].map_or(Some(default_lr), |v| {
-        cx.float(v, "lr", Bound::Excl(0.0), Bound::Incl(10.0))
-    });
+    let lr = a[0].map_or(Some(default_lr), |v| cx.float(v, "lr", Bound::Excl(0.0), Bound::Incl(10.0)));
     let wd_default = if name.name == "adamw" { 0.01 } else { 0.0 };
-    let wd = a[3].map_or(Some(wd_default), |v| {
-        cx.float(v, "weight_decay", Bound::Incl(0.0), Bound::Incl(1.0))
-    });
+    let wd = a[3].map_or(Some(wd_default), |v| cx.float(v, "weight_decay", Bound::Incl(0.0), Bound::Incl(1.0)));
     Some(if name.name == "sgd" {
-        let momentum = a[1].map_or(Some(0.9), |v| {
-            cx.float(v, "momentum", Bound::Incl(0.0), Bound::Excl(1.0))
-        });
+        let momentum = a[1].map_or(Some(0.9), |v| cx.float(v, "momentum", Bound::Incl(0.0), Bound::Excl(1.0)));
         let nesterov = a[2].map_or(Some(false), |v| cx.bool(v, "nesterov"));
-        ir::Optimizer::Sgd {
-            lr: lr?,
-            momentum: momentum?,
-            nesterov: nesterov?,
-            weight_decay: wd?,
-        }
+        ir::Optimizer::Sgd { lr: lr?, momentum: momentum?, nesterov: nesterov?, weight_decay: wd? }
     } else {
-        let betas = a[1].map_or(Some([0.9, 0.999]), |v| {
-            cx.floats::<2>(v, "betas", Bound::Incl(0.0), Bound::Excl(1.0))
-        });
-        let eps = a[2].map_or(Some(1e-8), |v| {
-            cx.float(v, "eps", Bound::Excl(0.0), Bound::Incl(1.0))
-        });
+        let betas = a[1].map_or(Some([0.9, 0.999]), |v| cx.floats::<2>(v, "betas", Bound::Incl(0.0), Bound::Excl(1.0)));
+        let eps = a[2].map_or(Some(1e-8), |v| cx.float(v, "eps", Bound::Excl(0.0), Bound::Incl(1.0)));
         let (lr, betas, eps, weight_decay) = (lr?, betas?, eps?, wd?);
         if name.name == "adam" {
-            ir::Optimizer::Adam {
-                lr,
-                betas,
-                eps,
-                weight_decay,
-            }
+            ir::Optimizer::Adam { lr, betas, eps, weight_decay }
         } else {
-            ir::Optimizer::Adamw {
-                lr,
-                betas,
-                eps,
-                weight_decay,
-            }
+            ir::Optimizer::Adamw { lr, betas, eps, weight_decay }
         }
     })
 }
@@ -1231,11 +777,7 @@ fn schedule(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Schedule> {
         "step" => &["warmup", "every", "gamma"],
         "cosine" => &["warmup", "min_lr"],
         other => {
-            cx.error(
-                Kind::UnknownName,
-                name.span,
-                names::unknown("schedule", other, ir::SCHEDULE_NAMES),
-            );
+            cx.error(Kind::UnknownName, name.span, names::unknown("schedule", other, ir::SCHEDULE_NAMES));
             return None;
         }
     };
@@ -1246,23 +788,12 @@ fn schedule(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Schedule> {
         "constant" => ir::Schedule::Constant { warmup: warmup? },
         "step" => {
             let every = a[1].map_or(Some(2), |v| cx.u32(v, "every", 1, 100_000));
-            let gamma = a[2].map_or(Some(0.1), |v| {
-                cx.float(v, "gamma", Bound::Excl(0.0), Bound::Incl(1.0))
-            });
-            ir::Schedule::Step {
-                warmup: warmup?,
-                every: every?,
-                gamma: gamma?,
-            }
+            let gamma = a[2].map_or(Some(0.1), |v| cx.float(v, "gamma", Bound::Excl(0.0), Bound::Incl(1.0)));
+            ir::Schedule::Step { warmup: warmup?, every: every?, gamma: gamma? }
         }
         _ => {
-            let min_lr = a[1].map_or(Some(1e-6), |v| {
-                cx.float(v, "min_lr", Bound::Incl(0.0), Bound::Open)
-            });
-            ir::Schedule::Cosine {
-                warmup: warmup?,
-                min_lr: min_lr?,
-            }
+            let min_lr = a[1].map_or(Some(1e-6), |v| cx.float(v, "min_lr", Bound::Incl(0.0), Bound::Open));
+            ir::Schedule::Cosine { warmup: warmup?, min_lr: min_lr? }
         }
     })
 }
@@ -1271,10 +802,7 @@ fn schedule(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Schedule> {
 
 fn tta_block(cx: &mut Cx<'_>, b: &Block, what: &str) -> (ir::Tta, String) {
     let mut k = Keys::new(cx, b);
-    let tta = match k
-        .get("tta")
-        .and_then(|v| cx.choice(v, "tta", &["none", "hflip"]))
-    {
+    let tta = match k.get("tta").and_then(|v| cx.choice(v, "tta", &["none", "hflip"])) {
         Some("hflip") => ir::Tta::Hflip,
         _ => ir::Tta::None,
     };
@@ -1284,11 +812,7 @@ fn tta_block(cx: &mut Cx<'_>, b: &Block, what: &str) -> (ir::Tta, String) {
         && let Some(s) = cx.string(v, "output")
     {
         if s.is_empty() || s.contains(['/', '\\']) || s == "." || s == ".." {
-            cx.error(
-                Kind::Range,
-                v.span,
-                "`output` must be a plain file name such as \"submission.csv\"",
-            );
+            cx.error(Kind::Range, v.span, "`output` must be a plain file name such as \"submission.csv\"");
         } else {
             output = s;
         }
@@ -1299,11 +823,7 @@ fn tta_block(cx: &mut Cx<'_>, b: &Block, what: &str) -> (ir::Tta, String) {
 
 fn ensemble(cx: &mut Cx<'_>, b: &Block) -> ir::Ensemble {
     let mut k = Keys::new(cx, b);
-    let dir = cx
-        .sources
-        .get(b.span.file)
-        .and_then(|f| f.path.as_ref())
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let dir = cx.sources.get(b.span.file).and_then(|f| f.path.as_ref()).and_then(|p| p.parent().map(|d| d.to_path_buf()));
     let mut members = Vec::new();
     match k.get("members") {
         Some(v) => {
@@ -1318,53 +838,26 @@ fn ensemble(cx: &mut Cx<'_>, b: &Block) -> ir::Ensemble {
                 if let Some(dir) = &dir
                     && !dir.join(&m).is_file()
                 {
-                    cx.error(
-                        Kind::Include,
-                        item.span,
-                        format!("ensemble member `{m}` not found"),
-                    );
+                    cx.error(Kind::Include, item.span, format!("ensemble member `{m}` not found"));
                 }
                 members.push(m);
             }
         }
-        None => cx.error(
-            Kind::Missing,
-            b.kind.span,
-            "missing `members` in `ensemble`",
-        ),
+        None => cx.error(Kind::Missing, b.kind.span, "missing `members` in `ensemble`"),
     }
-    let vote = match k
-        .get("vote")
-        .and_then(|v| cx.choice(v, "vote", &["soft", "hard"]))
-    {
+    let vote = match k.get("vote").and_then(|v| cx.choice(v, "vote", &["soft", "hard"])) {
         Some("hard") => ir::Vote::Hard,
         _ => ir::Vote::Soft,
     };
     let mut weights = vec![1.0; members.len()];
     if let Some(v) = k.get("weights") {
-        let ws: Vec<f64> = cx
-            .list(v, "weights")
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|x| cx.float(x, "weights", Bound::Incl(0.0), Bound::Open))
-            .collect();
+        let ws: Vec<f64> =
+            cx.list(v, "weights").unwrap_or(&[]).iter().filter_map(|x| cx.float(x, "weights", Bound::Incl(0.0), Bound::Open)).collect();
         if matches!(v.kind, ValueKind::List(_)) && ws.len() != members.len() {
-            cx.error(
-                Kind::Range,
-                v.span,
-                format!(
-                    "`weights` needs one weight per member ({}), found {}",
-                    members.len(),
-                    ws.len()
-                ),
-            );
+            cx.error(Kind::Range, v.span, format!("`weights` needs one weight per member ({}), found {}", members.len(), ws.len()));
         }
         weights = ws;
     }
     k.finish(cx, "ensemble", names::block_keys("ensemble"));
-    ir::Ensemble {
-        members,
-        vote,
-        weights,
-    }
+    ir::Ensemble { members, vote, weights }
 }

@@ -36,57 +36,29 @@ pub struct Loader<'a> {
 }
 
 /// Reads a file as UTF-8 into the source map; reports unreadable or non-UTF-8 input.
-pub fn read_source(
-    sources: &mut SourceMap,
-    sink: &mut Sink,
-    path: &Path,
-    from: Option<Span>,
-) -> Option<(FileId, String)> {
+pub fn read_source(sources: &mut SourceMap, sink: &mut Sink, path: &Path, from: Option<Span>) -> Option<(FileId, String)> {
     let name = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             let span = from.unwrap_or_else(|| {
-                let id = sources.add(SourceFile {
-                    name: name.clone(),
-                    text: String::new(),
-                    path: None,
-                    origin: Origin::Unreadable,
-                });
+                let id = sources.add(SourceFile { name: name.clone(), text: String::new(), path: None, origin: Origin::Unreadable });
                 Span::new(id, 0, 0)
             });
-            sink.error(
-                Kind::Include,
-                span,
-                format!("cannot read `{name}`: {}", io_reason(&e)),
-            );
+            sink.error(Kind::Include, span, format!("cannot read `{name}`: {}", io_reason(&e)));
             return None;
         }
     };
     match String::from_utf8(bytes) {
         Ok(text) => {
-            let id = sources.add(SourceFile {
-                name,
-                text: text.clone(),
-                path: Some(path.to_path_buf()),
-                origin: Origin::File,
-            });
+            let id = sources.add(SourceFile { name, text: text.clone(), path: Some(path.to_path_buf()), origin: Origin::File });
             Some((id, text))
         }
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            let id = sources.add(SourceFile {
-                name,
-                text,
-                path: Some(path.to_path_buf()),
-                origin: Origin::File,
-            });
-            sink.error(
-                Kind::Encoding,
-                Span::new(id, at, at + 1),
-                "file is not valid UTF-8",
-            );
+            let id = sources.add(SourceFile { name, text, path: Some(path.to_path_buf()), origin: Origin::File });
+            sink.error(Kind::Encoding, Span::new(id, at, at + 1), "file is not valid UTF-8");
             None
         }
     }
@@ -102,12 +74,7 @@ fn io_reason(e: &std::io::Error) -> String {
 
 impl Loader<'_> {
     /// Loads `path` and, recursively, what it extends. `chain` holds the files above it.
-    pub fn load(
-        &mut self,
-        path: &Path,
-        from: Option<Span>,
-        chain: &mut Vec<(PathBuf, String)>,
-    ) -> Option<Doc> {
+    pub fn load(&mut self, path: &Path, from: Option<Span>, chain: &mut Vec<(PathBuf, String)>) -> Option<Doc> {
         let (id, text) = read_source(self.sources, self.sink, path, from)?;
         self.files.push(path.to_path_buf());
         let parsed = parse::parse_file(id, &text, self.sink)?;
@@ -120,48 +87,32 @@ impl Loader<'_> {
         for item in &parsed.file.items {
             let Item::Extends(ext) = item else { continue };
             if extends_seen {
-                self.sink.error(
-                    Kind::Duplicate,
-                    ext.span,
-                    "a file can `extends` only one base",
-                );
+                self.sink.error(Kind::Duplicate, ext.span, "a file can `extends` only one base");
                 continue;
             }
             extends_seen = true;
             let dir = path.parent().unwrap_or(Path::new(""));
             let target = dir.join(&ext.path);
-            let target_canonical =
-                std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+            let target_canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
             if let Some(at) = chain.iter().position(|(c, _)| *c == target_canonical) {
                 let mut names: Vec<&str> = chain[at..].iter().map(|(_, n)| n.as_str()).collect();
                 let target_name = target.display().to_string();
                 names.push(&target_name);
                 self.sink.push(
-                    Diagnostic::new(
-                        Kind::Include,
-                        ext.path_span,
-                        format!("`extends` cycle through `{}`", ext.path),
-                    )
-                    .with_note(format!("the chain is {}", names.join(" -> "))),
+                    Diagnostic::new(Kind::Include, ext.path_span, format!("`extends` cycle through `{}`", ext.path))
+                        .with_note(format!("the chain is {}", names.join(" -> "))),
                 );
                 continue;
             }
             if chain.len() >= MAX_EXTENDS_DEPTH {
-                self.sink.error(
-                    Kind::Limit,
-                    ext.path_span,
-                    format!("`extends` chain is deeper than {MAX_EXTENDS_DEPTH} files"),
-                );
+                self.sink.error(Kind::Limit, ext.path_span, format!("`extends` chain is deeper than {MAX_EXTENDS_DEPTH} files"));
                 continue;
             }
             base = self.load(&target, Some(ext.path_span), chain);
         }
         chain.pop();
 
-        let mut doc = base.unwrap_or(Doc {
-            blocks: Vec::new(),
-            root: id,
-        });
+        let mut doc = base.unwrap_or(Doc { blocks: Vec::new(), root: id });
         doc.root = id;
         let mut child_replaced_oversample = false;
         for item in parsed.file.items {
@@ -174,17 +125,11 @@ impl Loader<'_> {
 }
 
 fn identity(b: &Block) -> String {
-    if b.kind.name == "augment" {
-        format!("augment {}", b.qualifier_text())
-    } else {
-        b.kind.name.clone()
-    }
+    if b.kind.name == "augment" { format!("augment {}", b.qualifier_text()) } else { b.kind.name.clone() }
 }
 
 fn has_key(b: &Block, key: &str) -> bool {
-    b.stmts()
-        .iter()
-        .any(|s| matches!(s, Stmt::Assign { key: k, .. } if k.name == key))
+    b.stmts().iter().any(|s| matches!(s, Stmt::Assign { key: k, .. } if k.name == key))
 }
 
 fn is_synthetic(b: &Block) -> bool {
@@ -213,10 +158,7 @@ fn merge_block(doc: &mut Doc, child: Block, replaced_oversample: &mut bool) {
                 || matches!(base.body, Body::Expr(_))
                 || (!child.qualifiers.is_empty() && child.qualifier_text() != base.qualifier_text())
         }
-        "data" => {
-            (is_synthetic(&child) && !is_synthetic(base))
-                || (is_synthetic(base) && has_key(&child, "root"))
-        }
+        "data" => (is_synthetic(&child) && !is_synthetic(base)) || (is_synthetic(base) && has_key(&child, "root")),
         _ => false,
     };
     if replace {
@@ -257,10 +199,7 @@ fn upsert_stmt(block: &mut Block, stmt: Stmt) {
         }
     }
     let name = key.name.clone();
-    match stmts
-        .iter_mut()
-        .find(|s| matches!(s, Stmt::Assign { key: k, .. } if k.name == name))
-    {
+    match stmts.iter_mut().find(|s| matches!(s, Stmt::Assign { key: k, .. } if k.name == name)) {
         Some(slot) => *slot = stmt,
         None => stmts.push(stmt),
     }
@@ -277,15 +216,8 @@ fn check_file(file: &File, text: &str, sink: &mut Sink) {
             let id = identity(b);
             if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
                 sink.push(
-                    Diagnostic::new(
-                        Kind::Duplicate,
-                        b.head_span(),
-                        format!("duplicate block `{id}`"),
-                    )
-                    .with_note(format!(
-                        "the first `{id}` block is at line {}",
-                        line_of(text, first.start)
-                    )),
+                    Diagnostic::new(Kind::Duplicate, b.head_span(), format!("duplicate block `{id}`"))
+                        .with_note(format!("the first `{id}` block is at line {}", line_of(text, first.start))),
                 );
             } else {
                 seen.push((id, b.span));
@@ -296,11 +228,7 @@ fn check_file(file: &File, text: &str, sink: &mut Sink) {
             match s {
                 Stmt::Assign { key, value, .. } => {
                     if keys.contains(&key.name.as_str()) {
-                        sink.error(
-                            Kind::Duplicate,
-                            key.span,
-                            format!("duplicate key `{}` in `{}`", key.name, b.kind.name),
-                        );
+                        sink.error(Kind::Duplicate, key.span, format!("duplicate key `{}` in `{}`", key.name, b.kind.name));
                     }
                     keys.push(&key.name);
                     check_value(value, sink);
@@ -319,17 +247,11 @@ fn check_file(file: &File, text: &str, sink: &mut Sink) {
 
 fn check_value(v: &Value, sink: &mut Sink) {
     match &v.kind {
-        ValueKind::List(items) | ValueKind::Sweep(items) => {
-            items.iter().for_each(|x| check_value(x, sink))
-        }
+        ValueKind::List(items) | ValueKind::Sweep(items) => items.iter().for_each(|x| check_value(x, sink)),
         ValueKind::Map(entries) => {
             for (i, e) in entries.iter().enumerate() {
                 if entries[..i].iter().any(|f| f.key.name == e.key.name) {
-                    sink.error(
-                        Kind::Duplicate,
-                        e.key.span,
-                        format!("duplicate key `{}` in map", e.key.name),
-                    );
+                    sink.error(Kind::Duplicate, e.key.span, format!("duplicate key `{}` in map", e.key.name));
                 }
                 check_value(&e.value, sink);
             }
@@ -337,15 +259,9 @@ fn check_value(v: &Value, sink: &mut Sink) {
         ValueKind::Call { name, args } => {
             for (i, a) in args.iter().enumerate() {
                 if let Some(n) = &a.name
-                    && args[..i]
-                        .iter()
-                        .any(|b| b.name.as_ref().is_some_and(|m| m.name == n.name))
+                    && args[..i].iter().any(|b| b.name.as_ref().is_some_and(|m| m.name == n.name))
                 {
-                    sink.error(
-                        Kind::Duplicate,
-                        n.span,
-                        format!("duplicate argument `{}` in `{}`", n.name, name.name),
-                    );
+                    sink.error(Kind::Duplicate, n.span, format!("duplicate argument `{}` in `{}`", n.name, name.name));
                 }
                 check_value(&a.value, sink);
             }
@@ -356,11 +272,7 @@ fn check_value(v: &Value, sink: &mut Sink) {
 }
 
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 // ---------------------------------------------------------------- --set
@@ -378,12 +290,7 @@ fn default_call(block: &str, key: &str) -> Option<&'static str> {
 /// Applies one `--set PATH=VALUE` to the merged document. The text becomes a pseudo-file
 /// named `--set`, so errors in it (now or in the checker) point into it.
 pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut Sink) {
-    let id = sources.add(SourceFile {
-        name: "--set".to_string(),
-        text: set.to_string(),
-        path: None,
-        origin: Origin::SetOverride,
-    });
+    let id = sources.add(SourceFile { name: "--set".to_string(), text: set.to_string(), path: None, origin: Origin::SetOverride });
     let whole = Span::new(id, 0, set.len());
     let Some(eq) = set.find('=') else {
         sink.error(Kind::Syntax, whole, "expected `PATH=VALUE`");
@@ -395,36 +302,21 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
     for seg in path_text.split('.') {
         let span = Span::new(id, at, at + seg.len());
         at += seg.len() + 1;
-        let valid = seg
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            sink.error(
-                Kind::Syntax,
-                span,
-                format!("invalid path segment `{seg}`; expected a name"),
-            );
+            sink.error(Kind::Syntax, span, format!("invalid path segment `{seg}`; expected a name"));
             return;
         }
-        segments.push(Ident {
-            name: seg.to_string(),
-            span,
-        });
+        segments.push(Ident { name: seg.to_string(), span });
     }
     let value_start = eq + 1;
     if set[value_start..].trim().is_empty() {
-        sink.error(
-            Kind::Syntax,
-            Span::new(id, value_start, set.len()),
-            "missing value after `=`",
-        );
+        sink.error(Kind::Syntax, Span::new(id, value_start, set.len()), "missing value after `=`");
         return;
     }
     let raw = &set[value_start..];
-    let looks_like_syntax =
-        raw.starts_with(['[', '{', '(', '"', '-']) || raw.starts_with(|c: char| c.is_ascii_digit());
+    let looks_like_syntax = raw.starts_with(['[', '{', '(', '"', '-']) || raw.starts_with(|c: char| c.is_ascii_digit());
     let value = match parse::parse_set_value(id, set, value_start, sink) {
         Ok(v) => v,
         Err(d) if looks_like_syntax => {
@@ -432,50 +324,27 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
             return;
         }
         // Not `.mf` syntax: take the text as a bare string (`data.root=/data/mask`).
-        Err(_) => Value {
-            kind: ValueKind::Str(raw.to_string()),
-            span: Span::new(id, value_start, set.len()),
-        },
+        Err(_) => Value { kind: ValueKind::Str(raw.to_string()), span: Span::new(id, value_start, set.len()) },
     };
     let path_span = Span::new(id, 0, eq);
     let block_name = &segments[0];
     if !names::BLOCKS.contains(&block_name.name.as_str()) {
-        sink.error(
-            Kind::UnknownName,
-            block_name.span,
-            names::unknown("block", &block_name.name, names::BLOCKS),
-        );
+        sink.error(Kind::UnknownName, block_name.span, names::unknown("block", &block_name.name, names::BLOCKS));
         return;
     }
     if matches!(block_name.name.as_str(), "augment" | "oversample") {
-        sink.error(
-            Kind::Conflict,
-            block_name.span,
-            format!("`--set` cannot address `{}` blocks", block_name.name),
-        );
+        sink.error(Kind::Conflict, block_name.span, format!("`--set` cannot address `{}` blocks", block_name.name));
         return;
     }
     if segments.len() < 2 {
-        sink.error(
-            Kind::Syntax,
-            path_span,
-            format!("expected a key after `{}.`", block_name.name),
-        );
+        sink.error(Kind::Syntax, path_span, format!("expected a key after `{}.`", block_name.name));
         return;
     }
     if segments.len() > 3 {
-        sink.error(
-            Kind::Syntax,
-            path_span,
-            format!("path `{path_text}` is too deep"),
-        );
+        sink.error(Kind::Syntax, path_span, format!("path `{path_text}` is too deep"));
         return;
     }
-    let pos = match doc
-        .blocks
-        .iter()
-        .position(|b| b.kind.name == block_name.name)
-    {
+    let pos = match doc.blocks.iter().position(|b| b.kind.name == block_name.name) {
         Some(p) => p,
         None => {
             doc.blocks.push(Block {
@@ -490,11 +359,7 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
     };
     let block = &mut doc.blocks[pos];
     if matches!(block.body, Body::Expr(_)) {
-        sink.error(
-            Kind::Conflict,
-            path_span,
-            format!("cannot set `{path_text}` on a weighted-sum `loss`"),
-        );
+        sink.error(Kind::Conflict, path_span, format!("cannot set `{path_text}` on a weighted-sum `loss`"));
         return;
     }
     let key = &segments[1];
@@ -502,20 +367,13 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
         match (block.kind.name.as_str(), key.name.as_str()) {
             ("model", "arch" | "name") | ("loss", "kind") => {
                 let ValueKind::Ident(name) = &value.kind else {
-                    sink.error(
-                        Kind::Type,
-                        value.span,
-                        format!("expected a name, found {}", value.kind.describe()),
-                    );
+                    sink.error(Kind::Type, value.span, format!("expected a name, found {}", value.kind.describe()));
                     return;
                 };
                 if block.kind.name == "loss" && block.qualifier_text() != *name {
                     block.body = Body::Stmts(vec![]);
                 }
-                block.qualifiers = vec![Ident {
-                    name: name.clone(),
-                    span: value.span,
-                }];
+                block.qualifiers = vec![Ident { name: name.clone(), span: value.span }];
                 return;
             }
             ("data", "root") if is_synthetic(block) => {
@@ -528,14 +386,7 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
             }
             _ => {}
         }
-        upsert_stmt(
-            block,
-            Stmt::Assign {
-                key: key.clone(),
-                value,
-                span: whole,
-            },
-        );
+        upsert_stmt(block, Stmt::Assign { key: key.clone(), value, span: whole });
         return;
     }
     let arg = segments[2].clone();
@@ -550,16 +401,10 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
         Some(v) => v,
         None => match default_call(&block.kind.name, &key.name) {
             Some(call) => {
-                let name = Ident {
-                    name: call.to_string(),
-                    span: key.span,
-                };
+                let name = Ident { name: call.to_string(), span: key.span };
                 stmts.push(Stmt::Assign {
                     key: key.clone(),
-                    value: Value {
-                        kind: ValueKind::Call { name, args: vec![] },
-                        span: whole,
-                    },
+                    value: Value { kind: ValueKind::Call { name, args: vec![] }, span: whole },
                     span: whole,
                 });
                 match stmts.last_mut() {
@@ -571,54 +416,30 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
                 sink.error(
                     Kind::Missing,
                     key.span,
-                    format!(
-                        "`{}.{}` is not set, so `{path_text}` cannot be set",
-                        block_name.name, key.name
-                    ),
+                    format!("`{}.{}` is not set, so `{path_text}` cannot be set", block_name.name, key.name),
                 );
                 return;
             }
         },
     };
     if let ValueKind::Ident(name) = &target.kind {
-        let name = Ident {
-            name: name.clone(),
-            span: target.span,
-        };
+        let name = Ident { name: name.clone(), span: target.span };
         target.kind = ValueKind::Call { name, args: vec![] };
     }
     match &mut target.kind {
-        ValueKind::Call { args, .. } => {
-            match args
-                .iter_mut()
-                .find(|a| a.name.as_ref().is_some_and(|n| n.name == arg.name))
-            {
-                Some(a) => a.value = value,
-                None => args.push(Arg {
-                    name: Some(arg),
-                    value,
-                }),
-            }
-        }
+        ValueKind::Call { args, .. } => match args.iter_mut().find(|a| a.name.as_ref().is_some_and(|n| n.name == arg.name)) {
+            Some(a) => a.value = value,
+            None => args.push(Arg { name: Some(arg), value }),
+        },
         ValueKind::Map(entries) => match entries.iter_mut().find(|e| e.key.name == arg.name) {
             Some(e) => e.value = value,
-            None => entries.push(MapEntry {
-                key: arg,
-                quoted: false,
-                value,
-            }),
+            None => entries.push(MapEntry { key: arg, quoted: false, value }),
         },
         other => {
             sink.error(
                 Kind::Type,
                 path_span,
-                format!(
-                    "`{}.{}` is {}, not a call; cannot set `{}`",
-                    block_name.name,
-                    key.name,
-                    other.describe(),
-                    arg.name
-                ),
+                format!("`{}.{}` is {}, not a call; cannot set `{}`", block_name.name, key.name, other.describe(), arg.name),
             );
         }
     }

@@ -46,22 +46,11 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Diagnostics> {
     let mut sources = SourceMap::default();
     let mut sink = Sink::default();
     let (doc, files) = {
-        let mut loader = merge::Loader {
-            sources: &mut sources,
-            sink: &mut sink,
-            files: Vec::new(),
-        };
+        let mut loader = merge::Loader { sources: &mut sources, sink: &mut sink, files: Vec::new() };
         let doc = loader.load(path, None, &mut Vec::new());
         (doc, loader.files)
     };
-    let fatal = |sink: &Sink| {
-        sink.items().iter().any(|d| {
-            matches!(
-                d.kind,
-                Kind::Syntax | Kind::Encoding | Kind::Include | Kind::Limit
-            )
-        })
-    };
+    let fatal = |sink: &Sink| sink.items().iter().any(|d| matches!(d.kind, Kind::Syntax | Kind::Encoding | Kind::Include | Kind::Limit));
     let Some(mut doc) = doc else {
         return Err(finish(sources, sink));
     };
@@ -76,36 +65,17 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Diagnostics> {
     };
     let mut variants = Vec::with_capacity(expanded.len());
     for e in expanded {
-        let mut cx = check::Cx {
-            sink: &mut sink,
-            sources: &sources,
-        };
+        let mut cx = check::Cx { sink: &mut sink, sources: &sources };
         let pipeline = lower::lower(&mut cx, &e.doc);
-        let name = e
-            .assignments
-            .iter()
-            .map(|(p, v)| format!("{p}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let name = e.assignments.iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>().join(",");
         let assignments: BTreeMap<String, String> = e.assignments.into_iter().collect();
-        variants.push(ir::Variant {
-            name,
-            assignments,
-            pipeline,
-        });
+        variants.push(ir::Variant { name, assignments, pipeline });
     }
     if !sink.is_empty() {
         return Err(finish(sources, sink));
     }
-    let name = path
-        .file_stem()
-        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-    Ok(Loaded {
-        path: path.to_path_buf(),
-        name,
-        variants,
-        files,
-    })
+    let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    Ok(Loaded { path: path.to_path_buf(), name, variants, files })
 }
 
 /// The canonical text of one file (its `extends` line and comments kept; bases not read).

@@ -1,52 +1,20 @@
 //! Name tables of the language (block kinds, their keys in canonical order) and did-you-mean.
 
 /// Top-level blocks, in the order `fmt` writes them.
-pub const BLOCKS: &[&str] = &[
-    "data",
-    "relabel",
-    "split",
-    "prepare",
-    "augment",
-    "oversample",
-    "model",
-    "loss",
-    "train",
-    "evaluate",
-    "predict",
-    "ensemble",
-];
+pub const BLOCKS: &[&str] =
+    &["data", "relabel", "split", "prepare", "augment", "oversample", "model", "loss", "train", "evaluate", "predict", "ensemble"];
 
 /// The keys each block accepts, in canonical (`fmt`) order.
 pub fn block_keys(kind: &str) -> &'static [&'static str] {
     match kind {
-        "data" => &[
-            "root",
-            "eval",
-            "persons",
-            "eval_persons",
-            "seed",
-            "size",
-            "age_bins",
-            "on_bad_image",
-        ],
+        "data" => &["root", "eval", "persons", "eval_persons", "seed", "size", "age_bins", "on_bad_image"],
         "relabel" => &["known", "gender", "age", "swap_incorrect_normal", "file"],
         "split" => &["val", "folds", "stratify", "seed"],
         "prepare" => &["size", "crop"],
         "oversample" => &["copies", "with"],
         "model" => &["pretrained", "heads", "dropout", "drop_path"],
         "loss" => &["gamma", "alpha", "smoothing", "class_weights"],
-        "train" => &[
-            "epochs",
-            "batch",
-            "optimizer",
-            "schedule",
-            "grad_clip",
-            "cutmix",
-            "mixup",
-            "early_stop",
-            "seed",
-            "backend",
-        ],
+        "train" => &["epochs", "batch", "optimizer", "schedule", "grad_clip", "cutmix", "mixup", "early_stop", "seed", "backend"],
         "evaluate" => &["tta"],
         "predict" => &["tta", "output"],
         "ensemble" => &["members", "vote", "weights"],
@@ -55,10 +23,7 @@ pub fn block_keys(kind: &str) -> &'static [&'static str] {
 }
 
 /// The closest candidate to `name`, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()

@@ -36,17 +36,9 @@ pub fn parse_file(id: FileId, text: &str, sink: &mut Sink) -> Option<Parsed> {
         Ok(mut pairs) => {
             let root = pairs.next()?;
             let comment_at_end = scanned.comments.iter().map(|c| (c.end, c.start)).collect();
-            let b = Builder {
-                file: id,
-                sink,
-                text,
-                comment_at_end,
-            };
+            let b = Builder { file: id, sink, text, comment_at_end };
             let file = b.file(root);
-            Some(Parsed {
-                file,
-                comments: scanned.comments,
-            })
+            Some(Parsed { file, comments: scanned.comments })
         }
         Err(e) => {
             sink.push(syntax_error(id, text, 0, &e));
@@ -57,12 +49,7 @@ pub fn parse_file(id: FileId, text: &str, sink: &mut Sink) -> Option<Parsed> {
 
 /// Parses the value of a `--set PATH=VALUE`; `offset` is where the value starts in `text`.
 /// `Err` carries the syntax error, to be reported or not by the caller.
-pub fn parse_set_value(
-    id: FileId,
-    text: &str,
-    offset: usize,
-    sink: &mut Sink,
-) -> Result<Value, Diagnostic> {
+pub fn parse_set_value(id: FileId, text: &str, offset: usize, sink: &mut Sink) -> Result<Value, Diagnostic> {
     let src = &text[offset..];
     if let Err(d) = scan::scan(id, src) {
         let mut d = d;
@@ -75,24 +62,10 @@ pub fn parse_set_value(
         Ok(mut pairs) => pairs.next(),
         Err(e) => return Err(syntax_error(id, text, offset, &e)),
     };
-    let fail = || {
-        Diagnostic::new(
-            Kind::Syntax,
-            Span::new(id, offset, text.len()),
-            "syntax error: expected a value",
-        )
-    };
+    let fail = || Diagnostic::new(Kind::Syntax, Span::new(id, offset, text.len()), "syntax error: expected a value");
     let root = root.ok_or_else(fail)?;
-    let mut b = Builder {
-        file: id,
-        sink,
-        text: src,
-        comment_at_end: Default::default(),
-    };
-    let value = root
-        .into_inner()
-        .find(|p| p.as_rule() == Rule::value)
-        .ok_or_else(fail)?;
+    let mut b = Builder { file: id, sink, text: src, comment_at_end: Default::default() };
+    let value = root.into_inner().find(|p| p.as_rule() == Rule::value).ok_or_else(fail)?;
     let mut v = b.value(value);
     shift(&mut v, offset);
     Ok(v)
@@ -111,9 +84,7 @@ fn shift(v: &mut Value, by: usize) {
         i.span.end += by;
     };
     match &mut v.kind {
-        ValueKind::List(items) | ValueKind::Sweep(items) => {
-            items.iter_mut().for_each(|x| shift(x, by))
-        }
+        ValueKind::List(items) | ValueKind::Sweep(items) => items.iter_mut().for_each(|x| shift(x, by)),
         ValueKind::Map(entries) => {
             for e in entries {
                 shift_ident(&mut e.key);
@@ -144,12 +115,7 @@ fn shift(v: &mut Value, by: usize) {
 
 // ---------------------------------------------------------------- syntax errors
 
-fn syntax_error(
-    id: FileId,
-    whole: &str,
-    offset: usize,
-    e: &pest::error::Error<Rule>,
-) -> Diagnostic {
+fn syntax_error(id: FileId, whole: &str, offset: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
     let text = &whole[offset..];
     let pos = match e.location {
         InputLocation::Pos(p) => p,
@@ -175,34 +141,17 @@ fn syntax_error(
         push("a value".to_string());
     }
     let at_end = text[pos..].trim().is_empty();
-    let (pos, found) = if at_end {
-        (text.trim_end().len(), "end of file".to_string())
-    } else {
-        (pos, describe_found(&text[pos..]))
-    };
-    let unterminated_string = !at_end
-        && text[pos..].starts_with('"')
-        && !text[pos + 1..].lines().next().unwrap_or("").contains('"');
+    let (pos, found) = if at_end { (text.trim_end().len(), "end of file".to_string()) } else { (pos, describe_found(&text[pos..])) };
+    let unterminated_string = !at_end && text[pos..].starts_with('"') && !text[pos + 1..].lines().next().unwrap_or("").contains('"');
     let message = if unterminated_string {
         "syntax error: unterminated string".to_string()
     } else if expected.is_empty() {
         format!("syntax error: unexpected {found}")
     } else {
-        format!(
-            "syntax error: expected {}, found {found}",
-            join_or(&expected)
-        )
+        format!("syntax error: expected {}, found {found}", join_or(&expected))
     };
-    let end = if at_end {
-        pos
-    } else {
-        pos + text[pos..].chars().next().map_or(0, char::len_utf8)
-    };
-    Diagnostic::new(
-        Kind::Syntax,
-        Span::new(id, pos + offset, end + offset),
-        message,
-    )
+    let end = if at_end { pos } else { pos + text[pos..].chars().next().map_or(0, char::len_utf8) };
+    Diagnostic::new(Kind::Syntax, Span::new(id, pos + offset, end + offset), message)
 }
 
 fn describe_found(rest: &str) -> String {
@@ -213,10 +162,7 @@ fn describe_found(rest: &str) -> String {
         return "end of line".to_string();
     }
     if c.is_alphanumeric() || c == '_' {
-        let word: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
-            .collect();
+        let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
         return format!("`{word}`");
     }
     format!("`{c}`")
@@ -248,9 +194,7 @@ fn rule_name(r: Rule) -> Option<&'static str> {
         Rule::ident | Rule::qualifier => "a name",
         Rule::body => "`{`",
         Rule::assign | Rule::op => "a statement",
-        Rule::block | Rule::extends | Rule::loss_expr | Rule::kw_extends | Rule::kw_loss => {
-            "a block"
-        }
+        Rule::block | Rule::extends | Rule::loss_expr | Rule::kw_extends | Rule::kw_loss => "a block",
         Rule::predicate | Rule::kw_where => "`where`",
         Rule::kw_and => "`and`",
         Rule::clause => "a condition",
@@ -274,16 +218,7 @@ fn rule_name(r: Rule) -> Option<&'static str> {
 // ---------------------------------------------------------------- tree building
 
 fn is_punct(r: Rule) -> bool {
-    matches!(
-        r,
-        Rule::lbrace
-            | Rule::rbrace
-            | Rule::rbracket
-            | Rule::rparen
-            | Rule::eq
-            | Rule::colon
-            | Rule::comma
-    )
+    matches!(r, Rule::lbrace | Rule::rbrace | Rule::rbracket | Rule::rparen | Rule::eq | Rule::colon | Rule::comma)
 }
 
 struct Builder<'s> {
@@ -313,10 +248,7 @@ impl Builder<'_> {
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
-        Ident {
-            name: p.as_str().to_string(),
-            span: self.span(&p),
-        }
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
     }
 
     fn file(mut self, root: Pair<Rule>) -> File {
@@ -328,11 +260,7 @@ impl Builder<'_> {
                     if let Some(s) = p.into_inner().find(|q| q.as_rule() == Rule::string) {
                         let path_span = self.span(&s);
                         let path = self.string(s);
-                        items.push(Item::Extends(Extends {
-                            path,
-                            path_span,
-                            span,
-                        }));
+                        items.push(Item::Extends(Extends { path, path_span, span }));
                     }
                 }
                 Rule::loss_expr => {
@@ -343,13 +271,7 @@ impl Builder<'_> {
                     if let (Some(kw), Some(value)) = (kw, value) {
                         let kind = self.ident(kw);
                         let value = self.value(value);
-                        items.push(Item::Block(Block {
-                            kind,
-                            qualifiers: vec![],
-                            predicate: vec![],
-                            body: Body::Expr(value),
-                            span,
-                        }));
+                        items.push(Item::Block(Block { kind, qualifiers: vec![], predicate: vec![], body: Body::Expr(value), span }));
                     }
                 }
                 Rule::block => items.push(Item::Block(self.block(p))),
@@ -400,17 +322,8 @@ impl Builder<'_> {
                 _ => {}
             }
         }
-        let kind = kind.unwrap_or(Ident {
-            name: String::new(),
-            span,
-        });
-        Block {
-            kind,
-            qualifiers,
-            predicate,
-            body: Body::Stmts(stmts),
-            span,
-        }
+        let kind = kind.unwrap_or(Ident { name: String::new(), span });
+        Block { kind, qualifiers, predicate, body: Body::Stmts(stmts), span }
     }
 
     fn clause(&mut self, p: Pair<Rule>) -> Option<Clause> {
@@ -428,30 +341,18 @@ impl Builder<'_> {
             _ => CmpOp::Ge,
         };
         let value = self.value(inner.next()?);
-        Some(Clause {
-            field,
-            cmp,
-            cmp_span,
-            value,
-            span,
-        })
+        Some(Clause { field, cmp, cmp_span, value, span })
     }
 
     fn op(&mut self, p: Pair<Rule>) -> OpCall {
         let span = self.span(&p);
-        let mut name = Ident {
-            name: String::new(),
-            span,
-        };
+        let mut name = Ident { name: String::new(), span };
         let mut args = Vec::new();
         for q in p.into_inner() {
             match q.as_rule() {
                 Rule::ident => name = self.ident(q),
                 Rule::args => args = self.args(q),
-                Rule::value => args.push(Arg {
-                    name: None,
-                    value: self.value(q),
-                }),
+                Rule::value => args.push(Arg { name: None, value: self.value(q) }),
                 _ => {}
             }
         }
@@ -503,10 +404,7 @@ impl Builder<'_> {
         {
             return t.value;
         }
-        Value {
-            kind: ValueKind::Sum(terms),
-            span,
-        }
+        Value { kind: ValueKind::Sum(terms), span }
     }
 
     fn atom(&mut self, p: Pair<Rule>) -> Value {
@@ -523,28 +421,14 @@ impl Builder<'_> {
                     };
                     let quoted = k.as_rule() == Rule::string;
                     let key_span = self.span(&k);
-                    let name = if quoted {
-                        self.string(k)
-                    } else {
-                        k.as_str().to_string()
-                    };
+                    let name = if quoted { self.string(k) } else { k.as_str().to_string() };
                     let value = self.value(v);
-                    entries.push(MapEntry {
-                        key: Ident {
-                            name,
-                            span: key_span,
-                        },
-                        quoted,
-                        value,
-                    });
+                    entries.push(MapEntry { key: Ident { name, span: key_span }, quoted, value });
                 }
                 ValueKind::Map(entries)
             }
             Rule::call => {
-                let mut name = Ident {
-                    name: String::new(),
-                    span,
-                };
+                let mut name = Ident { name: String::new(), span };
                 let mut args = Vec::new();
                 for q in p.into_inner() {
                     match q.as_rule() {
@@ -561,8 +445,7 @@ impl Builder<'_> {
                 match (w.parse::<u32>(), h.parse::<u32>()) {
                     (Ok(w), Ok(h)) => ValueKind::Size(w, h),
                     _ => {
-                        self.sink
-                            .error(Kind::Range, span, format!("size `{text}` is too large"));
+                        self.sink.error(Kind::Range, span, format!("size `{text}` is too large"));
                         ValueKind::Size(0, 0)
                     }
                 }
@@ -574,21 +457,11 @@ impl Builder<'_> {
                 for q in p.into_inner() {
                     match q.as_rule() {
                         Rule::number_core => num = self.number(q.as_str(), span),
-                        Rule::angle_unit => {
-                            unit = if q.as_str() == "rad" {
-                                AngleUnit::Rad
-                            } else {
-                                AngleUnit::Deg
-                            }
-                        }
+                        Rule::angle_unit => unit = if q.as_str() == "rad" { AngleUnit::Rad } else { AngleUnit::Deg },
                         _ => {}
                     }
                 }
-                if self.sink.len() > errors {
-                    ValueKind::Invalid
-                } else {
-                    ValueKind::Angle(num, unit)
-                }
+                if self.sink.len() > errors { ValueKind::Invalid } else { ValueKind::Angle(num, unit) }
             }
             Rule::number => self.number_value(p.as_str(), span),
             Rule::string => ValueKind::Str(self.string(p)),
@@ -599,21 +472,14 @@ impl Builder<'_> {
     }
 
     fn values(&mut self, p: Pair<Rule>) -> Vec<Value> {
-        p.into_inner()
-            .filter(|q| q.as_rule() == Rule::value)
-            .map(|q| self.value(q))
-            .collect()
+        p.into_inner().filter(|q| q.as_rule() == Rule::value).map(|q| self.value(q)).collect()
     }
 
     /// A number literal, or `Invalid` (reported) when it does not fit.
     fn number_value(&mut self, text: &str, span: Span) -> ValueKind {
         let errors = self.sink.len();
         let n = self.number(text, span);
-        if self.sink.len() > errors {
-            ValueKind::Invalid
-        } else {
-            ValueKind::Num(n)
-        }
+        if self.sink.len() > errors { ValueKind::Invalid } else { ValueKind::Num(n) }
     }
 
     fn number(&mut self, text: &str, span: Span) -> Num {
@@ -621,11 +487,7 @@ impl Builder<'_> {
             match text.parse::<f64>() {
                 Ok(f) if f.is_finite() => Num::Float(f),
                 _ => {
-                    self.sink.error(
-                        Kind::Range,
-                        span,
-                        format!("number `{text}` is out of range"),
-                    );
+                    self.sink.error(Kind::Range, span, format!("number `{text}` is out of range"));
                     Num::Float(0.0)
                 }
             }
@@ -633,8 +495,7 @@ impl Builder<'_> {
             match text.parse::<i64>() {
                 Ok(i) => Num::Int(i),
                 Err(_) => {
-                    self.sink
-                        .error(Kind::Range, span, format!("integer `{text}` is too large"));
+                    self.sink.error(Kind::Range, span, format!("integer `{text}` is too large"));
                     Num::Int(0)
                 }
             }
@@ -657,11 +518,7 @@ impl Builder<'_> {
                 Some('\\') => out.push('\\'),
                 Some('"') => out.push('"'),
                 Some(other) => {
-                    self.sink.error(
-                        Kind::Syntax,
-                        span,
-                        format!("unknown escape `\\{other}` in string"),
-                    );
+                    self.sink.error(Kind::Syntax, span, format!("unknown escape `\\{other}` in string"));
                 }
                 None => {}
             }

@@ -43,11 +43,7 @@ pub fn scan(file: FileId, text: &str) -> Result<Scan, Diagnostic> {
             '#' => {
                 let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
                 let body = text[i + 1..end].trim_end_matches('\r');
-                comments.push(Comment {
-                    start: i,
-                    end,
-                    text: body.to_string(),
-                });
+                comments.push(Comment { start: i, end, text: body.to_string() });
                 while chars.peek().is_some_and(|&(j, _)| j < end) {
                     chars.next();
                 }

@@ -25,11 +25,7 @@ impl Span {
 
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
-        Span {
-            file: self.file,
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 }
 
@@ -67,7 +63,6 @@ impl SourceMap {
     }
 
     pub fn is_set_override(&self, id: FileId) -> bool {
-        self.get(id)
-            .is_some_and(|f| f.origin == Origin::SetOverride)
+        self.get(id).is_some_and(|f| f.origin == Origin::SetOverride)
     }
 }

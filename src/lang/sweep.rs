@@ -53,11 +53,7 @@ pub fn expand(doc: &Doc, sink: &mut Sink) -> Option<Vec<Expanded>> {
     }
     if total > MAX_VARIANTS {
         let span = first_sweep_span(doc);
-        sink.error(
-            Kind::Limit,
-            span,
-            format!("sweeps expand to {total} variants; at most {MAX_VARIANTS} are allowed"),
-        );
+        sink.error(Kind::Limit, span, format!("sweeps expand to {total} variants; at most {MAX_VARIANTS} are allowed"));
         return None;
     }
     let mut out = Vec::with_capacity(total);
@@ -82,10 +78,7 @@ pub fn expand(doc: &Doc, sink: &mut Sink) -> Option<Vec<Expanded>> {
             k += 1;
             false
         });
-        out.push(Expanded {
-            doc: d,
-            assignments,
-        });
+        out.push(Expanded { doc: d, assignments });
     }
     Some(out)
 }
@@ -134,9 +127,7 @@ fn walk_doc(doc: &mut Doc, f: &mut Visit<'_>) {
             Body::Stmts(stmts) => {
                 for (i, s) in stmts.iter_mut().enumerate() {
                     match s {
-                        Stmt::Assign { key, value, .. } => {
-                            walk_value(value, &format!("{prefix}.{}", key.name), f)
-                        }
+                        Stmt::Assign { key, value, .. } => walk_value(value, &format!("{prefix}.{}", key.name), f),
                         Stmt::Op(op) => {
                             let at = format!("{prefix}[{i}].{}", op.name.name);
                             walk_args(&mut op.args, &at, f);

@@ -39,11 +39,7 @@ impl<B: Backend> BatchNorm<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        if B::ad_enabled(&x.device()) {
-            self.forward_train(x)
-        } else {
-            self.forward_eval(x)
-        }
+        if B::ad_enabled(&x.device()) { self.forward_train(x) } else { self.forward_eval(x) }
     }
 
     fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -65,12 +61,7 @@ impl<B: Backend> BatchNorm<B> {
         // Reduce over the contiguous last axis first ([N, C, H·W] → [N, C, 1]), then over the
         // batch: burn-nn's swap_dims(0, 1) makes flex copy the activation through a strided
         // iterator, which dominated training profiles.
-        let per_channel_mean = |t: Tensor<B, 4>| {
-            t.reshape([n, c, h * w])
-                .mean_dim(2)
-                .mean_dim(0)
-                .reshape([1, c, 1, 1])
-        };
+        let per_channel_mean = |t: Tensor<B, 4>| t.reshape([n, c, h * w]).mean_dim(2).mean_dim(0).reshape([1, c, 1, 1]);
         let mean = per_channel_mean(x.clone());
         let centred = x - mean.clone().repeat_dim(0, n);
         let var = per_channel_mean(centred.clone().square());
@@ -78,22 +69,11 @@ impl<B: Backend> BatchNorm<B> {
         let momentum = self.momentum;
         let running_mean = self.running_mean.value_sync().to_device(&device);
         let running_var = self.running_var.value_sync().to_device(&device);
-        self.running_mean.update(
-            (running_mean.mul_scalar(1.0 - momentum)
-                + mean.detach().reshape([c]).mul_scalar(momentum))
-            .detach(),
-        );
+        self.running_mean.update((running_mean.mul_scalar(1.0 - momentum) + mean.detach().reshape([c]).mul_scalar(momentum)).detach());
         // PyTorch tracks the unbiased variance (burn-nn the biased one); timm parity wins.
         let unbiased = flat as f64 / (flat.max(2) - 1) as f64;
-        self.running_var.update(
-            (running_var.mul_scalar(1.0 - momentum)
-                + var
-                    .clone()
-                    .detach()
-                    .reshape([c])
-                    .mul_scalar(momentum * unbiased))
-            .detach(),
-        );
+        self.running_var
+            .update((running_var.mul_scalar(1.0 - momentum) + var.clone().detach().reshape([c]).mul_scalar(momentum * unbiased)).detach());
 
         let std = var.add_scalar(self.epsilon).sqrt().repeat_dim(0, n);
         let gamma = self.gamma.val().reshape([1, c, 1, 1]).repeat_dim(0, n);

@@ -67,12 +67,7 @@ impl EfficientNetConfig {
             "efficientnet_nano" => (0.25, 0.25, 96, 0.1),
             _ => return None,
         };
-        Some(EfficientNetConfig {
-            channel_multiplier: c,
-            depth_multiplier: d,
-            dropout: p,
-            input_size: r,
-        })
+        Some(EfficientNetConfig { channel_multiplier: c, depth_multiplier: d, dropout: p, input_size: r })
     }
 
     fn round_channels(&self, channels: usize) -> usize {
@@ -87,14 +82,7 @@ impl EfficientNetConfig {
             let out = self.round_channels(out);
             let repeats = (repeats as f64 * self.depth_multiplier).ceil() as usize;
             for i in 0..repeats {
-                plans.push(BlockPlan {
-                    kind,
-                    in_ch,
-                    out_ch: out,
-                    kernel,
-                    stride: if i == 0 { stride } else { 1 },
-                    expansion,
-                });
+                plans.push(BlockPlan { kind, in_ch, out_ch: out, kernel, stride: if i == 0 { stride } else { 1 }, expansion });
                 in_ch = out;
             }
         }
@@ -125,22 +113,12 @@ impl EfficientNetConfig {
     }
 
     /// Builds the network with a `classes`-way linear classifier.
-    pub fn init<B: Backend>(
-        &self,
-        classes: usize,
-        dropout: f64,
-        drop_path: f64,
-        device: &B::Device,
-    ) -> EfficientNet<B> {
+    pub fn init<B: Backend>(&self, classes: usize, dropout: f64, drop_path: f64, device: &B::Device) -> EfficientNet<B> {
         let stem_ch = self.round_channels(STEM_CHANNELS);
         let head_ch = self.round_channels(HEAD_CHANNELS);
         let plans = self.blocks();
         let count = plans.len();
-        let blocks = plans
-            .iter()
-            .enumerate()
-            .map(|(i, p)| p.init(drop_path * i as f64 / count as f64, device))
-            .collect();
+        let blocks = plans.iter().enumerate().map(|(i, p)| p.init(drop_path * i as f64 / count as f64, device)).collect();
         let last = plans.last().map_or(stem_ch, |p| p.out_ch);
         EfficientNet {
             stem: ConvBnAct::new(3, stem_ch, 3, 2, 1, true, device),
@@ -157,22 +135,14 @@ impl EfficientNetConfig {
 fn make_divisible(v: f64, divisor: usize) -> usize {
     let d = divisor as f64;
     let rounded = (((v + d / 2.0).floor() / d).floor() * d).max(d);
-    let rounded = if rounded < 0.9 * v {
-        rounded + d
-    } else {
-        rounded
-    };
+    let rounded = if rounded < 0.9 * v { rounded + d } else { rounded };
     rounded as usize
 }
 
 /// Python's `round()` (ties to even), which timm uses for the SE width.
 fn round_half_even(v: f64) -> usize {
     let r = v.round();
-    let r = if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - v.signum()
-    } else {
-        r
-    };
+    let r = if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 { r - v.signum() } else { r };
     r as usize
 }
 
@@ -203,8 +173,7 @@ impl BlockPlan {
 
     fn init<B: Backend>(&self, drop_path: f64, device: &B::Device) -> MbConv<B> {
         let mid = self.mid_channels();
-        let expand = (self.kind == BlockKind::InvertedResidual)
-            .then(|| ConvBnAct::new(self.in_ch, mid, 1, 1, 1, true, device));
+        let expand = (self.kind == BlockKind::InvertedResidual).then(|| ConvBnAct::new(self.in_ch, mid, 1, 1, 1, true, device));
         MbConv {
             expand,
             dw: ConvBnAct::new(mid, mid, self.kernel, self.stride, mid, true, device),
@@ -225,15 +194,7 @@ pub struct ConvBnAct<B: Backend> {
 }
 
 impl<B: Backend> ConvBnAct<B> {
-    pub fn new(
-        cin: usize,
-        cout: usize,
-        kernel: usize,
-        stride: usize,
-        groups: usize,
-        act: bool,
-        device: &B::Device,
-    ) -> Self {
+    pub fn new(cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize, act: bool, device: &B::Device) -> Self {
         let p = kernel / 2;
         let conv = Conv2dConfig::new([cin, cout], [kernel, kernel])
             .with_stride([stride, stride])
@@ -241,11 +202,7 @@ impl<B: Backend> ConvBnAct<B> {
             .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
             .with_bias(false)
             .init(device);
-        ConvBnAct {
-            conv,
-            bn: BatchNorm::new(cout, device),
-            act,
-        }
+        ConvBnAct { conv, bn: BatchNorm::new(cout, device), act }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -294,11 +251,7 @@ impl DropPath {
             return x;
         }
         let keep = 1.0 - self.prob;
-        let mask = Tensor::<B, 4>::random(
-            [x.dims()[0], 1, 1, 1],
-            Distribution::Bernoulli(keep),
-            &x.device(),
-        );
+        let mask = Tensor::<B, 4>::random([x.dims()[0], 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
         x * mask / keep
     }
 }
@@ -323,11 +276,7 @@ impl<B: Backend> MbConv<B> {
             None => x,
         };
         let x = self.project.forward(self.se.forward(self.dw.forward(x)));
-        if self.residual {
-            self.drop_path.forward(x) + shortcut
-        } else {
-            x
-        }
+        if self.residual { self.drop_path.forward(x) + shortcut } else { x }
     }
 }
 

@@ -66,12 +66,7 @@ pub struct ModelSpec {
 
 impl ModelSpec {
     pub fn new(arch: &str, head: HeadKind) -> Self {
-        ModelSpec {
-            arch: arch.to_string(),
-            head,
-            dropout: None,
-            drop_path: 0.0,
-        }
+        ModelSpec { arch: arch.to_string(), head, dropout: None, drop_path: 0.0 }
     }
 
     /// Builds the classifier with freshly initialised weights (seed the backend first).
@@ -84,9 +79,7 @@ impl ModelSpec {
         if !(0.0..1.0).contains(&self.drop_path) {
             bail!("drop_path must be in [0, 1), got {}", self.drop_path);
         }
-        let net = |classes| {
-            build_backbone::<B>(&self.arch, classes, self.dropout, self.drop_path, device)
-        };
+        let net = |classes| build_backbone::<B>(&self.arch, classes, self.dropout, self.drop_path, device);
         Ok(match self.head {
             HeadKind::Single => Classifier::Single(net(NUM_CLASSES)?),
             HeadKind::Multi => Classifier::Multi(net(TASK_CLASSES.iter().sum())?),
@@ -126,21 +119,12 @@ pub fn build_backbone<B: Backend>(
     device: &B::Device,
 ) -> Result<Backbone<B>> {
     if arch == "tiny_cnn" {
-        return Ok(Backbone::Tiny(TinyCnn::new(
-            classes,
-            dropout.unwrap_or(0.0),
-            device,
-        )));
+        return Ok(Backbone::Tiny(TinyCnn::new(classes, dropout.unwrap_or(0.0), device)));
     }
     let Some(cfg) = EfficientNetConfig::by_name(arch) else {
         bail!("unknown architecture {arch:?}; known: {}", ARCHS.join(", "));
     };
-    Ok(Backbone::EfficientNet(cfg.init(
-        classes,
-        dropout.unwrap_or(cfg.dropout),
-        drop_path,
-        device,
-    )))
+    Ok(Backbone::EfficientNet(cfg.init(classes, dropout.unwrap_or(cfg.dropout), drop_path, device)))
 }
 
 #[derive(Module, Debug)]
@@ -186,10 +170,7 @@ impl<B: Backend> Classifier<B> {
     /// `[N, 3, H, W]` normalised images → log-probabilities.
     pub fn forward(&self, x: Tensor<B, 4>) -> Output<B> {
         match self {
-            Classifier::Single(net) => Output {
-                log_probs: log_softmax(net.forward(x), 1),
-                tasks: None,
-            },
+            Classifier::Single(net) => Output { log_probs: log_softmax(net.forward(x), 1), tasks: None },
             Classifier::Multi(net) => {
                 let logits = net.forward(x);
                 let [m, g, _] = TASK_CLASSES;
@@ -198,10 +179,7 @@ impl<B: Backend> Classifier<B> {
                     gender: log_softmax(logits.clone().narrow(1, m, g), 1),
                     age: log_softmax(logits.narrow(1, m + g, TASK_CLASSES[2]), 1),
                 };
-                Output {
-                    log_probs: combine_tasks(&tasks),
-                    tasks: Some(tasks),
-                }
+                Output { log_probs: combine_tasks(&tasks), tasks: Some(tasks) }
             }
             Classifier::Separate(nets) => {
                 let tasks = TaskLogProbs {
@@ -209,10 +187,7 @@ impl<B: Backend> Classifier<B> {
                     gender: log_softmax(nets.gender.forward(x.clone()), 1),
                     age: log_softmax(nets.age.forward(x), 1),
                 };
-                Output {
-                    log_probs: combine_tasks(&tasks),
-                    tasks: Some(tasks),
-                }
+                Output { log_probs: combine_tasks(&tasks), tasks: Some(tasks) }
             }
         }
     }
@@ -254,13 +229,7 @@ pub fn info(arch: &str, classes: usize) -> Result<ModelInfo> {
     } else {
         bail!("unknown architecture {arch:?}; known: {}", ARCHS.join(", "));
     };
-    Ok(ModelInfo {
-        arch: arch.to_string(),
-        classes,
-        params,
-        default_input,
-        default_dropout,
-    })
+    Ok(ModelInfo { arch: arch.to_string(), classes, params, default_input, default_dropout })
 }
 
 /// Counts a module's trainable parameters: every float tensor except BatchNorm running stats.
@@ -277,19 +246,13 @@ pub fn count_trainable<B: Backend, M: Module<B>>(module: &M) -> usize {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let running = self
-                .path
-                .last()
-                .is_some_and(|n| n == "running_mean" || n == "running_var");
+            let running = self.path.last().is_some_and(|n| n == "running_mean" || n == "running_var");
             if !running {
                 self.total += param.lazy_shape().num_elements();
             }
         }
     }
-    let mut counter = Counter {
-        path: Vec::new(),
-        total: 0,
-    };
+    let mut counter = Counter { path: Vec::new(), total: 0 };
     module.visit(&mut counter);
     counter.total
 }

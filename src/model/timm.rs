@@ -32,24 +32,12 @@ pub fn timm_key_remaps(config: &EfficientNetConfig) -> Vec<(String, String)> {
         (r"^blocks\.0\.(\d+)\.conv_pw\.", "blocks.0.$1.project.conv."),
         (r"^blocks\.0\.(\d+)\.bn2\.", "blocks.0.$1.project.bn."),
         // Later stages: InvertedResidual (conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3).
-        (
-            r"^blocks\.([1-9])\.(\d+)\.conv_pw\.",
-            "blocks.$1.$2.expand.conv.",
-        ),
+        (r"^blocks\.([1-9])\.(\d+)\.conv_pw\.", "blocks.$1.$2.expand.conv."),
         (r"^blocks\.([1-9])\.(\d+)\.bn1\.", "blocks.$1.$2.expand.bn."),
-        (
-            r"^blocks\.([1-9])\.(\d+)\.conv_dw\.",
-            "blocks.$1.$2.dw.conv.",
-        ),
+        (r"^blocks\.([1-9])\.(\d+)\.conv_dw\.", "blocks.$1.$2.dw.conv."),
         (r"^blocks\.([1-9])\.(\d+)\.bn2\.", "blocks.$1.$2.dw.bn."),
-        (
-            r"^blocks\.([1-9])\.(\d+)\.conv_pwl\.",
-            "blocks.$1.$2.project.conv.",
-        ),
-        (
-            r"^blocks\.([1-9])\.(\d+)\.bn3\.",
-            "blocks.$1.$2.project.bn.",
-        ),
+        (r"^blocks\.([1-9])\.(\d+)\.conv_pwl\.", "blocks.$1.$2.project.conv."),
+        (r"^blocks\.([1-9])\.(\d+)\.bn3\.", "blocks.$1.$2.project.bn."),
         (r"\.se\.conv_reduce\.", ".se.reduce."),
         (r"\.se\.conv_expand\.", ".se.expand."),
     ]
@@ -84,16 +72,9 @@ pub fn load_timm_weights<B: Backend>(
     if skip_classifier {
         store = store.with_predicate(|path, _| !path.starts_with("classifier."));
     }
-    let result = net
-        .load_from(&mut store)
-        .map_err(|e| anyhow!("{}: cannot load timm weights: {e}", path.display()))?;
+    let result = net.load_from(&mut store).map_err(|e| anyhow!("{}: cannot load timm weights: {e}", path.display()))?;
     if !result.errors.is_empty() {
-        let listed: Vec<String> = result
-            .errors
-            .iter()
-            .take(5)
-            .map(|e| e.to_string())
-            .collect();
+        let listed: Vec<String> = result.errors.iter().take(5).map(|e| e.to_string()).collect();
         bail!(
             "{}: {} tensor(s) do not fit the model (wrong architecture or class count?): {}",
             path.display(),
@@ -101,23 +82,14 @@ pub fn load_timm_weights<B: Backend>(
             listed.join("; ")
         );
     }
-    let missing: Vec<&str> = result
-        .missing
-        .iter()
-        .map(|(p, _)| p.as_str())
-        .filter(|p| !(skip_classifier && p.starts_with("classifier.")))
-        .collect();
+    let missing: Vec<&str> =
+        result.missing.iter().map(|(p, _)| p.as_str()).filter(|p| !(skip_classifier && p.starts_with("classifier."))).collect();
     if !missing.is_empty() {
         bail!(
             "{}: {} tensor(s) missing from the checkpoint, e.g. {}",
             path.display(),
             missing.len(),
-            missing
-                .iter()
-                .take(5)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
+            missing.iter().take(5).copied().collect::<Vec<_>>().join(", ")
         );
     }
     Ok(())
@@ -136,75 +108,35 @@ pub struct CheckReport {
 
 /// Loads timm weights `weights` into `arch` with `classes` outputs, runs `io`'s `input` tensor
 /// (`[N, 3, H, W]`, f32) through it in eval mode on the CPU, and compares with `io`'s `logits`.
-pub fn check_weights(
-    arch: &str,
-    classes: usize,
-    weights: &Path,
-    io: &Path,
-    tol: f64,
-) -> Result<CheckReport> {
-    let config = EfficientNetConfig::by_name(arch)
-        .ok_or_else(|| anyhow!("{arch:?} is not a timm EfficientNet (efficientnet_b0..b7)"))?;
+pub fn check_weights(arch: &str, classes: usize, weights: &Path, io: &Path, tol: f64) -> Result<CheckReport> {
+    let config = EfficientNetConfig::by_name(arch).ok_or_else(|| anyhow!("{arch:?} is not a timm EfficientNet (efficientnet_b0..b7)"))?;
     let device = Default::default();
     let mut net = config.init::<Flex>(classes, 0.0, 0.0, &device);
     load_timm_weights(&mut net, &config, weights, false)?;
 
     let bytes = std::fs::read(io).with_context(|| format!("reading {}", io.display()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("{}: not a safetensors file: {e}", io.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: not a safetensors file: {e}", io.display()))?;
     let (input, input_shape) = read_f32(&tensors, "input", io)?;
     let (expected, expected_shape) = read_f32(&tensors, "logits", io)?;
     let [n, c, h, w] = input_shape[..] else {
-        bail!(
-            "{}: `input` must be [N, 3, H, W], got {input_shape:?}",
-            io.display()
-        );
+        bail!("{}: `input` must be [N, 3, H, W], got {input_shape:?}", io.display());
     };
     if c != 3 || expected_shape != [n, classes] {
-        bail!(
-            "{}: expected input [N, 3, H, W] and logits [N, {classes}], got {input_shape:?} and {expected_shape:?}",
-            io.display()
-        );
+        bail!("{}: expected input [N, 3, H, W] and logits [N, {classes}], got {input_shape:?} and {expected_shape:?}", io.display());
     }
     let x = Tensor::<Flex, 4>::from_data(TensorData::new(input, [n, c, h, w]), &device);
     let logits = net.forward(x).into_data();
-    let ours = logits
-        .to_vec::<f32>()
-        .map_err(|e| anyhow!("reading logits: {e:?}"))?;
-    let max_abs_diff = ours
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (*a as f64 - *b as f64).abs())
-        .fold(0.0, f64::max);
-    Ok(CheckReport {
-        arch: arch.to_string(),
-        classes,
-        max_abs_diff,
-        tol,
-        passed: max_abs_diff <= tol && max_abs_diff.is_finite(),
-    })
+    let ours = logits.to_vec::<f32>().map_err(|e| anyhow!("reading logits: {e:?}"))?;
+    let max_abs_diff = ours.iter().zip(&expected).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);
+    Ok(CheckReport { arch: arch.to_string(), classes, max_abs_diff, tol, passed: max_abs_diff <= tol && max_abs_diff.is_finite() })
 }
 
-fn read_f32(
-    tensors: &safetensors::SafeTensors<'_>,
-    name: &str,
-    path: &Path,
-) -> Result<(Vec<f32>, Vec<usize>)> {
-    let view = tensors
-        .tensor(name)
-        .map_err(|_| anyhow!("{}: no tensor named {name:?}", path.display()))?;
+fn read_f32(tensors: &safetensors::SafeTensors<'_>, name: &str, path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
+    let view = tensors.tensor(name).map_err(|_| anyhow!("{}: no tensor named {name:?}", path.display()))?;
     if view.dtype() != safetensors::Dtype::F32 {
-        bail!(
-            "{}: tensor {name:?} must be F32, is {:?}",
-            path.display(),
-            view.dtype()
-        );
+        bail!("{}: tensor {name:?} must be F32, is {:?}", path.display(), view.dtype());
     }
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     Ok((values, view.shape().to_vec()))
 }
 
@@ -212,8 +144,7 @@ fn read_f32(
 /// message for a garbage file is a bare deserialisation error).
 fn check_is_safetensors(path: &Path) -> Result<()> {
     use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut len = [0u8; 8];
     let header_ok = file.read_exact(&mut len).is_ok() && {
         let n = u64::from_le_bytes(len);
@@ -230,13 +161,8 @@ fn check_is_safetensors(path: &Path) -> Result<()> {
 /// Loads timm `efficientnet_b*` weights into every backbone of `model` (one for
 /// `Single`/`Multi`, three for `Separate`). A classifier whose class count differs from the
 /// checkpoint's keeps its fresh initialisation.
-pub fn load_pretrained<B: Backend>(
-    model: &mut Classifier<B>,
-    arch: &str,
-    path: &Path,
-) -> Result<()> {
-    let config = EfficientNetConfig::by_name(arch)
-        .ok_or_else(|| anyhow!("pretrained weights need an EfficientNet, not {arch:?}"))?;
+pub fn load_pretrained<B: Backend>(model: &mut Classifier<B>, arch: &str, path: &Path) -> Result<()> {
+    let config = EfficientNetConfig::by_name(arch).ok_or_else(|| anyhow!("pretrained weights need an EfficientNet, not {arch:?}"))?;
     let classes_in_file = timm_classifier_classes(path)?;
     let load = |net: &mut Backbone<B>| -> Result<()> {
         let Backbone::EfficientNet(net) = net else {
@@ -260,21 +186,14 @@ fn timm_classifier_classes(path: &Path) -> Result<Option<usize>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| anyhow!("{}: not a safetensors file", path.display()))?;
+    f.read_exact(&mut len).map_err(|_| anyhow!("{}: not a safetensors file", path.display()))?;
     let n = u64::from_le_bytes(len);
     if n > 100 << 20 {
-        bail!(
-            "{}: not a safetensors file (header length {n})",
-            path.display()
-        );
+        bail!("{}: not a safetensors file (header length {n})", path.display());
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .map_err(|_| anyhow!("{}: not a safetensors file (short header)", path.display()))?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|_| anyhow!("{}: not a safetensors file (bad header)", path.display()))?;
-    Ok(json["classifier.weight"]["shape"][0]
-        .as_u64()
-        .map(|v| v as usize))
+    f.read_exact(&mut header).map_err(|_| anyhow!("{}: not a safetensors file (short header)", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|_| anyhow!("{}: not a safetensors file (bad header)", path.display()))?;
+    Ok(json["classifier.weight"]["shape"][0].as_u64().map(|v| v as usize))
 }

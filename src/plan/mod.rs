@@ -195,8 +195,16 @@ pub fn build_tolerant(pipeline: &str, name: &str, base_dir: &Path, variants: &[i
     build_with(pipeline, name, base_dir, variants, cache, true)
 }
 
-fn build_with(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Variant], cache: &mut Cache, tolerate_missing: bool) -> Result<Plan> {
-    let mut b = Builder { cache, tolerate_missing, base_dir: base_dir.to_path_buf(), steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
+fn build_with(
+    pipeline: &str,
+    name: &str,
+    base_dir: &Path,
+    variants: &[ir::Variant],
+    cache: &mut Cache,
+    tolerate_missing: bool,
+) -> Result<Plan> {
+    let mut b =
+        Builder { cache, tolerate_missing, base_dir: base_dir.to_path_buf(), steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
     let mut scans: HashMap<String, Arc<ScannedSource>> = HashMap::new();
     for (v, variant) in variants.iter().enumerate() {
         let p = &variant.pipeline;
@@ -279,7 +287,13 @@ fn build_with(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Varia
         }
     }
     name_steps(&mut b.steps, &b.users, variants);
-    Ok(Plan { pipeline: pipeline.to_string(), name: name.to_string(), base_dir: base_dir.to_path_buf(), variants: variants.to_vec(), steps: b.steps })
+    Ok(Plan {
+        pipeline: pipeline.to_string(),
+        name: name.to_string(),
+        base_dir: base_dir.to_path_buf(),
+        variants: variants.to_vec(),
+        steps: b.steps,
+    })
 }
 
 /// The model params, less the weights path: the weights enter by content digest (`files`).

@@ -90,7 +90,8 @@ pub fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool, csv: 
     if html {
         let path = saved.join("index.html");
         std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
-        crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+        crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
         println!("wrote {}", path.display());
         return Ok(0);
     }
@@ -116,7 +117,13 @@ pub fn verify(cache_dir: &Path, args: &PipelineArgs, steps: &[String], json: boo
         for v in &verdicts {
             println!("{}", v.line());
         }
-        println!("{} step{} verified: {} reproducible, {} not", verdicts.len(), if verdicts.len() == 1 { "" } else { "s" }, verdicts.len() - bad, bad);
+        println!(
+            "{} step{} verified: {} reproducible, {} not",
+            verdicts.len(),
+            if verdicts.len() == 1 { "" } else { "s" },
+            verdicts.len() - bad,
+            bad
+        );
     }
     Ok(if bad == 0 { 0 } else { 1 })
 }

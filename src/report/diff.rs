@@ -123,7 +123,9 @@ pub fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
     match v {
         Value::Object(m) => m.iter().for_each(|(k, x)| leaves(&join(k), x, out)),
-        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => a.iter().enumerate().for_each(|(i, x)| leaves(&format!("{prefix}[{i}]"), x, out)),
+        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
+            a.iter().enumerate().for_each(|(i, x)| leaves(&format!("{prefix}[{i}]"), x, out))
+        }
         other => out.push((prefix.to_string(), other.clone())),
     }
 }
@@ -257,7 +259,8 @@ pub fn render(d: &PipelineDiff, colour: bool) -> String {
     out.push('\n');
     for m in &d.metrics {
         out.push_str(&format!("\nmetrics of {} (old → new)\n", m.step));
-        let row = |x: &MetricDelta| vec![Cell::from(x.name.clone()), Cell::from(num(x.old)), Cell::from(num(x.new)), Cell::from(signed(x.delta))];
+        let row =
+            |x: &MetricDelta| vec![Cell::from(x.name.clone()), Cell::from(num(x.old)), Cell::from(num(x.new)), Cell::from(signed(x.delta))];
         let rows: Vec<Vec<Cell>> = m.headline.iter().map(row).collect();
         out.push_str(&table(&["metric", ">old", ">new", ">delta"], &rows, colour));
         if !m.per_class.is_empty() {

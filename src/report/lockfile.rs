@@ -49,11 +49,10 @@ pub fn build(cache: &Cache, plan: &Plan, reports: &[StepReport]) -> Result<Lockf
     for r in reports {
         let Some(step) = plan.step(&r.step) else { continue };
         let record = cache.read_record(&step.key)?.with_context(|| format!("step `{}` has no record after the run", step.name))?;
-        let metrics = record
-            .metrics
-            .as_ref()
-            .filter(|_| step.kind == "evaluate")
-            .map(|m| ["macro_f1", "accuracy"].iter().filter_map(|k| Some((k.to_string(), m[*k].as_f64()?))).collect::<BTreeMap<_, _>>());
+        let metrics =
+            record.metrics.as_ref().filter(|_| step.kind == "evaluate").map(|m| {
+                ["macro_f1", "accuracy"].iter().filter_map(|k| Some((k.to_string(), m[*k].as_f64()?))).collect::<BTreeMap<_, _>>()
+            });
         steps.insert(
             step.name.clone(),
             LockedStep {
@@ -91,7 +90,8 @@ pub fn write(cache: &Cache, plan: &Plan, reports: &[StepReport], pipeline: &Path
 }
 
 pub fn read(path: &Path) -> Result<Lockfile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: no lockfile; run without --locked once to create it", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: no lockfile; run without --locked once to create it", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a maskflow lockfile", path.display()))
 }
 

@@ -199,7 +199,17 @@ pub fn paired_bootstrap(old: &[Prediction], new: &[Prediction], resamples: usize
     } else {
         Verdict::WithinNoise
     };
-    Ok(Bootstrap { old_macro_f1: old_f1, new_macro_f1: new_f1, delta: new_f1 - old_f1, low, high, resamples, persons: persons.len(), seed, verdict })
+    Ok(Bootstrap {
+        old_macro_f1: old_f1,
+        new_macro_f1: new_f1,
+        delta: new_f1 - old_f1,
+        low,
+        high,
+        resamples,
+        persons: persons.len(),
+        seed,
+        verdict,
+    })
 }
 
 /// Linear-interpolated percentile of sorted values (NumPy's default).
@@ -244,13 +254,17 @@ pub fn headline_deltas(old: &serde_json::Value, new: &serde_json::Value) -> Vec<
 /// Per-class F1 of two `metrics` values, largest absolute change first (ties by class).
 pub fn per_class_deltas(old: &serde_json::Value, new: &serde_json::Value) -> Vec<MetricDelta> {
     let by_class = |v: &serde_json::Value| -> BTreeMap<u64, f64> {
-        v["per_class"].as_array().map(|a| a.iter().filter_map(|c| Some((c["class"].as_u64()?, c["f1"].as_f64()?))).collect()).unwrap_or_default()
+        v["per_class"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| Some((c["class"].as_u64()?, c["f1"].as_f64()?))).collect())
+            .unwrap_or_default()
     };
     let (a, b) = (by_class(old), by_class(new));
     let mut classes: Vec<u64> = a.keys().chain(b.keys()).copied().collect();
     classes.sort();
     classes.dedup();
-    let mut out: Vec<(u64, MetricDelta)> = classes.into_iter().map(|c| (c, delta(format!("class {c}"), a.get(&c).copied(), b.get(&c).copied()))).collect();
+    let mut out: Vec<(u64, MetricDelta)> =
+        classes.into_iter().map(|c| (c, delta(format!("class {c}"), a.get(&c).copied(), b.get(&c).copied()))).collect();
     out.sort_by(|(ca, x), (cb, y)| {
         let (x, y) = (x.delta.map_or(-1.0, f64::abs), y.delta.map_or(-1.0, f64::abs));
         y.total_cmp(&x).then(ca.cmp(cb))

@@ -63,7 +63,9 @@ pub fn collect(cache: &crate::cache::Cache, plans: &[Plan]) -> Vec<Row> {
             }
         }
     }
-    rows.sort_by(|a, b| b.macro_f1.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.macro_f1.unwrap_or(f64::NEG_INFINITY)).then(a.step.cmp(&b.step)));
+    rows.sort_by(|a, b| {
+        b.macro_f1.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.macro_f1.unwrap_or(f64::NEG_INFINITY)).then(a.step.cmp(&b.step))
+    });
     rows
 }
 

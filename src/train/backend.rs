@@ -17,11 +17,7 @@ pub trait BackendTask {
 
 /// Names [`dispatch`] accepts in this build.
 pub fn backend_names() -> &'static [&'static str] {
-    if cfg!(feature = "cuda") {
-        &["cpu", "cuda"]
-    } else {
-        &["cpu"]
-    }
+    if cfg!(feature = "cuda") { &["cpu", "cuda"] } else { &["cpu"] }
 }
 
 /// Runs `task` on `"cpu"` (`Autodiff<Flex>`) or, with the `cuda` feature, `"cuda"`
@@ -39,10 +35,7 @@ pub fn dispatch<T: BackendTask>(name: &str, task: T) -> Result<T::Output> {
         }
         #[cfg(not(feature = "cuda"))]
         "cuda" => bail!("this build has no cuda backend; rebuild with `--features cuda`"),
-        other => bail!(
-            "unknown backend {other:?}; known: {}",
-            backend_names().join(", ")
-        ),
+        other => bail!("unknown backend {other:?}; known: {}", backend_names().join(", ")),
     }
 }
 
@@ -60,29 +53,17 @@ pub fn cuda_probe(index: usize) -> std::result::Result<(), String> {
     // The hook sees panics of every thread, including cubecl's device thread.
     std::panic::set_hook(Box::new(move |info| {
         let p = info.payload();
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
         if let Ok(mut m) = sink.lock() {
             m.push(msg);
         }
     }));
-    let result = std::panic::catch_unwind(|| {
-        Tensor::<Cuda, 1>::from_floats([1.0, 2.0], &CudaDevice::new(index))
-            .sum()
-            .into_scalar()
-            .elem::<f32>()
-    });
+    let result =
+        std::panic::catch_unwind(|| Tensor::<Cuda, 1>::from_floats([1.0, 2.0], &CudaDevice::new(index)).sum().into_scalar().elem::<f32>());
     std::panic::set_hook(previous);
     match result {
         Ok(_) => Ok(()),
-        Err(_) => Err(messages
-            .lock()
-            .ok()
-            .and_then(|m| m.first().cloned())
-            .unwrap_or_else(|| "unknown CUDA failure".to_string())),
+        Err(_) => Err(messages.lock().ok().and_then(|m| m.first().cloned()).unwrap_or_else(|| "unknown CUDA failure".to_string())),
     }
 }
 
@@ -108,16 +89,7 @@ pub fn train_on(
             super::train::<B>(self.cfg, self.train, self.val, self.ckpt_dir, self.progress)
         }
     }
-    dispatch(
-        backend,
-        Task {
-            cfg,
-            train,
-            val,
-            ckpt_dir,
-            progress,
-        },
-    )
+    dispatch(backend, Task { cfg, train, val, ckpt_dir, progress })
 }
 
 /// Loads a model saved by [`train`](super::train) and predicts `source` on the backend named
@@ -147,13 +119,5 @@ pub fn predict_on(
             Ok(super::predict(&model, self.source, self.hflip_tta))
         }
     }
-    dispatch(
-        backend,
-        Task {
-            spec,
-            model_path,
-            source,
-            hflip_tta,
-        },
-    )
+    dispatch(backend, Task { spec, model_path, source, hflip_tta })
 }

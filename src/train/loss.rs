@@ -44,10 +44,7 @@ impl ClassWeights {
             }
             ClassWeights::InverseFrequency(counts) => {
                 if counts.len() != NUM_CLASSES {
-                    bail!(
-                        "inverse-frequency weights need {NUM_CLASSES} class counts, got {}",
-                        counts.len()
-                    );
+                    bail!("inverse-frequency weights need {NUM_CLASSES} class counts, got {}", counts.len());
                 }
                 let counts = match task {
                     None => counts.clone(),
@@ -63,16 +60,7 @@ impl ClassWeights {
 pub fn inverse_frequency(counts: &[u64]) -> Vec<f32> {
     let total: u64 = counts.iter().sum();
     let present = counts.iter().filter(|c| **c > 0).count();
-    counts
-        .iter()
-        .map(|&c| {
-            if c == 0 {
-                0.0
-            } else {
-                (total as f64 / (present as f64 * c as f64)) as f32
-            }
-        })
-        .collect()
+    counts.iter().map(|&c| if c == 0 { 0.0 } else { (total as f64 / (present as f64 * c as f64)) as f32 }).collect()
 }
 
 fn marginal_counts(counts: &[u64], task: usize) -> Vec<u64> {
@@ -126,13 +114,7 @@ impl Default for LossConfig {
     /// Plain cross-entropy, no smoothing, equal heads.
     fn default() -> Self {
         LossConfig {
-            terms: vec![LossTerm {
-                loss: LossKind::CrossEntropy {
-                    smoothing: 0.0,
-                    weights: ClassWeights::None,
-                },
-                weight: 1.0,
-            }],
+            terms: vec![LossTerm { loss: LossKind::CrossEntropy { smoothing: 0.0, weights: ClassWeights::None }, weight: 1.0 }],
             head_weights: [1.0, 1.0, 1.0],
         }
     }
@@ -182,56 +164,30 @@ impl LossConfig {
     }
 
     /// The scalar loss of a forward pass against `[N, 18]` soft targets.
-    pub fn compute<B: Backend>(
-        &self,
-        out: &Output<B>,
-        targets: Tensor<B, 2>,
-    ) -> Result<Tensor<B, 1>> {
+    pub fn compute<B: Backend>(&self, out: &Output<B>, targets: Tensor<B, 2>) -> Result<Tensor<B, 1>> {
         match &out.tasks {
             None => self.sum_terms(out.log_probs.clone(), targets, None),
             Some(tasks) => {
                 let [tm, tg, ta] = task_targets(targets);
-                let mut total = self
-                    .sum_terms(tasks.mask.clone(), tm, Some(0))?
-                    .mul_scalar(self.head_weights[0]);
-                total = total
-                    + self
-                        .sum_terms(tasks.gender.clone(), tg, Some(1))?
-                        .mul_scalar(self.head_weights[1]);
-                total = total
-                    + self
-                        .sum_terms(tasks.age.clone(), ta, Some(2))?
-                        .mul_scalar(self.head_weights[2]);
+                let mut total = self.sum_terms(tasks.mask.clone(), tm, Some(0))?.mul_scalar(self.head_weights[0]);
+                total = total + self.sum_terms(tasks.gender.clone(), tg, Some(1))?.mul_scalar(self.head_weights[1]);
+                total = total + self.sum_terms(tasks.age.clone(), ta, Some(2))?.mul_scalar(self.head_weights[2]);
                 Ok(total)
             }
         }
     }
 
-    fn sum_terms<B: Backend>(
-        &self,
-        log_probs: Tensor<B, 2>,
-        targets: Tensor<B, 2>,
-        task: Option<usize>,
-    ) -> Result<Tensor<B, 1>> {
+    fn sum_terms<B: Backend>(&self, log_probs: Tensor<B, 2>, targets: Tensor<B, 2>, task: Option<usize>) -> Result<Tensor<B, 1>> {
         let k = log_probs.dims()[1];
         let device = log_probs.device();
-        let to_tensor =
-            |w: Option<Vec<f32>>| w.map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), &device));
+        let to_tensor = |w: Option<Vec<f32>>| w.map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), &device));
         let mut total: Option<Tensor<B, 1>> = None;
         for term in &self.terms {
             let value = match &term.loss {
-                LossKind::CrossEntropy { smoothing, weights } => soft_cross_entropy(
-                    log_probs.clone(),
-                    targets.clone(),
-                    *smoothing,
-                    to_tensor(weights.resolve(k, task)?),
-                ),
-                LossKind::Focal { gamma, alpha } => focal(
-                    log_probs.clone(),
-                    targets.clone(),
-                    *gamma,
-                    to_tensor(alpha.resolve(k, task)?),
-                ),
+                LossKind::CrossEntropy { smoothing, weights } => {
+                    soft_cross_entropy(log_probs.clone(), targets.clone(), *smoothing, to_tensor(weights.resolve(k, task)?))
+                }
+                LossKind::Focal { gamma, alpha } => focal(log_probs.clone(), targets.clone(), *gamma, to_tensor(alpha.resolve(k, task)?)),
                 LossKind::SoftF1 => soft_f1(log_probs.clone(), targets.clone()),
             }
             .mul_scalar(term.weight);
@@ -263,13 +219,7 @@ pub fn soft_cross_entropy<B: Backend>(
     weights: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 1> {
     let [n, k] = log_probs.dims();
-    let targets = if smoothing > 0.0 {
-        targets
-            .mul_scalar(1.0 - smoothing)
-            .add_scalar(smoothing / k as f64)
-    } else {
-        targets
-    };
+    let targets = if smoothing > 0.0 { targets.mul_scalar(1.0 - smoothing).add_scalar(smoothing / k as f64) } else { targets };
     let mut per_class = targets * log_probs;
     if let Some(w) = weights {
         per_class = per_class * w.reshape([1, k]).repeat_dim(0, n);
@@ -278,12 +228,7 @@ pub fn soft_cross_entropy<B: Backend>(
 }
 
 /// Focal loss `-Σ_c α_c (1 - p_c)^γ t_c log p_c`, mean over N.
-pub fn focal<B: Backend>(
-    log_probs: Tensor<B, 2>,
-    targets: Tensor<B, 2>,
-    gamma: f64,
-    alpha: Option<Tensor<B, 1>>,
-) -> Tensor<B, 1> {
+pub fn focal<B: Backend>(log_probs: Tensor<B, 2>, targets: Tensor<B, 2>, gamma: f64, alpha: Option<Tensor<B, 1>>) -> Tensor<B, 1> {
     let [n, k] = log_probs.dims();
     let one_minus_p = log_probs.clone().exp().neg().add_scalar(1.0);
     // clamp: (1 - p) can round to a tiny negative, and a fractional power of it is NaN.

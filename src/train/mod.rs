@@ -75,11 +75,7 @@ impl TrainConfig {
             epochs,
             seed,
             optimizer: OptimizerConfig::default(),
-            schedule: Schedule {
-                lr: 1e-3,
-                warmup_steps: 0,
-                kind: ScheduleKind::Cosine { min_lr: 1e-5 },
-            },
+            schedule: Schedule { lr: 1e-3, warmup_steps: 0, kind: ScheduleKind::Cosine { min_lr: 1e-5 } },
             loss: LossConfig::default(),
             early_stopping_patience: None,
             stop_after_epochs: None,
@@ -92,8 +88,7 @@ impl TrainConfig {
         }
         self.optimizer.validate()?;
         self.schedule.validate()?;
-        self.loss
-            .validate(self.model.head != model::HeadKind::Single)?;
+        self.loss.validate(self.model.head != model::HeadKind::Single)?;
         if self.early_stopping_patience == Some(0) {
             bail!("train: early-stopping patience must be at least 1");
         }
@@ -206,8 +201,7 @@ pub fn train<B: AutodiffBackend>(
     }
     let device: B::Device = Default::default();
     let fingerprint = cfg.fingerprint::<B>();
-    std::fs::create_dir_all(ckpt_dir)
-        .with_context(|| format!("creating checkpoint directory {}", ckpt_dir.display()))?;
+    std::fs::create_dir_all(ckpt_dir).with_context(|| format!("creating checkpoint directory {}", ckpt_dir.display()))?;
     let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
 
     B::seed(&device, cfg.seed);
@@ -216,10 +210,7 @@ pub fn train<B: AutodiffBackend>(
     let mut state = match read_state(ckpt_dir)? {
         Some(state) => {
             if state.fingerprint != fingerprint {
-                bail!(
-                    "{}: holds a run with a different configuration or backend; use a fresh directory",
-                    ckpt_dir.display()
-                );
+                bail!("{}: holds a run with a different configuration or backend; use a fresh directory", ckpt_dir.display());
             }
             if state.finished {
                 return Ok(outcome(ckpt_dir, &state, None));
@@ -229,9 +220,7 @@ pub fn train<B: AutodiffBackend>(
                 .load_file(dir.join("model"), &rec, &device)
                 .map_err(|e| anyhow!("{}: loading model checkpoint: {e:?}", dir.display()))?;
             optim = optim.load(&dir.join("optim"), &device)?;
-            progress(Progress::Resumed {
-                epochs_done: state.epochs_done,
-            });
+            progress(Progress::Resumed { epochs_done: state.epochs_done });
             state
         }
         None => {
@@ -261,10 +250,7 @@ pub fn train<B: AutodiffBackend>(
     let mut global_step: usize = (0..state.epochs_done).map(|e| train.num_batches(e)).sum();
 
     for epoch in state.epochs_done..cfg.epochs {
-        if cfg
-            .stop_after_epochs
-            .is_some_and(|n| state.epochs_done >= n)
-        {
+        if cfg.stop_after_epochs.is_some_and(|n| state.epochs_done >= n) {
             break;
         }
         B::seed(&device, epoch_seed(cfg.seed, epoch));
@@ -287,17 +273,9 @@ pub fn train<B: AutodiffBackend>(
                 let kept = if state.epochs_done == 0 {
                     "no epoch completed, so no checkpoint".to_string()
                 } else {
-                    format!(
-                        "the checkpoint of epoch {} is kept in {}",
-                        state.epochs_done,
-                        ckpt_dir.join(&state.last_dir).display()
-                    )
+                    format!("the checkpoint of epoch {} is kept in {}", state.epochs_done, ckpt_dir.join(&state.last_dir).display())
                 };
-                bail!(
-                    "non-finite training loss ({value}) at epoch {}, step {} of {steps}; {kept}",
-                    epoch + 1,
-                    step + 1
-                );
+                bail!("non-finite training loss ({value}) at epoch {}, step {} of {steps}; {kept}", epoch + 1, step + 1);
             }
             for row in predict::rows(out.log_probs.detach()) {
                 y_pred.push(metrics::argmax(&row));
@@ -324,11 +302,7 @@ pub fn train<B: AutodiffBackend>(
         let is_best = val_f1 > state.best_val_f1;
         let record = EpochRecord {
             epoch,
-            train_loss: if loss_n == 0 {
-                0.0
-            } else {
-                loss_sum / loss_n as f64
-            },
+            train_loss: if loss_n == 0 { 0.0 } else { loss_sum / loss_n as f64 },
             train_f1: metrics::macro_f1(&y_true, &y_pred),
             val_f1,
             val_accuracy,
@@ -362,15 +336,9 @@ pub fn train<B: AutodiffBackend>(
 }
 
 /// Loads a model saved by [`train`] (`best_model` / `last_model`) for inference.
-pub fn load_model<B: Backend>(
-    spec: &ModelSpec,
-    path: &Path,
-    device: &B::Device,
-) -> Result<Classifier<B>> {
+pub fn load_model<B: Backend>(spec: &ModelSpec, path: &Path, device: &B::Device) -> Result<Classifier<B>> {
     let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    spec.build::<B>(device)?
-        .load_file(path.to_path_buf(), &rec, device)
-        .map_err(|e| anyhow!("{}: loading model: {e:?}", path.display()))
+    spec.build::<B>(device)?.load_file(path.to_path_buf(), &rec, device).map_err(|e| anyhow!("{}: loading model: {e:?}", path.display()))
 }
 
 /// Validation macro-F1 and accuracy of an eval-mode model.
@@ -387,10 +355,7 @@ pub fn evaluate<B: Backend>(model: &Classifier<B>, source: &dyn BatchSource) -> 
         }
         y_true.extend_from_slice(&batch.labels);
     }
-    (
-        metrics::macro_f1(&y_true, &y_pred),
-        metrics::accuracy(&y_true, &y_pred),
-    )
+    (metrics::macro_f1(&y_true, &y_pred), metrics::accuracy(&y_true, &y_pred))
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -399,10 +364,7 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 
 fn check_batch(batch: &crate::batch::Batch, epoch: usize, step: usize) -> Result<()> {
     let pixels = batch.n * 3 * batch.height * batch.width;
-    if batch.images.len() != pixels
-        || batch.targets.len() != batch.n * NUM_CLASSES
-        || batch.labels.len() != batch.n
-    {
+    if batch.images.len() != pixels || batch.targets.len() != batch.n * NUM_CLASSES || batch.labels.len() != batch.n {
         bail!(
             "malformed batch at epoch {}, step {}: {} images of {}×{} need {pixels} values, {} targets, {} labels; got {}, {}, {}",
             epoch + 1,
@@ -433,10 +395,7 @@ fn save_epoch<B: AutodiffBackend>(
     let name = format!("epoch-{:04}", epoch + 1);
     let last = dir.join(&name);
     std::fs::create_dir_all(&last).with_context(|| format!("creating {}", last.display()))?;
-    model
-        .clone()
-        .save_file(last.join("model"), rec)
-        .map_err(|e| anyhow!("{}: saving model: {e:?}", last.display()))?;
+    model.clone().save_file(last.join("model"), rec).map_err(|e| anyhow!("{}: saving model: {e:?}", last.display()))?;
     optim.save(&last.join("optim"))?;
     // `valid()` syncs BatchNorm running statistics; a plain visit may lag one update behind.
     let digest = digest::hex(&model::weights_digest(&model.valid()));
@@ -454,19 +413,14 @@ fn save_epoch<B: AutodiffBackend>(
     }
     superseded.push(old_last);
     // The directories this epoch replaces, removed once the new state is committed.
-    Ok(superseded
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| dir.join(n))
-        .collect())
+    Ok(superseded.into_iter().filter(|n| !n.is_empty()).map(|n| dir.join(n)).collect())
 }
 
 fn commit_state(dir: &Path, state: &RunState, superseded: Vec<PathBuf>) -> Result<()> {
     let tmp = dir.join("state.json.tmp");
     let text = serde_json::to_string_pretty(state)?;
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(STATE_FILE))
-        .with_context(|| format!("replacing {}", dir.join(STATE_FILE).display()))?;
+    std::fs::rename(&tmp, dir.join(STATE_FILE)).with_context(|| format!("replacing {}", dir.join(STATE_FILE).display()))?;
     // Only now are the superseded checkpoints unreferenced; failing to remove them is harmless.
     for old in superseded {
         let _ = std::fs::remove_dir_all(old);
@@ -477,9 +431,7 @@ fn commit_state(dir: &Path, state: &RunState, superseded: Vec<PathBuf>) -> Resul
 fn read_state(dir: &Path) -> Result<Option<RunState>> {
     let path = dir.join(STATE_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("{}: unreadable training state", path.display())),
+        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| format!("{}: unreadable training state", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -12,9 +12,7 @@ use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig,
-};
+use burn::optim::{Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
@@ -45,15 +43,7 @@ pub struct OptimizerConfig {
 impl Default for OptimizerConfig {
     /// AdamW with PyTorch's defaults (eps 1e-8, weight decay 0.01), no clipping.
     fn default() -> Self {
-        OptimizerConfig {
-            kind: OptimizerKind::AdamW {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-            },
-            weight_decay: 0.01,
-            grad_clip_norm: None,
-        }
+        OptimizerConfig { kind: OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.01, grad_clip_norm: None }
     }
 }
 
@@ -77,32 +67,16 @@ impl OptimizerConfig {
 
     /// Builds the optimiser for module type `M`.
     pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(&self) -> AnyOptimizer<B, M> {
-        let decay = (self.weight_decay > 0.0).then_some(WeightDecayConfig {
-            penalty: self.weight_decay as f32,
-        });
+        let decay = (self.weight_decay > 0.0).then_some(WeightDecayConfig { penalty: self.weight_decay as f32 });
         let optimizer = match self.kind {
             OptimizerKind::Sgd { momentum, nesterov } => {
-                let momentum = (momentum > 0.0).then(|| {
-                    MomentumConfig::new()
-                        .with_momentum(momentum)
-                        .with_dampening(0.0)
-                        .with_nesterov(nesterov)
-                });
-                Kind::Sgd(
-                    SgdConfig::new()
-                        .with_momentum(momentum)
-                        .with_weight_decay(decay)
-                        .init(),
-                )
+                let momentum =
+                    (momentum > 0.0).then(|| MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(nesterov));
+                Kind::Sgd(SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init())
             }
-            OptimizerKind::Adam { beta1, beta2, eps } => Kind::Adam(
-                AdamConfig::new()
-                    .with_beta_1(beta1)
-                    .with_beta_2(beta2)
-                    .with_epsilon(eps)
-                    .with_weight_decay(decay)
-                    .init(),
-            ),
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                Kind::Adam(AdamConfig::new().with_beta_1(beta1).with_beta_2(beta2).with_epsilon(eps).with_weight_decay(decay).init())
+            }
             OptimizerKind::AdamW { beta1, beta2, eps } => Kind::AdamW(
                 AdamWConfig::new()
                     .with_beta_1(beta1)
@@ -112,10 +86,7 @@ impl OptimizerConfig {
                     .init(),
             ),
         };
-        AnyOptimizer {
-            optimizer,
-            clip_norm: self.grad_clip_norm,
-        }
+        AnyOptimizer { optimizer, clip_norm: self.grad_clip_norm }
     }
 }
 
@@ -161,30 +132,17 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> AnyOptimizer<B, M> {
         let err = |e| anyhow!("{}: loading optimizer state: {e:?}", path.display());
         let clip_norm = self.clip_norm;
         let optimizer = match self.optimizer {
-            Kind::Sgd(o) => {
-                Kind::Sgd(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
-            }
-            Kind::Adam(o) => {
-                Kind::Adam(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
-            }
-            Kind::AdamW(o) => {
-                Kind::AdamW(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?))
-            }
+            Kind::Sgd(o) => Kind::Sgd(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?)),
+            Kind::Adam(o) => Kind::Adam(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?)),
+            Kind::AdamW(o) => Kind::AdamW(o.load_record(rec.load(path.to_path_buf(), device).map_err(err)?)),
         };
-        Ok(AnyOptimizer {
-            optimizer,
-            clip_norm,
-        })
+        Ok(AnyOptimizer { optimizer, clip_norm })
     }
 }
 
 /// Scales all gradients by `min(1, max / ‖g‖)`, ‖g‖ the L2 norm over every parameter's
 /// gradient together (PyTorch's `clip_grad_norm_`).
-pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
-    module: &M,
-    mut grads: GradientsParams,
-    max: f64,
-) -> GradientsParams {
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, mut grads: GradientsParams, max: f64) -> GradientsParams {
     struct SumSquares<'a> {
         grads: &'a GradientsParams,
         total: f64,
@@ -207,17 +165,11 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
             }
         }
     }
-    let mut sum = SumSquares {
-        grads: &grads,
-        total: 0.0,
-    };
+    let mut sum = SumSquares { grads: &grads, total: 0.0 };
     module.visit(&mut sum);
     let norm = sum.total.sqrt();
     if norm.is_finite() && norm > max {
-        let mut scale = Scale {
-            grads: &mut grads,
-            factor: max / (norm + 1e-6),
-        };
+        let mut scale = Scale { grads: &mut grads, factor: max / (norm + 1e-6) };
         module.visit(&mut scale);
     }
     grads
@@ -253,10 +205,7 @@ impl Schedule {
             bail!("schedule: learning rate must be > 0, got {}", self.lr);
         }
         match self.kind {
-            ScheduleKind::Step {
-                every_epochs,
-                gamma,
-            } if every_epochs == 0 || gamma.is_nan() || gamma <= 0.0 => {
+            ScheduleKind::Step { every_epochs, gamma } if every_epochs == 0 || gamma.is_nan() || gamma <= 0.0 => {
                 bail!("schedule: step needs every_epochs ≥ 1 and gamma > 0")
             }
             ScheduleKind::Cosine { min_lr } if !(min_lr >= 0.0 && min_lr <= self.lr) => {
@@ -273,10 +222,7 @@ impl Schedule {
         }
         match self.kind {
             ScheduleKind::Constant => self.lr,
-            ScheduleKind::Step {
-                every_epochs,
-                gamma,
-            } => self.lr * gamma.powi((epoch / every_epochs.max(1)) as i32),
+            ScheduleKind::Step { every_epochs, gamma } => self.lr * gamma.powi((epoch / every_epochs.max(1)) as i32),
             ScheduleKind::Cosine { min_lr } => {
                 let span = total.saturating_sub(self.warmup_steps).max(1);
                 let t = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
@@ -292,11 +238,7 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let s = Schedule {
-            lr: 1e-3,
-            warmup_steps: 4,
-            kind: ScheduleKind::Cosine { min_lr: 1e-5 },
-        };
+        let s = Schedule { lr: 1e-3, warmup_steps: 4, kind: ScheduleKind::Cosine { min_lr: 1e-5 } };
         assert!((s.lr_at(0, 0, 104) - 2.5e-4).abs() < 1e-12);
         assert!((s.lr_at(3, 0, 104) - 1e-3).abs() < 1e-12);
         assert!((s.lr_at(4, 0, 104) - 1e-3).abs() < 1e-12);
@@ -307,14 +249,7 @@ mod tests {
 
     #[test]
     fn step_decay() {
-        let s = Schedule {
-            lr: 0.1,
-            warmup_steps: 0,
-            kind: ScheduleKind::Step {
-                every_epochs: 2,
-                gamma: 0.5,
-            },
-        };
+        let s = Schedule { lr: 0.1, warmup_steps: 0, kind: ScheduleKind::Step { every_epochs: 2, gamma: 0.5 } };
         assert_eq!(s.lr_at(0, 1, 10), 0.1);
         assert_eq!(s.lr_at(5, 2, 10), 0.05);
         assert_eq!(s.lr_at(9, 5, 10), 0.025);

@@ -23,15 +23,7 @@ pub struct PatternSource {
 
 impl PatternSource {
     pub fn new(samples: usize, batch_size: usize, seed: u64) -> Self {
-        PatternSource {
-            samples,
-            batch_size: batch_size.max(1),
-            height: 16,
-            width: 16,
-            seed,
-            shuffle: true,
-            signal: 1.5,
-        }
+        PatternSource { samples, batch_size: batch_size.max(1), height: 16, width: 16, seed, shuffle: true, signal: 1.5 }
     }
 
     /// The class of sample `i` (pseudo-random, roughly uniform over the 18 classes).
@@ -104,15 +96,7 @@ impl BatchSource for PatternSource {
             targets[row * NUM_CLASSES + label as usize] = 1.0;
             labels.push(label);
         }
-        Batch {
-            images,
-            n: samples.len(),
-            height: self.height,
-            width: self.width,
-            targets,
-            labels,
-            samples,
-        }
+        Batch { images, n: samples.len(), height: self.height, width: self.width, targets, labels, samples }
     }
 
     fn num_samples(&self) -> usize {

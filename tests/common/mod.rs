@@ -81,7 +81,21 @@ impl Space {
 
 /// Writes a small synthetic dataset in the competition layout under `dir` (via `maskflow synth`).
 pub fn synth(space: &Space, out: &str, persons: u32, eval_persons: u32) {
-    space.run(&["synth", "--persons", &persons.to_string(), "--eval-persons", &eval_persons.to_string(), "--seed", "1", "--size", "48x64", "--out", out]).ok();
+    space
+        .run(&[
+            "synth",
+            "--persons",
+            &persons.to_string(),
+            "--eval-persons",
+            &eval_persons.to_string(),
+            "--seed",
+            "1",
+            "--size",
+            "48x64",
+            "--out",
+            out,
+        ])
+        .ok();
 }
 
 pub fn exists(p: &Path) -> bool {

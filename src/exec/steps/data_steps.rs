@@ -38,7 +38,12 @@ fn policy(p: ir::BadImagePolicy) -> BadImagePolicy {
 
 /// Where the dataset of a source step lives now: the scanned directory, or the cached
 /// synthetic tree. Used by every step that reads images.
-pub fn dataset_dirs(cache: &mut Cache, plan: &Plan, source_step: &Step, source_record: &crate::cache::Record) -> Result<(PathBuf, Option<PathBuf>)> {
+pub fn dataset_dirs(
+    cache: &mut Cache,
+    plan: &Plan,
+    source_step: &Step,
+    source_record: &crate::cache::Record,
+) -> Result<(PathBuf, Option<PathBuf>)> {
     if let Some(scanned) = &source_step.scanned {
         return Ok((scanned.train_dir.clone(), scanned.eval_dir.clone()));
     }
@@ -120,7 +125,10 @@ pub fn relabel(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
     }
     let report: RelabelReport = relabel::apply_fixes(&mut train, &fixes);
     let samples = relabel::label_samples(&train, ir.data.age_bins);
-    let mut out = StepOutput { summary: Some(format!("{} fixes applied, {} warnings", report.changes.len(), report.warnings.len())), ..Default::default() };
+    let mut out = StepOutput {
+        summary: Some(format!("{} fixes applied, {} warnings", report.changes.len(), report.warnings.len())),
+        ..Default::default()
+    };
     put_json(cache, &mut out, "labels.json", &Labels { train, samples })?;
     put_json(cache, &mut out, "relabel_report.json", &report)?;
     Ok(out)

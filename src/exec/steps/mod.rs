@@ -46,7 +46,10 @@ impl Inputs<'_> {
     }
 
     pub fn output(&self, role: &str, name: &str) -> Result<&Output> {
-        self.record(role)?.outputs.get(name).with_context(|| format!("the `{role}` record has no output `{name}`; rerun with --force {role}"))
+        self.record(role)?
+            .outputs
+            .get(name)
+            .with_context(|| format!("the `{role}` record has no output `{name}`; rerun with --force {role}"))
     }
 
     /// Reads and parses a JSON output of a dependency (verified against its digest).

@@ -24,11 +24,15 @@ use std::sync::Arc;
 pub fn aug_op(op: &ir::Op) -> AugOp {
     match op {
         ir::Op::Resize { size } => AugOp::Resize { width: size[0], height: size[1] },
-        ir::Op::RandomResizedCrop { size, scale, ratio } => AugOp::RandomResizedCrop { width: size[0], height: size[1], scale: *scale, ratio: *ratio },
+        ir::Op::RandomResizedCrop { size, scale, ratio } => {
+            AugOp::RandomResizedCrop { width: size[0], height: size[1], scale: *scale, ratio: *ratio }
+        }
         ir::Op::CenterCrop { size } => AugOp::CenterCrop { width: size[0], height: size[1] },
         ir::Op::Hflip { p } => AugOp::Hflip { p: *p },
         ir::Op::Rotate { degrees, random } => AugOp::Rotate { degrees: *degrees, random: *random },
-        ir::Op::Jitter { brightness, contrast, saturation } => AugOp::Jitter { brightness: *brightness, contrast: *contrast, saturation: *saturation },
+        ir::Op::Jitter { brightness, contrast, saturation } => {
+            AugOp::Jitter { brightness: *brightness, contrast: *contrast, saturation: *saturation }
+        }
         ir::Op::Normalize { mean, std } => AugOp::Normalize { mean: *mean, std: *std },
         ir::Op::RandomErasing { p, scale, ratio } => AugOp::RandomErasing { p: *p, scale: *scale, ratio: *ratio },
     }
@@ -77,7 +81,9 @@ fn loss_config(p: &Pipeline, counts: &[u64]) -> LossConfig {
         .map(|t| LossTerm {
             weight: t.weight,
             loss: match &t.kind {
-                ir::LossKind::CrossEntropy { smoothing, class_weights: w } => LossKind::CrossEntropy { smoothing: *smoothing, weights: class_weights(w, counts) },
+                ir::LossKind::CrossEntropy { smoothing, class_weights: w } => {
+                    LossKind::CrossEntropy { smoothing: *smoothing, weights: class_weights(w, counts) }
+                }
                 ir::LossKind::Focal { gamma, alpha } => LossKind::Focal { gamma: *gamma, alpha: class_weights(alpha, counts) },
                 ir::LossKind::SoftF1 => LossKind::SoftF1,
             },
@@ -92,7 +98,9 @@ fn loss_config(p: &Pipeline, counts: &[u64]) -> LossConfig {
 
 fn optimizer(t: &ir::Train) -> (OptimizerConfig, f64) {
     let (kind, lr, weight_decay) = match &t.optimizer {
-        ir::Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => (OptimizerKind::Sgd { momentum: *momentum, nesterov: *nesterov }, *lr, *weight_decay),
+        ir::Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
+            (OptimizerKind::Sgd { momentum: *momentum, nesterov: *nesterov }, *lr, *weight_decay)
+        }
         ir::Optimizer::Adam { lr, betas, eps, weight_decay } => {
             (OptimizerKind::Adam { beta1: betas[0] as f32, beta2: betas[1] as f32, eps: *eps as f32 }, *lr, *weight_decay)
         }
@@ -140,16 +148,12 @@ fn fold_samples(cache: &mut Cache, step: &Step, inputs: &Inputs) -> Result<FoldS
     let val_ids: HashSet<&str> = fold.val.iter().map(String::as_str).collect();
     let shard_out = inputs.output("prepare", "train.shard")?.clone();
     let shard = Arc::new(Shard::open(&cache.object_path(&shard_out.digest))?);
-    let mut s = FoldSamples { shard, train: vec![], val: vec![], val_persons: vec![], val_paths: vec![], class_counts: vec![0; NUM_CLASSES] };
+    let mut s =
+        FoldSamples { shard, train: vec![], val: vec![], val_persons: vec![], val_paths: vec![], class_counts: vec![0; NUM_CLASSES] };
     for (row, &image) in rows.train_rows.iter().enumerate() {
         let sample = labels.samples.get(image).with_context(|| format!("shard row {row} names image {image}, which has no label"))?;
         let person = &labels.train.persons[sample.person];
-        let label = SampleLabel {
-            mask: sample.mask as u8,
-            gender: sample.gender.index(),
-            age: sample.age_class,
-            years: person.age,
-        };
+        let label = SampleLabel { mask: sample.mask as u8, gender: sample.gender.index(), age: sample.age_class, years: person.age };
         let r = SampleRef::new(row, label);
         if train_ids.contains(person.id.as_str()) {
             s.class_counts[sample.class as usize] += 1;
@@ -171,7 +175,13 @@ fn work_dir(cache: &Cache, step: &Step) -> PathBuf {
     cache.root().join("work").join(step.key.hex())
 }
 
-pub fn train(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs, progress: &mut dyn FnMut(train::Progress)) -> Result<StepOutput> {
+pub fn train(
+    cache: &mut Cache,
+    plan: &Plan,
+    step: &Step,
+    inputs: &Inputs,
+    progress: &mut dyn FnMut(train::Progress),
+) -> Result<StepOutput> {
     let p = plan.pipeline_ir(step);
     let mut fs = fold_samples(cache, step, inputs)?;
     for o in &p.oversample {
@@ -233,7 +243,8 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
     let eval_ops: Vec<AugOp> = p.augment.eval.iter().map(aug_op).collect();
     let source = EvalSource::new(fs.shard.clone(), fs.val.clone(), p.train.batch as usize, eval_ops, p.train.seed)?;
     let weights = model_path(cache, inputs)?;
-    let probs = train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
+    let probs =
+        train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
     let y_true: Vec<u32> = fs.val.iter().map(|s| s.label.class() as u32).collect();
     let y_pred: Vec<u32> = probs.iter().map(|r| crate::metrics::argmax(r)).collect();
     let report = crate::metrics::report(&y_true, &y_pred);

@@ -37,7 +37,8 @@ pub fn params(p: &ir::Prepare) -> PrepareParams {
 
 /// The step that a role of `step` depends on.
 pub fn dep_step<'p>(plan: &'p Plan, step: &Step, role: &str) -> Result<&'p Step> {
-    let (_, i) = step.deps.iter().find(|(r, _)| *r == role).with_context(|| format!("internal: `{}` has no `{role}` dependency", step.name))?;
+    let (_, i) =
+        step.deps.iter().find(|(r, _)| *r == role).with_context(|| format!("internal: `{}` has no `{role}` dependency", step.name))?;
     Ok(&plan.steps[*i])
 }
 
@@ -84,11 +85,7 @@ pub fn run(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Resu
         eval_rows = eval_stats.kept;
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    let skipped = train_stats
-        .skipped
-        .iter()
-        .map(|(i, e)| (train_images[*i].0.display().to_string(), e.to_string()))
-        .collect::<Vec<_>>();
+    let skipped = train_stats.skipped.iter().map(|(i, e)| (train_images[*i].0.display().to_string(), e.to_string())).collect::<Vec<_>>();
     let rows = ShardRows { train_rows: train_stats.kept, eval_rows, skipped };
     let mut summary = format!(
         "{} train + {} eval images at {}x{}: {decoded} decoded, {reused} reused",
