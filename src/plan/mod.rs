@@ -75,6 +75,7 @@ pub fn resolve(base_dir: &Path, path: &str) -> PathBuf {
 
 struct Builder<'a> {
     cache: &'a mut Cache,
+    scans: HashMap<String, Arc<ScannedSource>>,
     /// Plan with placeholder digests for inputs that are missing (for `diff` of pipelines
     /// whose data is not on this machine) instead of failing.
     tolerate_missing: bool,
@@ -178,6 +179,93 @@ pub fn model_env(backend: ir::Backend) -> Value {
     })
 }
 
+impl Builder<'_> {
+    /// Adds the steps of one variant; returns its predict steps (one per fold).
+    fn add_variant(&mut self, v: usize, p: &Pipeline) -> Result<Vec<usize>> {
+        let base_dir = self.base_dir.clone();
+        let mut predicts = Vec::new();
+        // source
+        let source = match &p.data.source {
+            Source::Dir { root, eval } if self.tolerate_missing && !resolve(&base_dir, root).join("train").is_dir() => {
+                let root_path = resolve(&base_dir, root);
+                let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
+                let placeholder = missing_placeholder(&root_path);
+                self.add("source", params, vec![], vec![("manifest", root_path, placeholder)], None, v, None, None)
+            }
+            Source::Dir { root, eval } => {
+                let scan_key = format!("{root}\0{eval:?}");
+                let scanned = match self.scans.get(&scan_key) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = self.scan_source(root, eval)?;
+                        self.scans.insert(scan_key, s.clone());
+                        s
+                    }
+                };
+                let manifest_digest = scanned.manifest.digest();
+                let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
+                let root_path = scanned.train_dir.parent().unwrap_or(Path::new(".")).to_path_buf();
+                self.add("source", params, vec![], vec![("manifest", root_path, manifest_digest)], None, v, None, Some(scanned))
+            }
+            Source::Synthetic { .. } => {
+                let params = json!({
+                    "synthetic": to_value(&p.data.source),
+                    "generator": crate::data::synth::GENERATOR_VERSION,
+                    "on_bad_image": to_value(&p.data.on_bad_image),
+                });
+                self.add("source", params, vec![], vec![], None, v, None, None)
+            }
+        };
+        // relabel
+        let mut files = Vec::new();
+        if let Some(csv) = &p.relabel.csv {
+            let path = resolve(&base_dir, csv);
+            let d = self.file_digest(&path, "relabel file")?;
+            files.push(("relabel_csv", path, d));
+        }
+        let params = json!({ "fixes": to_value(&p.relabel.fixes), "age_bins": to_value(&p.data.age_bins) });
+        let relabel = self.add("relabel", params, vec![("source", source)], files, None, v, None, None);
+        // split
+        let split = self.add("split", to_value(&p.split), vec![("relabel", relabel)], vec![], None, v, None, None);
+        // prepare
+        let prepare = self.add("prepare", to_value(&p.prepare), vec![("source", source)], vec![], None, v, None, None);
+        // per-fold training, evaluation and prediction
+        let folds: Vec<Option<u32>> = match p.split.scheme {
+            SplitScheme::Holdout { .. } => vec![None],
+            SplitScheme::Kfold { k } => (0..k).map(Some).collect(),
+        };
+        let mut weights = Vec::new();
+        if let Some(w) = &p.model.pretrained {
+            let path = resolve(&base_dir, w);
+            let d = self.file_digest(&path, "pretrained weights")?;
+            weights.push(("pretrained", path, d));
+        }
+        for fold in folds {
+            let params = json!({
+                "fold": fold,
+                "augment": to_value(&p.augment.train),
+                "oversample": to_value(&p.oversample),
+                "model": model_params(&p.model),
+                "loss": to_value(&p.loss),
+                "train": train_params(&p.train),
+            });
+            let env = Some(model_env(p.train.backend));
+            let deps = vec![("split", split), ("relabel", relabel), ("prepare", prepare)];
+            let train = self.add("train", params, deps, weights.clone(), env.clone(), v, fold, None);
+            let params = json!({ "fold": fold, "augment": to_value(&p.augment.eval), "evaluate": to_value(&p.evaluate) });
+            let deps = vec![("train", train), ("split", split), ("relabel", relabel), ("prepare", prepare)];
+            self.add("evaluate", params, deps, vec![], env.clone(), v, fold, None);
+            if let Some(predict) = &p.predict {
+                let params = json!({ "augment": to_value(&p.augment.eval), "tta": to_value(&predict.tta) });
+                let deps = vec![("train", train), ("prepare", prepare), ("source", source)];
+                predicts.push(self.add("predict", params, deps, vec![], env, v, fold, None));
+            }
+        }
+
+        Ok(predicts)
+    }
+}
+
 /// The digest that stands for an input that is not on this machine (see `build_tolerant`).
 pub fn missing_placeholder(path: &Path) -> Digest {
     Digest::of(format!("maskflow: missing input {}", path.display()).as_bytes())
@@ -203,97 +291,66 @@ fn build_with(
     cache: &mut Cache,
     tolerate_missing: bool,
 ) -> Result<Plan> {
-    let mut b =
-        Builder { cache, tolerate_missing, base_dir: base_dir.to_path_buf(), steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
-    let mut scans: HashMap<String, Arc<ScannedSource>> = HashMap::new();
-    for (v, variant) in variants.iter().enumerate() {
-        let p = &variant.pipeline;
-        // source
-        let source = match &p.data.source {
-            Source::Dir { root, eval } if tolerate_missing && !resolve(base_dir, root).join("train").is_dir() => {
-                let root_path = resolve(base_dir, root);
-                let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
-                let placeholder = missing_placeholder(&root_path);
-                b.add("source", params, vec![], vec![("manifest", root_path, placeholder)], None, v, None, None)
+    let mut b = Builder {
+        cache,
+        scans: HashMap::new(),
+        tolerate_missing,
+        base_dir: base_dir.to_path_buf(),
+        steps: Vec::new(),
+        by_key: HashMap::new(),
+        users: Vec::new(),
+    };
+    let mut variants = variants.to_vec();
+    let mut prefixes: Vec<Option<String>> = vec![None; variants.len()];
+    let own = variants.len();
+    for v in 0..own {
+        let own_predicts = b.add_variant(v, &variants[v].pipeline.clone())?;
+        let Some(ensemble) = variants[v].pipeline.ensemble.clone() else { continue };
+        // Members are planned here, into the same graph: steps they share with this pipeline
+        // (or with each other) stay one step, and a changed member reruns alone.
+        let dir = Path::new(pipeline).parent().unwrap_or(Path::new(""));
+        // This pipeline's own predictions weigh 1; each member's (all its variants and
+        // folds) weigh its entry in `weights` (1 when none is given).
+        let mut weights = vec![1.0; own_predicts.len()];
+        let mut predicts = own_predicts;
+        for (m, member) in ensemble.members.iter().enumerate() {
+            let path = dir.join(member);
+            let loaded =
+                crate::lang::load(&path, &[]).map_err(|d| anyhow::anyhow!("ensemble member {}:\n{}", path.display(), d.render()))?;
+            let weight = ensemble.weights.get(m).copied().unwrap_or(1.0);
+            for mv in loaded.variants {
+                if mv.pipeline.ensemble.is_some() {
+                    bail!("{}: an ensemble member cannot itself be an ensemble", path.display());
+                }
+                if mv.pipeline.predict.is_none() {
+                    bail!("{}: an ensemble member needs a `predict` block", path.display());
+                }
+                let label = if mv.name.is_empty() { loaded.name.clone() } else { format!("{}[{}]", loaded.name, mv.name) };
+                variants.push(ir::Variant { name: label.clone(), assignments: mv.assignments.clone(), pipeline: mv.pipeline.clone() });
+                prefixes.push(Some(label));
+                let mi = variants.len() - 1;
+                let added = b.add_variant(mi, &mv.pipeline)?;
+                weights.extend(std::iter::repeat_n(weight, added.len()));
+                predicts.extend(added);
             }
-            Source::Dir { root, eval } => {
-                let scan_key = format!("{root}\0{eval:?}");
-                let scanned = match scans.get(&scan_key) {
-                    Some(s) => s.clone(),
-                    None => {
-                        let s = b.scan_source(root, eval)?;
-                        scans.insert(scan_key, s.clone());
-                        s
-                    }
-                };
-                let manifest_digest = scanned.manifest.digest();
-                let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
-                let root_path = scanned.train_dir.parent().unwrap_or(Path::new(".")).to_path_buf();
-                b.add("source", params, vec![], vec![("manifest", root_path, manifest_digest)], None, v, None, Some(scanned))
-            }
-            Source::Synthetic { .. } => {
-                let params = json!({
-                    "synthetic": to_value(&p.data.source),
-                    "generator": crate::data::synth::GENERATOR_VERSION,
-                    "on_bad_image": to_value(&p.data.on_bad_image),
-                });
-                b.add("source", params, vec![], vec![], None, v, None, None)
-            }
-        };
-        // relabel
-        let mut files = Vec::new();
-        if let Some(csv) = &p.relabel.csv {
-            let path = resolve(base_dir, csv);
-            let d = b.file_digest(&path, "relabel file")?;
-            files.push(("relabel_csv", path, d));
         }
-        let params = json!({ "fixes": to_value(&p.relabel.fixes), "age_bins": to_value(&p.data.age_bins) });
-        let relabel = b.add("relabel", params, vec![("source", source)], files, None, v, None, None);
-        // split
-        let split = b.add("split", to_value(&p.split), vec![("relabel", relabel)], vec![], None, v, None, None);
-        // prepare
-        let prepare = b.add("prepare", to_value(&p.prepare), vec![("source", source)], vec![], None, v, None, None);
-        // per-fold training, evaluation and prediction
-        let folds: Vec<Option<u32>> = match p.split.scheme {
-            SplitScheme::Holdout { .. } => vec![None],
-            SplitScheme::Kfold { k } => (0..k).map(Some).collect(),
-        };
-        let mut weights = Vec::new();
-        if let Some(w) = &p.model.pretrained {
-            let path = resolve(base_dir, w);
-            let d = b.file_digest(&path, "pretrained weights")?;
-            weights.push(("pretrained", path, d));
+        if predicts.is_empty() {
+            bail!("{pipeline}: the ensemble has no member predictions");
         }
-        for fold in folds {
-            let params = json!({
-                "fold": fold,
-                "augment": to_value(&p.augment.train),
-                "oversample": to_value(&p.oversample),
-                "model": model_params(&p.model),
-                "loss": to_value(&p.loss),
-                "train": train_params(&p.train),
-            });
-            let env = Some(model_env(p.train.backend));
-            let deps = vec![("split", split), ("relabel", relabel), ("prepare", prepare)];
-            let train = b.add("train", params, deps, weights.clone(), env.clone(), v, fold, None);
-            let params = json!({ "fold": fold, "augment": to_value(&p.augment.eval), "evaluate": to_value(&p.evaluate) });
-            let deps = vec![("train", train), ("split", split), ("relabel", relabel), ("prepare", prepare)];
-            b.add("evaluate", params, deps, vec![], env.clone(), v, fold, None);
-            if let Some(predict) = &p.predict {
-                let params = json!({ "augment": to_value(&p.augment.eval), "tta": to_value(&predict.tta) });
-                let deps = vec![("train", train), ("prepare", prepare), ("source", source)];
-                b.add("predict", params, deps, vec![], env, v, fold, None);
-            }
+        // Roles name members by position; they must be `'static` like every dependency role.
+        let deps: Vec<(&'static str, usize)> =
+            predicts.iter().enumerate().map(|(i, &s)| (&*Box::leak(format!("member{i:02}").into_boxed_str()), s)).collect();
+        let params = json!({ "vote": to_value(&ensemble.vote), "weights": weights });
+        b.add("ensemble", params, deps, vec![], None, v, None, None);
+    }
+    name_steps(&mut b.steps, &b.users, &variants, own);
+    // Member steps (not shared with this pipeline) are named after their member.
+    for (i, step) in b.steps.iter_mut().enumerate() {
+        if let Some(prefix) = &prefixes[b.users[i][0].0] {
+            step.name = format!("{prefix}/{}", step.name);
         }
     }
-    name_steps(&mut b.steps, &b.users, variants);
-    Ok(Plan {
-        pipeline: pipeline.to_string(),
-        name: name.to_string(),
-        base_dir: base_dir.to_path_buf(),
-        variants: variants.to_vec(),
-        steps: b.steps,
-    })
+    Ok(Plan { pipeline: pipeline.to_string(), name: name.to_string(), base_dir: base_dir.to_path_buf(), variants, steps: b.steps })
 }
 
 /// The model params, less the weights path: the weights enter by content digest (`files`).
@@ -314,7 +371,9 @@ fn train_params(t: &ir::Train) -> Value {
     v
 }
 
-fn name_steps(steps: &mut [Step], users: &[Vec<(usize, Option<u32>)>], variants: &[ir::Variant]) {
+/// `own` is the number of this pipeline's variants; later ones belong to ensemble members,
+/// whose steps are prefixed by the member's name instead.
+fn name_steps(steps: &mut [Step], users: &[Vec<(usize, Option<u32>)>], variants: &[ir::Variant], own: usize) {
     let mut per_kind: HashMap<&str, usize> = HashMap::new();
     for s in steps.iter() {
         *per_kind.entry(s.kind).or_default() += 1;
@@ -325,8 +384,8 @@ fn name_steps(steps: &mut [Step], users: &[Vec<(usize, Option<u32>)>], variants:
         }
         let (variant, fold) = users[i][0];
         let mut parts = Vec::new();
-        let shared_by_all_variants = (0..variants.len()).all(|v| users[i].iter().any(|(u, _)| *u == v));
-        if !shared_by_all_variants && !variants[variant].name.is_empty() {
+        let shared_by_all_variants = (0..own).all(|v| users[i].iter().any(|(u, _)| *u == v));
+        if variant < own && !shared_by_all_variants && !variants[variant].name.is_empty() {
             parts.push(variants[variant].name.clone());
         }
         if let Some(f) = fold {

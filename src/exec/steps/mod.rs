@@ -83,6 +83,7 @@ pub fn run_step(cache: &mut Cache, plan: &Plan, step: &Step, records: &BTreeMap<
         }
         "evaluate" => model_steps::evaluate(cache, plan, step, &inputs),
         "predict" => model_steps::predict(cache, plan, step, &inputs),
+        "ensemble" => model_steps::ensemble(cache, plan, step, &inputs),
         other => bail!("the `{other}` step is not available in this build yet"),
     }
 }

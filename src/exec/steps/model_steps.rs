@@ -336,3 +336,82 @@ fn confusion_array(rows: &[Vec<u64>]) -> [[u64; NUM_CLASSES]; NUM_CLASSES] {
     }
     m
 }
+
+/// Reads a predict step's `probabilities.csv` (`ImageID,p0,…,p17`).
+fn read_probabilities(bytes: &[u8], what: &str) -> Result<Vec<(String, [f64; NUM_CLASSES])>> {
+    let text = std::str::from_utf8(bytes).with_context(|| format!("{what}: not UTF-8"))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let mut fields = line.split(',');
+        let id = fields.next().unwrap_or_default().to_string();
+        let mut probs = [0.0; NUM_CLASSES];
+        for (c, slot) in probs.iter_mut().enumerate() {
+            let field = fields.next().with_context(|| format!("{what}:{}: missing p{c}", i + 1))?;
+            *slot = field.parse().with_context(|| format!("{what}:{}: `{field}` is not a probability", i + 1))?;
+        }
+        rows.push((id, probs));
+    }
+    Ok(rows)
+}
+
+/// Soft (weighted mean of probabilities) or hard (weighted majority of argmaxes, ties broken
+/// by the summed probabilities) voting over the members' predictions.
+pub fn ensemble(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
+    let p = plan.pipeline_ir(step);
+    let vote = p.ensemble.as_ref().map(|e| e.vote).unwrap_or(ir::Vote::Soft);
+    let weights: Vec<f64> =
+        step.key_object["params"]["weights"].as_array().map(|a| a.iter().filter_map(|w| w.as_f64()).collect()).unwrap_or_default();
+    let mut ids: Vec<String> = Vec::new();
+    let mut summed: Vec<[f64; NUM_CLASSES]> = Vec::new();
+    let mut votes: Vec<[f64; NUM_CLASSES]> = Vec::new();
+    for (m, (role, dep)) in step.deps.iter().enumerate() {
+        let what = format!("probabilities of {}", plan.steps[*dep].name);
+        let digest = inputs.output(role, "probabilities.csv")?.digest;
+        let rows = read_probabilities(&cache.read_blob(&digest)?, &what)?;
+        if m == 0 {
+            ids = rows.iter().map(|(id, _)| id.clone()).collect();
+            summed = vec![[0.0; NUM_CLASSES]; ids.len()];
+            votes = vec![[0.0; NUM_CLASSES]; ids.len()];
+        } else if rows.len() != ids.len() || rows.iter().zip(&ids).any(|((a, _), b)| a != b) {
+            bail!("{what}: the members predicted different eval images; an ensemble needs the same eval set");
+        }
+        let w = weights.get(m).copied().unwrap_or(1.0);
+        for (r, (_, probs)) in rows.iter().enumerate() {
+            let best = (0..NUM_CLASSES).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap_or(0);
+            votes[r][best] += w;
+            for c in 0..NUM_CLASSES {
+                summed[r][c] += w * probs[c];
+            }
+        }
+    }
+    let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    let mut submission = String::from("ImageID,ans\n");
+    let mut probs_csv = String::from("ImageID");
+    for c in 0..NUM_CLASSES {
+        probs_csv.push_str(&format!(",p{c}"));
+    }
+    probs_csv.push('\n');
+    for (r, id) in ids.iter().enumerate() {
+        let by = |a: usize, b: usize| match vote {
+            ir::Vote::Soft => summed[r][a].total_cmp(&summed[r][b]),
+            ir::Vote::Hard => votes[r][a].total_cmp(&votes[r][b]).then(summed[r][a].total_cmp(&summed[r][b])),
+        };
+        let ans = (0..NUM_CLASSES).max_by(|&a, &b| by(a, b)).unwrap_or(0);
+        submission.push_str(&format!("{id},{ans}\n"));
+        probs_csv.push_str(id);
+        for v in summed[r] {
+            probs_csv.push_str(&format!(",{:.6}", v / total));
+        }
+        probs_csv.push('\n');
+    }
+    let mut out = StepOutput::default();
+    out.outputs.insert("submission.csv".into(), cache.put_bytes(submission.as_bytes())?);
+    out.outputs.insert("probabilities.csv".into(), cache.put_bytes(probs_csv.as_bytes())?);
+    out.summary = Some(format!(
+        "{} vote over {} members, {} eval images",
+        if vote == ir::Vote::Soft { "soft" } else { "hard" },
+        step.deps.len(),
+        ids.len()
+    ));
+    Ok(out)
+}
