@@ -20,40 +20,26 @@ impl Ran {
     /// Asserts success and returns stdout.
     #[track_caller]
     pub fn ok(&self) -> &str {
-        assert_eq!(
-            self.status, 0,
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.status, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         &self.stdout
     }
 
     #[track_caller]
     pub fn fails(&self) -> &str {
-        assert_ne!(
-            self.status, 0,
-            "expected failure\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_ne!(self.status, 0, "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         assert!(self.status != 101, "the binary panicked:\n{}", self.stderr);
         &self.stderr
     }
 
     /// Stdout lines, with the trailing summary line (which carries timings) removed.
     pub fn step_lines(&self) -> Vec<String> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.contains(" steps: "))
-            .map(str::to_string)
-            .collect()
+        self.stdout.lines().filter(|l| !l.contains(" steps: ")).map(str::to_string).collect()
     }
 }
 
 impl Space {
     pub fn new() -> Space {
-        Space {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Space { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -95,21 +81,7 @@ impl Space {
 
 /// Writes a small synthetic dataset in the competition layout under `dir` (via `maskflow synth`).
 pub fn synth(space: &Space, out: &str, persons: u32, eval_persons: u32) {
-    space
-        .run(&[
-            "synth",
-            "--persons",
-            &persons.to_string(),
-            "--eval-persons",
-            &eval_persons.to_string(),
-            "--seed",
-            "1",
-            "--size",
-            "48x64",
-            "--out",
-            out,
-        ])
-        .ok();
+    space.run(&["synth", "--persons", &persons.to_string(), "--eval-persons", &eval_persons.to_string(), "--seed", "1", "--size", "48x64", "--out", out]).ok();
 }
 
 pub fn exists(p: &Path) -> bool {
