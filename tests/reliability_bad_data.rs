@@ -29,7 +29,22 @@ train { epochs = 1; batch = 8 }
 fn first_error_line(run: &Ran) -> String {
     let stderr = run.fails();
     assert_eq!(run.status, 1, "{stderr}");
-    stderr.lines().next().unwrap_or_default().to_string()
+    let first = stderr.lines().next().unwrap_or_default().to_string();
+    table_row(
+        "bad_data",
+        &[
+            &run.status.to_string(),
+            &format!("`` {} ``", first.replace('|', "\\|")),
+        ],
+    );
+    first
+}
+
+/// Prints one row for the table in docs/reliability.md (collected by scripts/reliability.sh).
+fn table_row(table: &str, cells: &[&str]) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    // A leading newline: libtest may have printed "test <name> ... " on the current line.
+    println!("\n@row {table} | {test} | {} |", cells.join(" | "));
 }
 
 /// The first image of the first person folder, relative to the space.

@@ -43,7 +43,31 @@ fn run_all_at_once(s: &Space, pipelines: &[&str], until: &str) -> String {
         );
         all.push_str(&stdout);
     }
+    let counts: Vec<String> = ["source", "relabel", "split", "prepare"]
+        .iter()
+        .filter(|step| all.contains(&format!(" {step}")))
+        .map(|step| format!("{step} ×{}", runs_of(&all, step)))
+        .collect();
+    table_row(
+        "concurrency",
+        &[
+            &format!(
+                "{} × `run --until {until}` ({})",
+                pipelines.len(),
+                pipelines.join(", ")
+            ),
+            "all exit 0",
+            &counts.join(", "),
+        ],
+    );
     all
+}
+
+/// Prints one row for the table in docs/reliability.md (collected by scripts/reliability.sh).
+fn table_row(table: &str, cells: &[&str]) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    // A leading newline: libtest may have printed "test <name> ... " on the current line.
+    println!("\n@row {table} | {test} | {} |", cells.join(" | "));
 }
 
 fn runs_of(out: &str, step: &str) -> usize {

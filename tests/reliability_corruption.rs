@@ -74,6 +74,10 @@ fn verify_fails_naming(s: &Space, path: &str) -> String {
         .lines()
         .find(|l| l.contains(path))
         .unwrap_or_else(|| panic!("verify does not name {path}:\n{}", verify.stdout));
+    table_row(
+        "corruption_verify",
+        &[&verify.status.to_string(), &format!("`` {line} ``")],
+    );
     line.to_string()
 }
 
@@ -97,7 +101,18 @@ fn rerun_recomputes(s: &Space, step: &str, path: &str) -> String {
     assert_eq!(s.run(&["cache", "verify"]).ok().trim(), "cache ok");
     let again = run_data_steps(s);
     assert!(again.iter().all(|l| l.starts_with("hit ")), "{again:#?}");
+    table_row(
+        "corruption_rerun",
+        &[&format!("`` {} ``", ran[0]), "cache ok", "all hits"],
+    );
     ran[0].clone()
+}
+
+/// Prints one row for the table in docs/reliability.md (collected by scripts/reliability.sh).
+fn table_row(table: &str, cells: &[&str]) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    // A leading newline: libtest may have printed "test <name> ... " on the current line.
+    println!("\n@row {table} | {test} | {} |", cells.join(" | "));
 }
 
 #[test]

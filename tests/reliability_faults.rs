@@ -91,7 +91,22 @@ fn fill_the_disk_at_every_write(until: &str) -> usize {
         );
         failed += 1;
     }
+    table_row(
+        "faults",
+        &[
+            &format!("`run --until {until}`"),
+            &failed.to_string(),
+            "all exit 1 naming the path and ENOSPC; cache ok; rerun equal",
+        ],
+    );
     failed
+}
+
+/// Prints one row for the table in docs/reliability.md (collected by scripts/reliability.sh).
+fn table_row(table: &str, cells: &[&str]) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    // A leading newline: libtest may have printed "test <name> ... " on the current line.
+    println!("\n@row {table} | {test} | {} |", cells.join(" | "));
 }
 
 #[test]
@@ -141,6 +156,7 @@ fn a_real_full_tmpfs_fails_cleanly() {
         .is_ok_and(|st| st.success());
     if !mounted {
         eprintln!("skipped: cannot mount a tmpfs here");
+        table_row("faults", &["tmpfs of 256 KiB", "-", "skipped: mount refused"]);
         return;
     }
     struct Unmount(std::path::PathBuf);
@@ -158,4 +174,5 @@ fn a_real_full_tmpfs_fails_cleanly() {
         s.run(&["--cache", "small", "cache", "verify"]).ok().trim(),
         "cache ok"
     );
+    table_row("faults", &["real tmpfs of 256 KiB as the cache", "-", &format!("exit {}; `` {} ``; cache ok", run.status, stderr.lines().next().unwrap_or_default())]);
 }
