@@ -44,13 +44,14 @@ KINDS=(source relabel split prepare train evaluate predict)
 
 # A seeded splitmix64, so the kill moments depend on SEED only.
 RNG_STATE=$SEED
-rand_unit() { # prints a float in [0, 1)
-    RNG_STATE=$(python3 -c "
+rand_unit() { # sets RAND_U to a float in [0, 1) and advances the state (no subshell)
+    local out
+    out=$(python3 -c "
 s=($RNG_STATE + 0x9E3779B97F4A7C15) & (2**64-1)
 z=s; z=((z ^ (z>>30)) * 0xBF58476D1CE4E5B9) & (2**64-1); z=((z ^ (z>>27)) * 0x94D049BB133111EB) & (2**64-1); z ^= z>>31
 print(s, z / 2**64)")
-    echo "${RNG_STATE#* }"
-    RNG_STATE=${RNG_STATE%% *}
+    RNG_STATE=${out%% *}
+    RAND_U=${out#* }
 }
 
 # Final outputs of a finished run in directory $1: digests of submission.csv and
@@ -83,11 +84,13 @@ kill_trials() {
     echo "|---|---|---|---|---|---|---|---|"
     local i kind dur u at dir pid interrupted verify rerun trainline same got
     local ok_count=0
+    HIT=""
     for ((i = 0; i < TRIALS; i++)); do
         local j=$((i % ${#KINDS[@]}))
         kind=${KINDS[$j]}
         read -r _ dur <<< "$(grep "^$kind " <<< "$durations")"
-        u=$(rand_unit)
+        rand_unit
+        u=$RAND_U
         at=$(echo "$dur * $u" | bc -l)
         dir=$work/t$i
         mkdir -p "$dir" && printf '%s' "$PIPE" > "$dir/p.mf"
@@ -119,7 +122,10 @@ kill_trials() {
         fi
         if [ "$verify" = ok ] && [ "$rerun" = ok ] && [ "$same" = yes ]; then ok_count=$((ok_count + 1)); else FAILED=1; fi
         printf '| %d | %s | %.2f | %s | %s | %s | %s | %s |\n' "$i" "$kind" "$at" "$interrupted" "$verify" "$rerun" "$trainline" "$same"
+        HIT+="$interrupted "
     done
+    echo
+    echo "Steps actually interrupted: $(tr ' ' '\n' <<< "$HIT" | grep -v '^$' | sort | uniq -c | awk '{printf "%s%s ×%s", (NR>1?", ":""), $2, $1}')."
     echo
     echo "$ok_count of $TRIALS trials: cache verified, rerun completed, outputs equal to the reference."
     echo

@@ -295,3 +295,17 @@ fn a_flipped_byte_in_a_tree_file_is_detected_and_recomputed() {
     rerun_recomputes(&s, "source", &rel);
     assert_eq!(std::fs::read(s.path(&rel)).unwrap(), original);
 }
+
+#[test]
+#[ignore = "known bug: a temporary file left by a killed write makes `cache verify` fail; see docs/reliability.md"]
+fn a_temporary_file_left_by_a_killed_write_does_not_fail_verify() {
+    // What `fsutil::write_atomic` leaves behind when the process is killed between creating
+    // its temporary file and renaming it (seen in the kill trials of scripts/reliability.sh).
+    let s = prepared();
+    let blob = s.path(&blob_rel(&s, "split", "split.json"));
+    let name = blob.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(blob.with_file_name(format!(".{name}.tmp-999999-7")), b"{\"partial\": ").unwrap();
+    assert_eq!(s.run(&["cache", "verify"]).ok().trim(), "cache ok");
+    let again = run_data_steps(&s);
+    assert!(again.iter().all(|l| l.starts_with("hit ")), "{again:#?}");
+}
