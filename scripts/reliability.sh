@@ -18,7 +18,8 @@
 #        and prints their outcome.
 #
 # Environment: MASKFLOW (the binary; default $CARGO_TARGET_DIR/release/maskflow, built if
-# missing), TRIALS, SEED (default 1). Exit status: non-zero if any trial or test failed.
+# missing), TRIALS, SEED (default 1), MUTATIONS (if set, also the long mutation-fuzz run with
+# that many executions; 10^6 take about 6 minutes on 2 cores). Exit status: non-zero if any trial or test failed.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -155,7 +156,7 @@ test_tables() {
     echo
     echo "| test target | result | known bugs (ignored tests, run with --ignored) |"
     echo "|---|---|---|"
-    for t in reliability_corruption reliability_concurrency reliability_faults reliability_bad_data; do
+    for t in reliability_corruption reliability_concurrency reliability_faults reliability_bad_data reliability_keys reliability_mutate; do
         run_tests "$t"
         [[ $RESULT == ok* ]] || FAILED=1
         local main=$RESULT
@@ -192,6 +193,16 @@ test_tables() {
     echo "| test | exit | first line of the message |"
     echo "|---|---|---|"
     rows_of bad_data
+    echo
+    if [ -n "${MUTATIONS:-}" ]; then
+        run_tests reliability_mutate --ignored many_mutated
+        [[ $RESULT == ok* ]] || FAILED=1
+    fi
+    echo "### Mutation fuzzing of the front end (\`tests/reliability_mutate.rs\`; long run with MUTATIONS=N)"
+    echo
+    echo "| test | inputs | executions | outcome |"
+    echo "|---|---|---|---|"
+    rows_of fuzz
     echo
 }
 

@@ -304,7 +304,11 @@ fn a_temporary_file_left_by_a_killed_write_does_not_fail_verify() {
     let s = prepared();
     let blob = s.path(&blob_rel(&s, "split", "split.json"));
     let name = blob.file_name().unwrap().to_string_lossy().into_owned();
-    std::fs::write(blob.with_file_name(format!(".{name}.tmp-999999-7")), b"{\"partial\": ").unwrap();
+    std::fs::write(
+        blob.with_file_name(format!(".{name}.tmp-999999-7")),
+        b"{\"partial\": ",
+    )
+    .unwrap();
     assert_eq!(s.run(&["cache", "verify"]).ok().trim(), "cache ok");
     let again = run_data_steps(&s);
     assert!(again.iter().all(|l| l.starts_with("hit ")), "{again:#?}");

@@ -20,7 +20,10 @@ fn ordinary_floats_survive_a_json_round_trip() {
 #[ignore = "known bug: serde_json parses some floats to a neighbouring f64 unless its `float_roundtrip` feature is on; see docs/reliability.md"]
 fn every_float_survives_a_json_round_trip() {
     // Values a pipeline may state (eps = 1e-30 broke a real run) and a sweep of others.
-    let mut bad: Vec<f64> = [1e-30, 3e38].into_iter().filter(|v| !survives_json(serde_json::json!({ "v": v }))).collect();
+    let mut bad: Vec<f64> = [1e-30, 3e38]
+        .into_iter()
+        .filter(|v| !survives_json(serde_json::json!({ "v": v })))
+        .collect();
     let mut x = 1e-40f64;
     while x < 1e40 {
         for m in [1.0, 1.5, 2.2, 3.3, 7.7] {
@@ -30,5 +33,10 @@ fn every_float_survives_a_json_round_trip() {
         }
         x *= 10.0;
     }
-    assert!(bad.is_empty(), "{} values change their key: {:?}", bad.len(), &bad[..bad.len().min(8)]);
+    assert!(
+        bad.is_empty(),
+        "{} values change their key: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(8)]
+    );
 }
