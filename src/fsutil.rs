@@ -2,6 +2,13 @@
 //!
 //! Every write goes to a temporary file in the destination's directory, is fsynced, then
 //! renamed over the destination, and the directory is fsynced so the rename survives a crash.
+//!
+//! Fault injection (tests only; see `docs/reliability.md`): with
+//! `MASKFLOW_FAULT_WRITE_FAILS_AFTER=N` in the environment, the first N atomic writes or moves
+//! of this process succeed and every later one fails as a full disk would (`ENOSPC`), after
+//! leaving a partly written temporary file behind for the cleanup path to remove. This is how
+//! the "full disk leaves the cache consistent" promise is tested where no small filesystem
+//! can be mounted.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -9,6 +16,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The environment variable of the write-failure seam.
+pub const FAULT_WRITE_FAILS_AFTER: &str = "MASKFLOW_FAULT_WRITE_FAILS_AFTER";
+
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one atomic write; fails it when the injection seam says the disk is now full.
+fn injected_fault() -> io::Result<()> {
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let limit = *LIMIT.get_or_init(|| std::env::var(FAULT_WRITE_FAILS_AFTER).ok().and_then(|v| v.trim().parse().ok()));
+    let Some(limit) = limit else { return Ok(()) };
+    if WRITES.fetch_add(1, Ordering::Relaxed) >= limit {
+        return Err(io::Error::from_raw_os_error(ENOSPC));
+    }
+    Ok(())
+}
+
+/// `ENOSPC` on Linux and the BSDs; its text is "No space left on device".
+const ENOSPC: i32 = 28;
 
 /// A temporary path next to `dest`, unique to this process and call.
 pub fn temp_path_for(dest: &Path) -> PathBuf {
@@ -25,6 +51,11 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path_for(dest);
     let result = (|| {
         let mut file = File::create(&tmp)?;
+        if let Err(e) = injected_fault() {
+            // A full disk typically takes part of the data before refusing the rest.
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(e);
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -42,6 +73,7 @@ pub fn rename_into_place(tmp: &Path, dest: &Path) -> io::Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
+    injected_fault()?;
     fs::rename(tmp, dest)?;
     sync_dir(dest.parent().unwrap_or(Path::new(".")))
 }
