@@ -25,10 +25,12 @@ pub fn run(cache_dir: &Path) -> Result<i32> {
 
 /// Every problem found, one line each, naming the path.
 pub fn verify(cache: &Cache) -> Vec<String> {
+    // `.name.tmp-…` files are leftovers of writes killed before their rename: never part
+    // of the cache (nothing refers to them) and removed by `gc`.
     let objects: Vec<PathBuf> = walkdir::WalkDir::new(cache.root().join("objects"))
         .into_iter()
         .flatten()
-        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.file_type().is_file() && !is_temp_leftover(e.file_name()))
         .map(|e| e.into_path())
         .collect();
     let mut problems: Vec<String> = objects
@@ -89,4 +91,9 @@ fn verify_tree(cache: &Cache, manifest_digest: &Digest) -> Vec<String> {
             }
         })
         .collect()
+}
+
+fn is_temp_leftover(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') && name.contains(".tmp-")
 }

@@ -35,12 +35,7 @@ fn run_all_at_once(s: &Space, pipelines: &[&str], until: &str) -> String {
     for (p, child) in pipelines.iter().zip(children) {
         let out = child.wait_with_output().expect("wait");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "run of {p} failed ({:?}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "run of {p} failed ({:?}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
         all.push_str(&stdout);
     }
     let counts: Vec<String> = ["source", "relabel", "split", "prepare"]
@@ -50,15 +45,7 @@ fn run_all_at_once(s: &Space, pipelines: &[&str], until: &str) -> String {
         .collect();
     table_row(
         "concurrency",
-        &[
-            &format!(
-                "{} × `run --until {until}` ({})",
-                pipelines.len(),
-                pipelines.join(", ")
-            ),
-            "all exit 0",
-            &counts.join(", "),
-        ],
+        &[&format!("{} × `run --until {until}` ({})", pipelines.len(), pipelines.join(", ")), "all exit 0", &counts.join(", ")],
     );
     all
 }
@@ -71,9 +58,7 @@ fn table_row(table: &str, cells: &[&str]) {
 }
 
 fn runs_of(out: &str, step: &str) -> usize {
-    out.lines()
-        .filter(|l| l.starts_with(&format!("run {step}:")))
-        .count()
+    out.lines().filter(|l| l.starts_with(&format!("run {step}:"))).count()
 }
 
 #[test]
@@ -82,25 +67,13 @@ fn four_concurrent_runs_of_one_pipeline_compute_each_step_once() {
     s.write("p.mf", TINY);
     let out = run_all_at_once(&s, &["p.mf"; 4], "split");
     for step in ["source", "relabel", "split"] {
-        assert_eq!(
-            runs_of(&out, step),
-            1,
-            "{step} computed {} times:\n{out}",
-            runs_of(&out, step)
-        );
-        let reused = out
-            .lines()
-            .filter(|l| l.starts_with(&format!("hit {step}")))
-            .count();
+        assert_eq!(runs_of(&out, step), 1, "{step} computed {} times:\n{out}", runs_of(&out, step));
+        let reused = out.lines().filter(|l| l.starts_with(&format!("hit {step}"))).count();
         assert_eq!(reused, 3, "{out}");
     }
     assert_eq!(s.run(&["cache", "verify"]).ok().trim(), "cache ok");
     // Four saved runs, none lost to a name race.
-    let saved = std::fs::read_dir(s.path("saved/p"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name() != "latest")
-        .count();
+    let saved = std::fs::read_dir(s.path("saved/p")).unwrap().flatten().filter(|e| e.file_name() != "latest").count();
     assert_eq!(saved, 4);
 }
 
@@ -118,11 +91,7 @@ fn two_pipelines_times_two_runs_share_what_they_have_in_common() {
     // Afterwards each pipeline is all hits.
     for p in ["p.mf", "q.mf"] {
         let again = s.run(&["run", p, "--until", "split"]);
-        assert!(
-            again.step_lines().iter().all(|l| l.starts_with("hit ")),
-            "{}",
-            again.stdout
-        );
+        assert!(again.step_lines().iter().all(|l| l.starts_with("hit ")), "{}", again.stdout);
     }
 }
 
@@ -131,10 +100,7 @@ fn two_pipelines_differing_in_prepare_share_the_source() {
     // Prepare writes shards (files moved into the store) rather than JSON blobs.
     let s = Space::new();
     s.write("p.mf", TINY);
-    s.write(
-        "q.mf",
-        &TINY.replace("prepare { size = 24x32 }", "prepare { size = 12x16 }"),
-    );
+    s.write("q.mf", &TINY.replace("prepare { size = 24x32 }", "prepare { size = 12x16 }"));
     let out = run_all_at_once(&s, &["p.mf", "q.mf", "p.mf", "q.mf"], "prepare");
     assert_eq!(runs_of(&out, "source"), 1, "{out}");
     assert_eq!(runs_of(&out, "prepare"), 2, "{out}");

@@ -19,32 +19,20 @@ train { epochs = 1; batch = 8 }
 const ENOSPC: &str = "No space left on device (os error 28)";
 
 fn run_failing_after(s: &Space, until: &str, n: usize) -> Ran {
-    s.run_env(
-        &["run", "p.mf", "--until", until],
-        &[("MASKFLOW_FAULT_WRITE_FAILS_AFTER", &n.to_string())],
-    )
+    s.run_env(&["run", "p.mf", "--until", until], &[("MASKFLOW_FAULT_WRITE_FAILS_AFTER", &n.to_string())])
 }
 
 /// What a successful run leaves in the cache: every record's name and outputs (digests).
 fn results(s: &Space) -> Vec<(String, serde_json::Value)> {
-    let mut records: Vec<(String, serde_json::Value)> =
-        walkdir::WalkDir::new(s.path("cache/records"))
-            .into_iter()
-            .flatten()
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                let record: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-                (
-                    e.path()
-                        .strip_prefix(s.dir.path())
-                        .unwrap()
-                        .display()
-                        .to_string(),
-                    record["outputs"].clone(),
-                )
-            })
-            .collect();
+    let mut records: Vec<(String, serde_json::Value)> = walkdir::WalkDir::new(s.path("cache/records"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let record: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            (e.path().strip_prefix(s.dir.path()).unwrap().display().to_string(), record["outputs"].clone())
+        })
+        .collect();
     records.sort_by(|a, b| a.0.cmp(&b.0));
     records
 }
@@ -67,37 +55,22 @@ fn fill_the_disk_at_every_write(until: &str) -> usize {
         let stderr = run.fails();
         let first = stderr.lines().next().unwrap_or_default();
         assert!(first.starts_with("error: "), "write {n}: {stderr}");
-        assert!(
-            stderr.contains(ENOSPC),
-            "write {n}: the cause is not named:\n{stderr}"
-        );
+        assert!(stderr.contains(ENOSPC), "write {n}: the cause is not named:\n{stderr}");
         // The message names the file that could not be written.
         assert!(
             stderr.contains("cache/") || stderr.contains("p.mf.lock") || stderr.contains("saved/"),
             "write {n}: no path named:\n{stderr}"
         );
         let verify = s.run(&["cache", "verify"]);
-        assert_eq!(
-            verify.ok().trim(),
-            "cache ok",
-            "write {n}: the failed run left a broken cache"
-        );
+        assert_eq!(verify.ok().trim(), "cache ok", "write {n}: the failed run left a broken cache");
         s.run(&["run", "p.mf", "--until", until]).ok();
         assert_eq!(s.run(&["cache", "verify"]).ok().trim(), "cache ok");
-        assert_eq!(
-            results(&s),
-            expected,
-            "write {n}: the rerun differs from an uninterrupted run"
-        );
+        assert_eq!(results(&s), expected, "write {n}: the rerun differs from an uninterrupted run");
         failed += 1;
     }
     table_row(
         "faults",
-        &[
-            &format!("`run --until {until}`"),
-            &failed.to_string(),
-            "all exit 1 naming the path and ENOSPC; cache ok; rerun equal",
-        ],
+        &[&format!("`run --until {until}`"), &failed.to_string(), "all exit 1 naming the path and ENOSPC; cache ok; rerun equal"],
     );
     failed
 }
@@ -124,7 +97,6 @@ fn a_disk_that_fills_at_any_write_up_to_prepare_fails_cleanly() {
 }
 
 #[test]
-#[ignore = "known bug: exec::run returns the refs-update error instead of the step's error; see docs/reliability.md"]
 fn the_first_failed_write_names_its_path() {
     // The first write of a fresh run is the synthetic dataset's manifest blob.
     let s = Space::new();
@@ -132,11 +104,7 @@ fn the_first_failed_write_names_its_path() {
     let run = run_failing_after(&s, "split", 0);
     let first = run.fails().lines().next().unwrap_or_default().to_string();
     assert!(first.starts_with("error: step `source` failed"), "{first}");
-    assert!(
-        run.stderr.contains("cache: cache/objects/"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cache: cache/objects/"), "{}", run.stderr);
     assert!(run.stderr.contains(ENOSPC), "{}", run.stderr);
 }
 
@@ -170,9 +138,13 @@ fn a_real_full_tmpfs_fails_cleanly() {
     let stderr = run.fails();
     assert!(stderr.contains(ENOSPC), "{stderr}");
     assert!(stderr.contains("small/"), "{stderr}");
-    assert_eq!(
-        s.run(&["--cache", "small", "cache", "verify"]).ok().trim(),
-        "cache ok"
+    assert_eq!(s.run(&["--cache", "small", "cache", "verify"]).ok().trim(), "cache ok");
+    table_row(
+        "faults",
+        &[
+            "real tmpfs of 256 KiB as the cache",
+            "-",
+            &format!("exit {}; `` {} ``; cache ok", run.status, stderr.lines().next().unwrap_or_default()),
+        ],
     );
-    table_row("faults", &["real tmpfs of 256 KiB as the cache", "-", &format!("exit {}; `` {} ``; cache ok", run.status, stderr.lines().next().unwrap_or_default())]);
 }

@@ -84,10 +84,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "mf") {
-                files.push((
-                    path.file_name().unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&path).unwrap(),
-                ));
+                files.push((path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()));
             }
         }
     }
@@ -157,11 +154,8 @@ fn run(seed: u64, n: usize) -> (usize, usize, Vec<(usize, String, Vec<u8>)>) {
             Ok(true) => ok += 1,
             Ok(false) => diagnosed += 1,
             Err(e) => {
-                let message = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let message =
+                    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                 panics.push((i, message, input));
             }
         }
@@ -172,12 +166,7 @@ fn run(seed: u64, n: usize) -> (usize, usize, Vec<(usize, String, Vec<u8>)>) {
 
 /// In a thread with the main thread's stack size, as the binary would run it.
 fn run_on_big_stack(seed: u64, n: usize) -> (usize, usize, Vec<(usize, String, Vec<u8>)>) {
-    std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(move || run(seed, n))
-        .unwrap()
-        .join()
-        .unwrap()
+    std::thread::Builder::new().stack_size(8 << 20).spawn(move || run(seed, n)).unwrap().join().unwrap()
 }
 
 fn report(n: usize, (ok, diagnosed, panics): &(usize, usize, Vec<(usize, String, Vec<u8>)>)) {
@@ -186,10 +175,7 @@ fn report(n: usize, (ok, diagnosed, panics): &(usize, usize, Vec<(usize, String,
         panics.len()
     );
     for (i, message, input) in panics.iter().take(3) {
-        eprintln!(
-            "mutation {i} panicked: {message}\ninput: {:?}",
-            String::from_utf8_lossy(input)
-        );
+        eprintln!("mutation {i} panicked: {message}\ninput: {:?}", String::from_utf8_lossy(input));
     }
 }
 
@@ -198,31 +184,15 @@ fn mutated_pipelines_never_panic_the_front_end() {
     let n = 3000;
     let result = run_on_big_stack(1, n);
     report(n, &result);
-    assert!(
-        result.2.is_empty(),
-        "{} of {n} mutations panicked",
-        result.2.len()
-    );
-    assert!(
-        result.0 > 0 && result.1 > 0,
-        "the mutations should reach both outcomes: {} ok, {} diagnosed",
-        result.0,
-        result.1
-    );
+    assert!(result.2.is_empty(), "{} of {n} mutations panicked", result.2.len());
+    assert!(result.0 > 0 && result.1 > 0, "the mutations should reach both outcomes: {} ok, {} diagnosed", result.0, result.1);
 }
 
 #[test]
 #[ignore = "long: MUTATIONS=1000000 cargo test --release --test reliability_mutate -- --ignored"]
 fn many_mutated_pipelines_never_panic_the_front_end() {
-    let n: usize = std::env::var("MUTATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let n: usize = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let result = run_on_big_stack(2, n);
     report(n, &result);
-    assert!(
-        result.2.is_empty(),
-        "{} of {n} mutations panicked",
-        result.2.len()
-    );
+    assert!(result.2.is_empty(), "{} of {n} mutations panicked", result.2.len());
 }

@@ -255,6 +255,7 @@ fn fake_step_evaluation(s: &Space, pipeline: &str, step: &str, metrics: Value, p
         kind: "evaluate".into(),
         key: Digest::from_hex(explain["key"].as_str().unwrap()).unwrap(),
         key_object: explain["key_object"].clone(),
+        key_text: String::new(),
         outputs: [("val_predictions.csv".to_string(), preds)].into_iter().collect(),
         metrics: Some(metrics),
         finished: "2026-11-28T00:00:00Z".into(),

@@ -61,6 +61,10 @@ pub struct Record {
     pub key: Digest,
     /// The full key object the key was hashed from (see `plan::key`).
     pub key_object: serde_json::Value,
+    /// The exact canonical text that was hashed. Verification hashes this text, not the
+    /// re-parsed `key_object`: JSON float parsing need not round-trip every f64 bit for bit.
+    #[serde(default)]
+    pub key_text: String,
     pub outputs: BTreeMap<String, Output>,
     #[serde(default)]
     pub metrics: Option<serde_json::Value>,
@@ -176,12 +180,18 @@ impl Cache {
             .map_err(|e| CacheError::Io { path: src.to_path_buf(), message: e.to_string() })?;
         let out = self.put_bytes(manifest.to_text().as_bytes())?;
         let dest = self.tree_path(&out.digest);
+        let tree = Output { tree: true, ..out };
         if dest.exists() {
-            let _ = fs::remove_dir_all(src);
-        } else {
-            fsutil::rename_into_place(src, &dest).map_err(io_err(&dest))?;
+            // Keep an existing tree only if it is intact; a damaged one is moved aside so
+            // the fresh copy can take its place.
+            if self.check_output(&tree) == OutputState::Ok {
+                let _ = fs::remove_dir_all(src);
+                return Ok(tree);
+            }
+            self.quarantine(&dest);
         }
-        Ok(Output { tree: true, ..out })
+        fsutil::rename_into_place(src, &dest).map_err(io_err(&dest))?;
+        Ok(tree)
     }
 
     /// Reads and verifies a blob.
@@ -276,7 +286,12 @@ impl Cache {
         };
         let record: Record = serde_json::from_slice(&bytes)
             .map_err(|e| CacheError::Corrupt { path: path.clone(), reason: format!("unreadable record: {e}") })?;
-        if record.key != *key || crate::plan::key::hash_key_object(&record.key_object) != *key {
+        let rehashed = if record.key_text.is_empty() {
+            crate::plan::key::hash_key_object(&record.key_object)
+        } else {
+            Digest::of(record.key_text.as_bytes())
+        };
+        if record.key != *key || rehashed != *key {
             return Err(CacheError::Corrupt { path, reason: "record does not match its key".into() });
         }
         Ok(Some(record))

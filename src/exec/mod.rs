@@ -198,6 +198,7 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
                     kind: step.kind.to_string(),
                     key: step.key,
                     key_object: step.key_object.clone(),
+                    key_text: key::canonical_json(&step.key_object),
                     outputs: output.outputs,
                     metrics: output.metrics,
                     finished: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -238,11 +239,13 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
     }
     // Refs and stamps are bookkeeping: they are updated even when a step failed, so the
     // next explanation compares against what actually ran.
-    cache.update_refs(&plan.pipeline, &new_refs)?;
-    cache.flush()?;
+    // A failed step's error is what the user needs; a bookkeeping error (say, the disk
+    // filled up) comes second.
+    let bookkeeping = cache.update_refs(&plan.pipeline, &new_refs).and_then(|()| cache.flush());
     if let Some(e) = failure {
         return Err(e);
     }
+    bookkeeping?;
     let _ = opts.json;
     Ok(reports)
 }
