@@ -158,15 +158,16 @@ impl Num {
 
 impl fmt::Display for Num {
     /// The canonical spelling: integers plainly; floats in the shorter of Rust's shortest
-    /// round-trip decimal and exponent forms, the decimal on a tie (`0.5`, `2.0`, `0.01`,
-    /// `3e-4`, `1e-8`), so learning rates read as ML people write them.
+    /// round-trip decimal and exponent forms, the decimal on a tie and for whole numbers
+    /// (`0.5`, `2.0`, `10.0`, `0.01`, `3e-4`, `1e-8`), so learning rates read as ML people write them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Num::Int(i) => write!(f, "{i}"),
             Num::Float(x) => {
                 let decimal = format!("{x:?}");
                 let exponent = format!("{x:e}");
-                if exponent.len() < decimal.len() { f.write_str(&exponent) } else { f.write_str(&decimal) }
+                // Whole numbers stay decimal (`10.0`, not `1e1`).
+                if x.fract() != 0.0 && exponent.len() < decimal.len() { f.write_str(&exponent) } else { f.write_str(&decimal) }
             }
         }
     }
