@@ -355,6 +355,9 @@ impl Cache {
             .ok()
             .and_then(|b| serde_json::from_slice::<RefsFile>(&b).ok())
             .unwrap_or(RefsFile { pipeline: pipeline.to_string(), steps: BTreeMap::new() });
+        if steps.iter().all(|(k, v)| refs.steps.get(k) == Some(v)) {
+            return Ok(()); // nothing new: skip the write and its fsyncs (the no-op run path)
+        }
         refs.steps.extend(steps.iter().map(|(k, v)| (k.clone(), v.clone())));
         let bytes = serde_json::to_vec_pretty(&refs).expect("refs serialise");
         fsutil::write_atomic(&path, &bytes).map_err(io_err(&path))
