@@ -34,6 +34,10 @@ fn main() {
     let (synth_s, _) =
         maskflow(dir, &["synth", "--persons", &persons.to_string(), "--eval-persons", &eval.to_string(), "--seed", "7", "--out", "data"]);
     println!("synth {persons} persons + {eval} eval persons ({} images): {synth_s:.2} s", (persons + eval) * 7);
+    if eval == 0 {
+        // No eval set: leave the directory out (an empty info.csv is an error, rightly).
+        let _ = std::fs::remove_dir_all(dir.join("data/eval"));
+    }
     std::fs::write(dir.join("bench.mf"), "data { root = \"data\" }\nmodel tiny_cnn {}\n").unwrap();
     let args = ["run", "bench.mf", "--until", "split", "--json"];
     let (cold, _) = maskflow(dir, &args);
