@@ -4,15 +4,8 @@
 
 mod common;
 use common::Space;
+use common::TINY;
 use std::process::{Command, Stdio};
-
-const TINY: &str = "\
-data synthetic { persons = 30; eval_persons = 4; seed = 3; size = 48x64 }
-split by person { val = 0.2; stratify = [gender]; seed = 42 }
-prepare { size = 24x32 }
-model tiny_cnn {}
-train { epochs = 1; batch = 8 }
-";
 
 /// Starts every run at once, waits for all, asserts each succeeded; returns their stdouts joined.
 fn run_all_at_once(s: &Space, pipelines: &[&str], until: &str) -> String {

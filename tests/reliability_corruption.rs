@@ -4,15 +4,8 @@
 
 mod common;
 use common::Space;
+use common::TINY;
 use std::path::PathBuf;
-
-const TINY: &str = "\
-data synthetic { persons = 30; eval_persons = 4; seed = 3; size = 48x64 }
-split by person { val = 0.2; stratify = [gender]; seed = 42 }
-prepare { size = 24x32 }
-model tiny_cnn {}
-train { epochs = 1; batch = 8 }
-";
 
 /// Runs the pipeline up to split, then up to prepare (prepare reads only source, so the two
 /// together cover source, relabel, split and prepare); returns both runs' step lines.

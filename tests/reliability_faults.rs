@@ -6,15 +6,8 @@
 //! dirs; a tmpfs variant runs too where the test may mount one.
 
 mod common;
+use common::TINY;
 use common::{Ran, Space};
-
-const TINY: &str = "\
-data synthetic { persons = 30; eval_persons = 4; seed = 3; size = 48x64 }
-split by person { val = 0.2; stratify = [gender]; seed = 42 }
-prepare { size = 24x32 }
-model tiny_cnn {}
-train { epochs = 1; batch = 8 }
-";
 
 const ENOSPC: &str = "No space left on device (os error 28)";
 

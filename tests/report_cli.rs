@@ -3,18 +3,10 @@
 
 mod common;
 use common::Space;
+use common::TINY;
 use maskflow::cache::{Cache, RECORD_FORMAT, Record};
 use maskflow::digest::Digest;
 use serde_json::{Value, json};
-
-const TINY: &str = "\
-# a tiny pipeline for tests
-data synthetic { persons = 30; eval_persons = 4; seed = 3; size = 48x64 }
-split by person { val = 0.2; stratify = [gender]; seed = 42 }
-prepare { size = 24x32 }
-model tiny_cnn {}
-train { epochs = 1; batch = 8 }
-";
 
 fn space() -> Space {
     let s = Space::new();

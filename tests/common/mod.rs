@@ -6,6 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A tiny pipeline the CLI tests share: 30 synthetic persons at 48x64, cheap up to `prepare`.
+pub const TINY: &str = "\
+# a tiny pipeline for tests
+data synthetic { persons = 30; eval_persons = 4; seed = 3; size = 48x64 }
+split by person { val = 0.2; stratify = [gender]; seed = 42 }
+prepare { size = 24x32 }
+model tiny_cnn {}
+train { epochs = 1; batch = 8 }
+";
+
 pub struct Space {
     pub dir: tempfile::TempDir,
 }
