@@ -2,8 +2,10 @@
 //!
 //! `cargo bench --bench loader` (or, reusing the dev build's optimised dependencies,
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench loader`).
-//! Environment: `LOADER_BENCH_IMAGES` (default 500), `LOADER_BENCH_THREADS` (default 2).
-//! Prints img/s; compare with the PIL + torchvision figures in shared/peers/README.md.
+//! Environment: `LOADER_BENCH_IMAGES` (default 500), `LOADER_BENCH_THREADS` (default 2),
+//! `LOADER_BENCH_DIR` (keep the generated JPEGs there, for the peer script).
+//! Prints img/s. `scripts/loader-compare.sh` runs this bench and the PIL + torchvision peer
+//! (`scripts/peer_loader.py`) on the same files, back to back, and prints the ratios.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,8 +106,13 @@ fn main() {
     println!("loader bench: {n} JPEGs 384x512 q90, {threads} threads, load at start {}", load.trim());
 
     let dir = tempfile::tempdir().expect("tempdir");
+    let jpeg_dir = match std::env::var_os("LOADER_BENCH_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => dir.path().join("jpegs"),
+    };
+    std::fs::create_dir_all(&jpeg_dir).expect("jpeg dir");
     let t = Instant::now();
-    let files = make_jpegs(dir.path(), n);
+    let files = make_jpegs(&jpeg_dir, n);
     let total: u64 = files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     println!("  generated in {:.1}s, mean {:.0} KB/file", t.elapsed().as_secs_f64(), total as f64 / n as f64 / 1024.0);
 
@@ -119,13 +126,16 @@ fn main() {
             std::hint::black_box(decode_rgb(&bytes, path, scale).expect("decode"));
         })
     };
-    let a1 = one.install(|| best_rate(n, 3, || decode(None)));
-    let a2 = best_rate(n, 3, || decode(None));
-    println!("(a)  decode only (zune-jpeg, full size):          {a1:7.0} img/s 1 thread, {a2:7.0} img/s {threads} threads");
-    let a1q = one.install(|| best_rate(n, 3, || decode(Some((96, 128)))));
-    let a2q = best_rate(n, 3, || decode(Some((96, 128))));
-    println!("(a') decode at 1/4 DCT scale (jpeg-decoder):      {a1q:7.0} img/s 1 thread, {a2q:7.0} img/s {threads} threads");
-
+    // LOADER_BENCH_ONLY=shard skips the decode figures (for profiling the epoch-time path).
+    let only_shard = std::env::var("LOADER_BENCH_ONLY").is_ok_and(|v| v == "shard");
+    if !only_shard {
+        let a1 = one.install(|| best_rate(n, 3, || decode(None)));
+        let a2 = best_rate(n, 3, || decode(None));
+        println!("(a)  decode only (zune-jpeg, full size):          {a1:7.0} img/s 1 thread, {a2:7.0} img/s {threads} threads");
+        let a1q = one.install(|| best_rate(n, 3, || decode(Some((96, 128)))));
+        let a2q = best_rate(n, 3, || decode(Some((96, 128))));
+        println!("(a') decode at 1/4 DCT scale (jpeg-decoder):      {a1q:7.0} img/s 1 thread, {a2q:7.0} img/s {threads} threads");
+    }
     let std224 = Augmenter::new(vec![
         AugOp::Resize { width: 256, height: 341 },
         AugOp::RandomResizedCrop { width: 224, height: 224, scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0] },
@@ -137,15 +147,16 @@ fn main() {
     let small =
         Augmenter::new(vec![AugOp::Resize { width: 96, height: 128 }, AugOp::Hflip { p: 0.5 }, AugOp::Normalize { mean: MEAN, std: STD }])
             .expect("ops");
-    let b = best_rate(n, 2, || on_the_fly(&files, &std224, None));
-    let b1 = one.install(|| best_rate(n, 1, || on_the_fly(&files, &std224, None)));
-    println!("(b)  decode + std224 -> f32 batches of {BATCH}:        {b:7.0} img/s ({b1:.0} img/s 1 thread)   peer 320-340");
-    println!("(c)  std224 with reduced DCT decode: not valid (384/2 = 192 < 256 short side); same as (b)");
-    let bs = best_rate(n, 2, || on_the_fly(&files, &small, None));
-    let cs = best_rate(n, 2, || on_the_fly(&files, &small, Some((96, 128))));
-    println!("(b') decode + small 96x128 (full decode):         {bs:7.0} img/s   peer 535");
-    println!("(c') decode + small 96x128 (1/4 DCT decode):      {cs:7.0} img/s   peer 535");
-
+    let b = if only_shard { f64::NAN } else { best_rate(n, 2, || on_the_fly(&files, &std224, None)) };
+    if !only_shard {
+        let b1 = one.install(|| best_rate(n, 1, || on_the_fly(&files, &std224, None)));
+        println!("(b)  decode + std224 -> f32 batches of {BATCH}:        {b:7.0} img/s ({b1:.0} img/s 1 thread)   peer 320-340");
+        println!("(c)  std224 with reduced DCT decode: not valid (384/2 = 192 < 256 short side); same as (b)");
+        let bs = best_rate(n, 2, || on_the_fly(&files, &small, None));
+        let cs = best_rate(n, 2, || on_the_fly(&files, &small, Some((96, 128))));
+        println!("(b') decode + small 96x128 (full decode):         {bs:7.0} img/s   peer 535");
+        println!("(c') decode + small 96x128 (1/4 DCT decode):      {cs:7.0} img/s   peer 535");
+    }
     // (d) prepare once, then epoch-time batches from the shard.
     let cache = PixelCache::new(dir.path().join("pixels"));
     let labels = |i: usize| SampleLabel { mask: (i % 3) as u8, gender: (i % 2) as u8, age: (i % 3) as u8, years: 40 };

@@ -2,8 +2,11 @@
 //! images; 1,800 eval persons, 12,600 eval images), against the real `maskflow` binary.
 //!
 //! Prints: synth time, cold run, no-op rerun (median of 7), and a rerun after one image's
-//! bytes changed (with the number of files re-hashed). Run: `cargo bench --bench noop_run`.
-//! Set `NOOP_BENCH_PERSONS` / `NOOP_BENCH_EVAL` to change the size.
+//! bytes changed (with the number of files re-hashed); then the prepare step, cold and after
+//! one more image changed (issue 3: that rerun re-decodes one image and ends in <= 2 s
+//! before training). Run: `cargo bench --bench noop_run`.
+//! Set `NOOP_BENCH_PERSONS` / `NOOP_BENCH_EVAL` to change the size, `NOOP_BENCH_PREPARE` to the
+//! prepare size (`WxH`, default 96x128; `none` skips the prepare figures).
 
 use std::process::Command;
 use std::time::Instant;
@@ -38,7 +41,9 @@ fn main() {
         // No eval set: leave the directory out (an empty info.csv is an error, rightly).
         let _ = std::fs::remove_dir_all(dir.join("data/eval"));
     }
-    std::fs::write(dir.join("bench.mf"), "data { root = \"data\" }\nmodel tiny_cnn {}\n").unwrap();
+    let prepare = std::env::var("NOOP_BENCH_PREPARE").unwrap_or_else(|_| "96x128".into());
+    let prepare_block = if prepare == "none" { String::new() } else { format!("prepare {{ size = {prepare} }}\n") };
+    std::fs::write(dir.join("bench.mf"), format!("data {{ root = \"data\" }}\n{prepare_block}model tiny_cnn {{}}\n")).unwrap();
     let args = ["run", "bench.mf", "--until", "split", "--json"];
     let (cold, _) = maskflow(dir, &args);
     println!("cold run (hash every file, index, relabel, split): {:.3} s", cold);
@@ -47,17 +52,7 @@ fn main() {
     let report: serde_json::Value = serde_json::from_str(&last).unwrap();
     println!("no-op rerun, median of 7: {:.1} ms (files hashed: {})", median(warm) * 1e3, report["files_hashed"]);
     // Change one image's pixels (same size, new bytes).
-    let victim = walkdir::WalkDir::new(dir.join("data/train/images"))
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-        .find(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
-        .unwrap()
-        .into_path();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let n = bytes.len();
-    bytes[n / 2] ^= 0x55;
-    std::fs::write(&victim, &bytes).unwrap();
+    change_one_image(dir, 0);
     let (one, out) = maskflow(dir, &args);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let first = &report["steps"][0];
@@ -68,4 +63,38 @@ fn main() {
         first["status"].as_str().unwrap_or(""),
         first["reasons"]
     );
+    if prepare == "none" {
+        return;
+    }
+    let args = ["run", "bench.mf", "--until", "prepare", "--json"];
+    let (cold, out) = maskflow(dir, &args);
+    println!("prepare {prepare}, cold (decode every image): {cold:.2} s ({})", prepare_summary(&out));
+    let (noop, _) = maskflow(dir, &args);
+    println!("no-op rerun through prepare: {:.1} ms", noop * 1e3);
+    change_one_image(dir, 1);
+    let (one, out) = maskflow(dir, &args);
+    println!("rerun through prepare after one more image changed: {one:.2} s ({})", prepare_summary(&out));
+}
+
+/// The prepare step's summary line ("N train + M eval images at WxH: d decoded, r reused").
+fn prepare_summary(json: &str) -> String {
+    let report: serde_json::Value = serde_json::from_str(json).unwrap();
+    let steps = report["steps"].as_array().cloned().unwrap_or_default();
+    steps.iter().find(|s| s["kind"] == "prepare" || s["name"] == "prepare").map(|s| s["summary"].to_string()).unwrap_or_default()
+}
+
+/// Changes the pixels (same size, new bytes) of the `nth` train image in name order.
+fn change_one_image(dir: &std::path::Path, nth: usize) {
+    let victim = walkdir::WalkDir::new(dir.join("data/train/images"))
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .nth(nth)
+        .unwrap()
+        .into_path();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&victim, &bytes).unwrap();
 }

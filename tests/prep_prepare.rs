@@ -265,3 +265,29 @@ fn shard_round_trip_and_truncation() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn shard_parts_read_as_one_sequence_and_must_agree_on_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, n: u8, w: usize, first: u8| {
+        let path = dir.path().join(name);
+        let mut writer = ShardWriter::create(&path, 2, w, 3).unwrap();
+        for i in 0..n {
+            writer.push(&vec![first + i; 2 * w * 3]).unwrap();
+        }
+        writer.finish().unwrap();
+        path
+    };
+    // Parts of 3, 0 and 2 images: indices run across them, the empty part included.
+    let parts = [write("a.shard", 3, 4, 0), write("b.shard", 0, 4, 0), write("c.shard", 2, 4, 100)];
+    let shard = Shard::open_parts(&parts).unwrap();
+    assert_eq!(shard.len(), 5);
+    let firsts: Vec<u8> = (0..5).map(|i| shard.image(i)[0]).collect();
+    assert_eq!(firsts, [0, 1, 2, 100, 101]);
+    assert!(shard.image(4).iter().all(|&v| v == 101));
+
+    let odd = write("odd.shard", 1, 5, 0);
+    let err = Shard::open_parts(&[parts[0].clone(), odd]).unwrap_err().to_string();
+    assert!(err.contains("odd.shard") && err.contains("5x2x3") && err.contains("4x2x3"), "{err}");
+    assert!(Shard::open_parts(&[]).is_err());
+}

@@ -88,6 +88,7 @@ pub struct Cache {
     root: PathBuf,
     stats: StatCache,
     _shared: File,
+    recompute: bool,
 }
 
 impl Cache {
@@ -109,11 +110,21 @@ impl Cache {
         let lock_path = root.join("locks/cache.lock");
         let lock = File::options().create(true).append(true).open(&lock_path).map_err(io_err(&lock_path))?;
         if exclusive { lock.lock() } else { lock.lock_shared() }.map_err(io_err(&lock_path))?;
-        Ok(Cache { root: root.to_path_buf(), stats: StatCache::load(&root.join("statcache.bin")), _shared: lock })
+        Ok(Cache { root: root.to_path_buf(), stats: StatCache::load(&root.join("statcache.bin")), _shared: lock, recompute: false })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether steps must recompute everything, bypassing their private accelerators
+    /// (the prepare step's pixel and part memos): set by `maskflow verify`.
+    pub fn recomputing(&self) -> bool {
+        self.recompute
+    }
+
+    pub fn set_recomputing(&mut self, on: bool) {
+        self.recompute = on;
     }
 
     pub fn stats(&mut self) -> &mut StatCache {

@@ -1,4 +1,6 @@
-//! The uint8 shard: every prepared image of a split in one file, read through a memory map.
+//! The uint8 shard: the prepared images of a split in one file or in a few part files (the
+//! prepare step writes parts of a fixed number of source images, so that a one-image change
+//! rewrites one part), read through memory maps as one sequence.
 //!
 //! Constraint kept here: a shard on disk is either complete and valid or absent. Writers go
 //! through a temporary file in the same directory, `fsync`, then `rename`; readers validate
@@ -80,42 +82,74 @@ impl ShardShape {
     }
 }
 
-/// A read-only, memory-mapped shard.
-pub struct Shard {
+/// One memory-mapped shard file.
+struct Part {
     path: PathBuf,
-    shape: ShardShape,
     map: Mmap,
+}
+
+/// A read-only, memory-mapped shard: one or more part files of the same image shape, seen
+/// as one sequence of images.
+pub struct Shard {
+    shape: ShardShape,
+    parts: Vec<Part>,
+    /// `starts[k]` = index of part k's first image.
+    starts: Vec<usize>,
 }
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").field("path", &self.path).field("shape", &self.shape).finish()
+        f.debug_struct("Shard").field("path", &self.path()).field("parts", &self.parts.len()).field("shape", &self.shape).finish()
     }
 }
 
 impl Shard {
     /// Opens and validates a shard (magic, version, shape, exact length).
     pub fn open(path: &Path) -> Result<Shard, ShardError> {
-        let io_err = |source| ShardError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io_err)?;
-        let found = file.metadata().map_err(io_err)?.len();
-        if found < HEADER_LEN as u64 {
-            return Err(ShardError::Length { path: path.to_path_buf(), expected: HEADER_LEN as u64, found });
-        }
-        // SAFETY: the file is opened read-only and shards are only ever replaced by rename,
-        // never modified in place, so the mapped bytes do not change under us.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
-        let shape = parse_header(path, &map[..HEADER_LEN])?;
-        let expected =
-            shape.file_len().ok_or_else(|| ShardError::BadHeader { path: path.to_path_buf(), reason: "size overflows".into() })?;
-        if expected != found {
-            return Err(ShardError::Length { path: path.to_path_buf(), expected, found });
-        }
-        Ok(Shard { path: path.to_path_buf(), shape, map })
+        Shard::open_parts(std::slice::from_ref(&path.to_path_buf()))
     }
 
+    /// Opens the part files of one shard, in order. Every part is validated like a whole
+    /// shard, and all must hold images of the same shape.
+    pub fn open_parts(paths: &[PathBuf]) -> Result<Shard, ShardError> {
+        let Some(first) = paths.first() else {
+            return Err(ShardError::BadHeader { path: PathBuf::new(), reason: "a shard needs at least one part".into() });
+        };
+        let mut parts = Vec::with_capacity(paths.len());
+        let mut starts = Vec::with_capacity(paths.len());
+        let mut shape: Option<ShardShape> = None;
+        let mut n = 0usize;
+        for path in paths {
+            let (part_shape, map) = open_part(path)?;
+            if let Some(s) = shape
+                && (s.height, s.width, s.channels) != (part_shape.height, part_shape.width, part_shape.channels)
+            {
+                return Err(ShardError::BadHeader {
+                    path: path.clone(),
+                    reason: format!(
+                        "holds {}x{}x{} images, the shard's first part {} holds {}x{}x{}",
+                        part_shape.width,
+                        part_shape.height,
+                        part_shape.channels,
+                        first.display(),
+                        s.width,
+                        s.height,
+                        s.channels
+                    ),
+                });
+            }
+            shape = Some(part_shape);
+            starts.push(n);
+            n += part_shape.n;
+            parts.push(Part { path: path.clone(), map });
+        }
+        let shape = ShardShape { n, ..shape.expect("at least one part") };
+        Ok(Shard { shape, parts, starts })
+    }
+
+    /// The first part's path (the whole shard's, for a one-file shard).
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.parts[0].path
     }
     pub fn shape(&self) -> ShardShape {
         self.shape
@@ -139,10 +173,32 @@ impl Shard {
     /// The HWC pixels of image `i`. Panics when `i >= len()` (a caller bug, like slice indexing).
     pub fn image(&self, i: usize) -> &[u8] {
         assert!(i < self.shape.n, "shard image {i} out of range (n = {})", self.shape.n);
+        // The last part starting at or before `i` holds it: an empty part shares its start
+        // with the next part, so it is never the last one at or before a valid index.
+        let k = self.starts.partition_point(|&s| s <= i) - 1;
         let len = self.shape.image_len();
-        let start = HEADER_LEN + i * len;
-        &self.map[start..start + len]
+        let start = HEADER_LEN + (i - self.starts[k]) * len;
+        &self.parts[k].map[start..start + len]
     }
+}
+
+/// Maps one shard file and validates its header and exact length.
+fn open_part(path: &Path) -> Result<(ShardShape, Mmap), ShardError> {
+    let io_err = |source| ShardError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let found = file.metadata().map_err(io_err)?.len();
+    if found < HEADER_LEN as u64 {
+        return Err(ShardError::Length { path: path.to_path_buf(), expected: HEADER_LEN as u64, found });
+    }
+    // SAFETY: the file is opened read-only and shards are only ever replaced by rename,
+    // never modified in place, so the mapped bytes do not change under us.
+    let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+    let shape = parse_header(path, &map[..HEADER_LEN])?;
+    let expected = shape.file_len().ok_or_else(|| ShardError::BadHeader { path: path.to_path_buf(), reason: "size overflows".into() })?;
+    if expected != found {
+        return Err(ShardError::Length { path: path.to_path_buf(), expected, found });
+    }
+    Ok((shape, map))
 }
 
 fn parse_header(path: &Path, h: &[u8]) -> Result<ShardShape, ShardError> {

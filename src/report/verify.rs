@@ -125,7 +125,10 @@ pub fn verify(cache: &mut Cache, plan: &Plan, only: &[String]) -> Result<Vec<Ste
             continue;
         }
         let inputs: BTreeMap<&'static str, &Record> = deps.iter().map(|(k, r)| (*k, r)).collect();
-        match steps::run_step(cache, plan, step, &inputs) {
+        cache.set_recomputing(true);
+        let recomputed = steps::run_step(cache, plan, step, &inputs);
+        cache.set_recomputing(false);
+        match recomputed {
             Ok(output) => {
                 let names: std::collections::BTreeSet<&String> = record.outputs.keys().chain(output.outputs.keys()).collect();
                 for name in names {

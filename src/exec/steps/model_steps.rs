@@ -146,8 +146,7 @@ fn fold_samples(cache: &mut Cache, step: &Step, inputs: &Inputs) -> Result<FoldS
     let fold = split.folds.get(fold).with_context(|| format!("the split has no fold {fold}"))?;
     let train_ids: HashSet<&str> = fold.train.iter().map(String::as_str).collect();
     let val_ids: HashSet<&str> = fold.val.iter().map(String::as_str).collect();
-    let shard_out = inputs.output("prepare", "train.shard")?.clone();
-    let shard = Arc::new(Shard::open(&cache.object_path(&shard_out.digest))?);
+    let shard = Arc::new(super::prepare::open_shard(cache, inputs, "train")?);
     let mut s =
         FoldSamples { shard, train: vec![], val: vec![], val_persons: vec![], val_paths: vec![], class_counts: vec![0; NUM_CLASSES] };
     for (row, &image) in rows.train_rows.iter().enumerate() {
@@ -289,8 +288,7 @@ pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
         bail!("predict needs an eval set (eval/info.csv and eval/images/) next to the train data");
     };
     let rows: ShardRows = inputs.json(cache, "prepare", "rows.json")?;
-    let shard_out = inputs.output("prepare", "eval.shard")?.clone();
-    let shard = Arc::new(Shard::open(&cache.object_path(&shard_out.digest))?);
+    let shard = Arc::new(super::prepare::open_shard(cache, inputs, "eval")?);
     // Eval images carry no labels: any valid label will do for the loader.
     let dummy = SampleLabel { mask: 0, gender: 0, age: 0, years: 0 };
     let samples: Vec<SampleRef> = (0..rows.eval_rows.len()).map(|r| SampleRef::new(r, dummy)).collect();

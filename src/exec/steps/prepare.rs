@@ -1,10 +1,21 @@
 //! The prepare step: decode and resize every train and eval image once into uint8 shards.
-//! Per-image results are cached in `cache/pixels/` by (image digest, prepare params), so a
-//! change to one image re-decodes only that image.
+//!
+//! Two levels of reuse keep a one-image change cheap:
+//! - per image: prepared pixels are cached in `cache/pixels/` by (image digest, prepare
+//!   params), so only the changed image is decoded;
+//! - per part: each shard is written as parts of [`prepare::IMAGES_PER_PART`] source images
+//!   (outputs `train.shard.0000`, `train.shard.0001`, ...). A part's recipe (params plus its
+//!   images' digests) maps to the object that holds it (`cache/pixels/parts/<recipe>`), so
+//!   only the part with the changed image is rewritten and re-hashed.
+//!
+//! Both are accelerators, never the source of truth: a memo naming a missing or damaged
+//! object is ignored, `maskflow gc` may drop them, and `maskflow verify` bypasses both.
 
 use super::data_steps::{SourceIndex, dataset_dirs};
 use super::{Inputs, StepOutput, put_json};
-use crate::cache::Cache;
+use crate::cache::{Cache, Output, OutputState};
+use crate::data::shard::Shard;
+use crate::digest::Digest;
 use crate::cache::manifest::Manifest;
 use crate::data::prepare::{self, Crop, OnBadImage, PixelCache, PrepareParams};
 use crate::ir;
@@ -63,23 +74,23 @@ pub fn run(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Resu
         _ => Vec::new(),
     };
     let params = params(&ir.prepare);
-    let pixels = PixelCache::new(cache.root().join("pixels"));
     let tmp = cache.temp_dir("prepare")?;
+    // `maskflow verify` recomputes: a throwaway pixel cache and no part reuse.
+    let recompute = cache.recomputing();
+    let pixels = PixelCache::new(if recompute { tmp.join("pixels") } else { cache.root().join("pixels") });
     let on_bad = match ir.data.on_bad_image {
         ir::BadImagePolicy::Error => OnBadImage::Fail,
         ir::BadImagePolicy::Skip => OnBadImage::Skip,
     };
-    let train_shard = tmp.join("train.shard");
-    let train_stats = prepare::build_shard_with(&train_images, &params, &pixels, &train_shard, on_bad)?;
     let mut out = StepOutput::default();
-    out.outputs.insert("train.shard".into(), cache.put_file(&train_shard)?);
+    let mut parts = PartBuilder { cache, params: &params, pixels: &pixels, tmp: &tmp, reuse: !recompute };
+    let train_stats = parts.build("train", &train_images, on_bad, &mut out)?;
     let mut decoded = train_stats.decoded;
     let mut reused = train_stats.reused;
     let mut eval_rows = Vec::new();
     if !eval_images.is_empty() {
-        let eval_shard = tmp.join("eval.shard");
-        let eval_stats = prepare::build_shard_with(&eval_images, &params, &pixels, &eval_shard, OnBadImage::Fail)?;
-        out.outputs.insert("eval.shard".into(), cache.put_file(&eval_shard)?);
+        // Eval images are never skipped: a submission needs every row.
+        let eval_stats = parts.build("eval", &eval_images, OnBadImage::Fail, &mut out)?;
         decoded += eval_stats.decoded;
         reused += eval_stats.reused;
         eval_rows = eval_stats.kept;
@@ -100,4 +111,82 @@ pub fn run(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Resu
     put_json(cache, &mut out, "rows.json", &rows)?;
     out.summary = Some(summary);
     Ok(out)
+}
+
+/// Writes one split's shard as parts, reusing parts built before from the same recipe.
+struct PartBuilder<'a> {
+    cache: &'a mut Cache,
+    params: &'a PrepareParams,
+    pixels: &'a PixelCache,
+    tmp: &'a Path,
+    reuse: bool,
+}
+
+impl PartBuilder<'_> {
+    fn memo_path(&self, recipe: &[u8; 32]) -> PathBuf {
+        let hex = Digest(*recipe).hex();
+        self.cache.root().join("pixels").join("parts").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// The intact object a memo names, if any.
+    fn reusable(&mut self, recipe: &[u8; 32]) -> Option<Output> {
+        let text = std::fs::read_to_string(self.memo_path(recipe)).ok()?;
+        let (digest, size) = text.trim().split_once(' ')?;
+        let out = Output { digest: Digest::from_hex(digest)?, size: size.parse().ok()?, tree: false };
+        (self.cache.check_output(&out) == OutputState::Ok).then_some(out)
+    }
+
+    fn build(&mut self, split: &str, images: &[(PathBuf, [u8; 32])], on_bad: OnBadImage, out: &mut StepOutput) -> Result<prepare::ShardStats> {
+        let mut stats = prepare::ShardStats::default();
+        for (k, chunk) in images.chunks(prepare::IMAGES_PER_PART).enumerate() {
+            let first = k * prepare::IMAGES_PER_PART;
+            let name = format!("{split}.shard.{k:04}");
+            let recipe = prepare::part_recipe(chunk, self.params);
+            if self.reuse
+                && let Some(part) = self.reusable(&recipe)
+            {
+                stats.reused += chunk.len();
+                stats.kept.extend(first..first + chunk.len());
+                out.outputs.insert(name, part);
+                continue;
+            }
+            let file = self.tmp.join(&name);
+            let part_stats = prepare::build_shard_with(chunk, self.params, self.pixels, &file, on_bad)?;
+            let part = self.cache.put_file(&file)?;
+            // A part with skipped images is not memoised: its rows depend on which images
+            // failed, and re-deriving that is the point of rerunning.
+            if self.reuse && part_stats.skipped.is_empty() {
+                let memo = self.memo_path(&recipe);
+                if let Some(dir) = memo.parent() {
+                    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+                }
+                crate::fsutil::write_atomic(&memo, format!("{} {}\n", part.digest.hex(), part.size).as_bytes())
+                    .with_context(|| format!("{}: cannot write", memo.display()))?;
+            }
+            stats.decoded += part_stats.decoded;
+            stats.reused += part_stats.reused;
+            stats.kept.extend(part_stats.kept.iter().map(|i| first + i));
+            stats.skipped.extend(part_stats.skipped.into_iter().map(|(i, e)| (first + i, e)));
+            out.outputs.insert(name, part);
+        }
+        Ok(stats)
+    }
+}
+
+/// Opens a split's shard (`train` or `eval`) from the prepare record: its parts in order, or
+/// the single `<split>.shard` output of records written before shards had parts.
+pub fn open_shard(cache: &Cache, inputs: &Inputs, split: &str) -> Result<Shard> {
+    let record = inputs.record("prepare")?;
+    let prefix = format!("{split}.shard.");
+    let mut paths: Vec<PathBuf> =
+        record.outputs.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(_, o)| cache.object_path(&o.digest)).collect();
+    if paths.is_empty()
+        && let Some(single) = record.outputs.get(&format!("{split}.shard"))
+    {
+        paths.push(cache.object_path(&single.digest));
+    }
+    if paths.is_empty() {
+        anyhow::bail!("the prepare record has no {split} shard; rerun with --force prepare");
+    }
+    Ok(Shard::open_parts(&paths)?)
 }
