@@ -335,6 +335,7 @@ fn cmd_run(
     }
     let canonical = lang::format_file(&args.file).ok();
     let run_dir = exec::saved::write(saved, &mut cache, &exec::saved::SavedRun { plan: &plan, reports: &reports, canonical })?;
+    crate::report::commands::refresh_index(&mut cache, saved, &args.file, &plan)?;
     let ran = reports.iter().filter(|r| r.status == "run").count();
     if json {
         let out = serde_json::json!({

@@ -71,30 +71,73 @@ pub fn diff(cache_dir: &Path, old: &Path, new: Option<&Path>, rev: Option<&str>,
     Ok(0)
 }
 
+/// The pipelines `runs` lists by default: `pipelines/*.mf` under the current directory.
+fn default_pipelines() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir("pipelines") {
+        Ok(entries) => entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "mf")).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// Writes `saved/index.html`: the runs table of `plans` and their latest plots.
+fn write_index(cache: &Cache, saved: &Path, plans: &[&Plan]) -> Result<PathBuf> {
+    let rows = runs::collect(cache, plans);
+    let path = saved.join("index.html");
+    std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
+    crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(path)
+}
+
+/// Refreshes `saved/index.html` after `maskflow run FILE`: the default pipelines plus FILE,
+/// whose `plan` the run already built. A pipeline that no longer plans is left out of the
+/// page with a note, never an error: the run itself succeeded.
+pub fn refresh_index(cache: &mut Cache, saved: &Path, file: &Path, plan: &Plan) -> Result<PathBuf> {
+    let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let mut others = Vec::new();
+    let mut order = Vec::new(); // None: the run's own plan.
+    for f in default_pipelines() {
+        if same(&f, file) {
+            order.push(None);
+            continue;
+        }
+        match plan_tolerant(cache, &f, &[], &f.display().to_string()) {
+            Ok(p) => {
+                order.push(Some(others.len()));
+                others.push(p);
+            }
+            Err(e) => eprintln!(
+                "note: {} leaves out {}: {}",
+                saved.join("index.html").display(),
+                f.display(),
+                e.to_string().lines().next().unwrap_or("")
+            ),
+        }
+    }
+    if !order.contains(&None) {
+        order.push(None);
+    }
+    let plans: Vec<&Plan> = order.iter().map(|o| o.map_or(plan, |i| &others[i])).collect();
+    write_index(cache, saved, &plans)
+}
+
 /// `maskflow runs [PIPELINES…]` (default: `pipelines/*.mf`).
 pub fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool, csv: bool, html: bool) -> Result<i32> {
-    let mut files = files.to_vec();
-    if files.is_empty() {
-        let dir = Path::new("pipelines");
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            files = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "mf")).collect();
-        }
-        files.sort();
-    }
+    let files = if files.is_empty() { default_pipelines() } else { files.to_vec() };
     let mut cache = Cache::open(cache_dir)?;
     let mut plans = Vec::new();
     for f in &files {
         plans.push(plan_tolerant(&mut cache, f, &[], &f.display().to_string())?);
     }
-    let rows = runs::collect(&cache, &plans);
+    let plans: Vec<&Plan> = plans.iter().collect();
     if html {
-        let path = saved.join("index.html");
-        std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
-        crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        let path = write_index(&cache, saved, &plans)?;
         println!("wrote {}", path.display());
         return Ok(0);
     }
+    let rows = runs::collect(&cache, &plans);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if csv {

@@ -26,7 +26,7 @@ pub struct Row {
 
 /// Collects the rows of every plan's evaluate steps that have a record with metrics. A step
 /// shared by several pipelines or variants appears once (the first that names it).
-pub fn collect(cache: &crate::cache::Cache, plans: &[Plan]) -> Vec<Row> {
+pub fn collect(cache: &crate::cache::Cache, plans: &[&Plan]) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut all_leaves: Vec<BTreeMap<String, Value>> = Vec::new();
     let mut seen = std::collections::HashSet::new();

@@ -13,11 +13,11 @@
 
 use super::data_steps::{SourceIndex, dataset_dirs};
 use super::{Inputs, StepOutput, put_json};
+use crate::cache::manifest::Manifest;
 use crate::cache::{Cache, Output, OutputState};
+use crate::data::prepare::{self, Crop, OnBadImage, PixelCache, PrepareParams};
 use crate::data::shard::Shard;
 use crate::digest::Digest;
-use crate::cache::manifest::Manifest;
-use crate::data::prepare::{self, Crop, OnBadImage, PixelCache, PrepareParams};
 use crate::ir;
 use crate::plan::{Plan, Step};
 use anyhow::{Context, Result};
@@ -136,7 +136,13 @@ impl PartBuilder<'_> {
         (self.cache.check_output(&out) == OutputState::Ok).then_some(out)
     }
 
-    fn build(&mut self, split: &str, images: &[(PathBuf, [u8; 32])], on_bad: OnBadImage, out: &mut StepOutput) -> Result<prepare::ShardStats> {
+    fn build(
+        &mut self,
+        split: &str,
+        images: &[(PathBuf, [u8; 32])],
+        on_bad: OnBadImage,
+        out: &mut StepOutput,
+    ) -> Result<prepare::ShardStats> {
         let mut stats = prepare::ShardStats::default();
         for (k, chunk) in images.chunks(prepare::IMAGES_PER_PART).enumerate() {
             let first = k * prepare::IMAGES_PER_PART;
