@@ -1,8 +1,9 @@
 //! Throughput of one EfficientNet-B0 training step (forward + backward + AdamW) on burn-flex,
 //! batch 16, at 3×128×96 and 3×224×224, with the time split into forward, backward and
-//! optimiser step; plus eval-mode inference.
+//! optimiser step; plus eval-mode inference. With `--features ndarray`, the same on
+//! burn-ndarray, in the same run: the measurement behind the choice of flex as the CPU backend.
 //!
-//! Run: `RAYON_NUM_THREADS=2 cargo bench --bench train_step`
+//! Run: `RAYON_NUM_THREADS=2 cargo bench --bench train_step [--features ndarray]`
 //! Options (env): `BENCH_STEPS` (timed steps, default 3), `BENCH_SIZES` (e.g. "128x96"),
 //! `BENCH_ARCH` (default efficientnet_b0), `BENCH_BATCH` (default 16).
 
@@ -91,5 +92,7 @@ fn main() {
             continue;
         };
         bench::<Autodiff<Flex>>("flex", &arch, batch, h, w, steps);
+        #[cfg(feature = "ndarray")]
+        bench::<Autodiff<burn_ndarray::NdArray<f32>>>("ndarray", &arch, batch, h, w, steps);
     }
 }

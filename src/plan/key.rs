@@ -42,7 +42,8 @@ pub fn step_version(kind: &str) -> u32 {
         "source" => 1,
         "relabel" => 1,
         "split" => 1,
-        "prepare" => 1,
+        // 2: shards are written as parts (`train.shard.0000`, ...) instead of one file.
+        "prepare" => 2,
         "train" => 1,
         "evaluate" => 1,
         "predict" => 1,
