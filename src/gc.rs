@@ -59,8 +59,16 @@ pub fn run(cache_dir: &Path, files: &[PathBuf], dry_run: bool) -> Result<i32> {
             }
         }
     }
+    // Shard-part memos (`pixels/parts/`) name the object holding a part: live while it is.
+    let parts_dir = cache.root().join("pixels").join("parts");
+    let memo_is_live = |path: &Path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let digest = text.split_whitespace().next().and_then(crate::digest::Digest::from_hex);
+        digest.is_some_and(|d| live_objects.contains(&cache.object_path(&d)))
+    };
     for entry in walkdir::WalkDir::new(cache.root().join("pixels")).into_iter().flatten() {
-        if entry.file_type().is_file() && !live_pixels.contains(entry.path()) {
+        let live = if entry.path().starts_with(&parts_dir) { memo_is_live(entry.path()) } else { live_pixels.contains(entry.path()) };
+        if entry.file_type().is_file() && !live {
             remove(entry.path(), false)?;
         }
     }

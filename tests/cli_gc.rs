@@ -25,9 +25,11 @@ fn gc_removes_unreferenced_entries_and_keeps_live_ones() {
     let again = s.run(&["run", "p.mf", "--until", "prepare"]);
     assert_eq!(again.step_lines(), ["hit source", "hit prepare"]);
     assert_eq!(s.run(&["cache", "verify"]).ok().trim(), "cache ok");
-    // The other prepare size's per-image pixels are gone; the live ones stay.
+    // The other prepare size's per-image pixels and shard-part memos are gone; the live ones
+    // stay (one memo per shard part: train and eval).
     let pixels_after = count_files(&s.path("cache/pixels"));
     assert_eq!(pixels_after * 2, pixels_before, "{pixels_before} → {pixels_after}");
+    assert_eq!(count_files(&s.path("cache/pixels/parts")), 2);
     // Planning the removed variant again shows it must rerun.
     let plan = s.run(&["plan", "p.mf", "--set", "prepare.size=6x8"]);
     assert!(plan.ok().contains("miss prepare"), "{}", plan.stdout);
