@@ -98,7 +98,7 @@ fn a_truncated_blob_is_detected_and_recomputed() {
 #[test]
 fn a_flipped_byte_in_a_shard_is_detected_and_recomputed() {
     let s = prepared();
-    let rel = blob_rel(&s, "prepare", "train.shard");
+    let rel = blob_rel(&s, "prepare", "train.shard.0000");
     let original = std::fs::read(s.path(&rel)).unwrap();
     let mut bytes = original.clone();
     let mid = bytes.len() / 2;
