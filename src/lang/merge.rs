@@ -49,6 +49,14 @@ pub fn read_source(sources: &mut SourceMap, sink: &mut Sink, path: &Path, from: 
             return None;
         }
     };
+    decode_source(sources, sink, path, bytes)
+}
+
+/// Adds the bytes of the file at `path` to the source map as UTF-8 text; reports non-UTF-8
+/// input. Everything a file's bytes go through after they are read, so that text held in
+/// memory (a fuzzer's input, an editor buffer) is checked exactly as a file on disk.
+pub fn decode_source(sources: &mut SourceMap, sink: &mut Sink, path: &Path, bytes: Vec<u8>) -> Option<(FileId, String)> {
+    let name = path.display().to_string();
     match String::from_utf8(bytes) {
         Ok(text) => {
             let id = sources.add(SourceFile { name, text: text.clone(), path: Some(path.to_path_buf()), origin: Origin::File });
@@ -75,7 +83,22 @@ fn io_reason(e: &std::io::Error) -> String {
 impl Loader<'_> {
     /// Loads `path` and, recursively, what it extends. `chain` holds the files above it.
     pub fn load(&mut self, path: &Path, from: Option<Span>, chain: &mut Vec<(PathBuf, String)>) -> Option<Doc> {
-        let (id, text) = read_source(self.sources, self.sink, path, from)?;
+        self.load_with(path, None, from, chain)
+    }
+
+    /// [`Loader::load`], with the loaded file's bytes given instead of read (`None`: read
+    /// them); its bases are read from disk, relative to `path`.
+    pub fn load_with(
+        &mut self,
+        path: &Path,
+        bytes: Option<Vec<u8>>,
+        from: Option<Span>,
+        chain: &mut Vec<(PathBuf, String)>,
+    ) -> Option<Doc> {
+        let (id, text) = match bytes {
+            Some(bytes) => decode_source(self.sources, self.sink, path, bytes)?,
+            None => read_source(self.sources, self.sink, path, from)?,
+        };
         self.files.push(path.to_path_buf());
         let parsed = parse::parse_file(id, &text, self.sink)?;
         check_file(&parsed.file, &text, self.sink);
