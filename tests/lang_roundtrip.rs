@@ -214,7 +214,7 @@ fn relabel() -> BoxedStrategy<Piece> {
 }
 
 fn split() -> BoxedStrategy<Piece> {
-    let scheme = prop_oneof![Just(None), frac(1, 999, 1000).prop_map(|v| Some(("val", v))), int(2, 100).prop_map(|f| Some(("folds", f)))];
+    let scheme = prop_oneof![Just(None), frac(1, 999, 1000.0).prop_map(|v| Some(("val", v))), int(2, 100).prop_map(|f| Some(("folds", f)))];
     (any::<bool>(), scheme, opt(list(one_of(&["gender", "age"]), 0..=3)), opt(sweepable(seed())))
         .prop_map(|(by_person, scheme, stratify, seed)| {
             let mut stmts = assigns(vec![("stratify", stratify), ("seed", seed)]);
@@ -699,8 +699,14 @@ fn check_roundtrip(text: &str, comments: &[String]) -> Result<(), TestCaseError>
     Ok(())
 }
 
+/// 256 cases by default; `PROPTEST_CASES=N` for a longer run.
+fn config() -> Config {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    Config { cases, failure_persistence: None, ..Config::default() }
+}
+
 proptest! {
-    #![proptest_config(Config { cases: 256, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn fmt_keeps_the_ir_and_is_idempotent(pieces in pipeline(), layout in prop::collection::vec(any::<u8>(), 0..400)) {
