@@ -766,3 +766,49 @@ fn generator_covers_the_language() {
         assert!(seen.contains(needle), "no generated pipeline contains `{needle}`");
     }
 }
+
+// ---------------------------------------------------------------- what the property found
+
+fn assert_roundtrip(text: &str, comments: &[&str]) {
+    let comments: Vec<String> = comments.iter().map(|c| c.to_string()).collect();
+    if let Err(e) = check_roundtrip(text, &comments) {
+        panic!("{e}");
+    }
+}
+
+/// A trailing comment after a statement written over several lines replaced the comments
+/// inside it.
+#[test]
+fn a_statement_over_several_lines_keeps_all_its_comments() {
+    assert_roundtrip(
+        "data synthetic {}\nmodel tiny_cnn {}\naugment train {\n    normalize(mean = [0, 0, 0,  #<a>\n    ], std = [1, 1, 1])  #<b>\n}\n",
+        &["<a>", "<b>"],
+    );
+}
+
+/// Comments inside a `loss = ...` sum written over several lines were dropped.
+#[test]
+fn a_loss_sum_over_several_lines_keeps_its_comments() {
+    assert_roundtrip(
+        "data synthetic {}\nmodel tiny_cnn {}\nloss = 0.5 * focal(  #<a>\n    #<b>\n    gamma = 2,\n) + 0.5 * soft_f1  #<c>\n",
+        &["<a>", "<b>", "<c>"],
+    );
+}
+
+/// A comment after the block head and one after its `{` went to one slot; the second won.
+#[test]
+fn comments_on_a_block_head_and_its_brace_are_both_kept() {
+    assert_roundtrip("data synthetic  #<a>\n{  #<b>\n}\nmodel tiny_cnn {}\n", &["<a>", "<b>"]);
+}
+
+/// Sweeps expanded in written order, so `fmt`, which sorts blocks and keys, renamed and
+/// reordered the variants.
+#[test]
+fn formatting_does_not_rename_sweep_variants() {
+    let text = "train { seed = sweep[1, 2]; epochs = sweep[3, 4] }\nsplit { seed = sweep[5, 6] }\ndata synthetic {}\nmodel tiny_cnn {}\n";
+    assert_roundtrip(text, &[]);
+    let names: Vec<String> = load(text).expect("loads").variants.into_iter().map(|v| v.name).collect();
+    assert_eq!(names[0], "split.seed=5,train.epochs=3,train.seed=1");
+    assert_eq!(names[1], "split.seed=5,train.epochs=3,train.seed=2");
+    assert_eq!(names.len(), 8);
+}

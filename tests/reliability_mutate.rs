@@ -196,3 +196,32 @@ fn many_mutated_pipelines_never_panic_the_front_end() {
     report(n, &result);
     assert!(result.2.is_empty(), "{} of {n} mutations panicked", result.2.len());
 }
+
+/// Minimal reproducers of what `cargo fuzz` found (`fuzz/fuzz_targets/front_end.rs`), each put
+/// through that target's oracle: no panic; text that formats, formats to text that parses, is
+/// a fixed point of `fmt`, and loads to the same variants (or fails as the input did).
+const CARGO_FUZZ_FINDINGS: &[(&str, &[u8])] = &[
+    // A lone `\r` ends a comment for pest but did not for the comment scanner: `fmt` wrote the
+    // statement after it into the comment and then again on its own.
+    ("a lone CR ends a comment", b"data synthetic {\n    # eval persons\rseed = 1\n}\nmodel tiny_cnn {}\n"),
+];
+
+#[test]
+fn cargo_fuzz_findings_stay_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.mf");
+    for (what, input) in CARGO_FUZZ_FINDINGS {
+        let loaded = maskflow::lang::load_source(&path, input.to_vec(), &[]);
+        let text = match maskflow::lang::format_source(&path, input.to_vec()) {
+            Ok(text) => text,
+            Err(d) => panic!("{what}: fmt fails:\n{}", d.render()),
+        };
+        let again = maskflow::lang::format_source(&path, text.clone().into_bytes());
+        assert_eq!(again.as_deref().map_err(|d| d.render()), Ok(text.as_str()), "{what}: fmt is not a fixed point");
+        match (loaded, maskflow::lang::load_source(&path, text.clone().into_bytes(), &[])) {
+            (Ok(a), Ok(b)) => assert_eq!(a.variants, b.variants, "{what}: fmt changed the meaning:\n{text}"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("{what}: the input loads: {}, its fmt output loads: {}\n{text}", a.is_ok(), b.is_ok()),
+        }
+    }
+}
