@@ -34,7 +34,7 @@ SEED=${SEED:-1}
 WHAT=${1:-all}
 FAILED=0
 
-if [ ! -x "$MASKFLOW" ]; then
+if [ "$WHAT" != fuzz ] && [ ! -x "$MASKFLOW" ]; then
     cargo build --release --bin maskflow >&2 || exit 1
 fi
 

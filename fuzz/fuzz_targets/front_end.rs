@@ -5,7 +5,7 @@
 //! present next to it. Nothing may panic; diagnostics are fine, and are rendered, since the
 //! renderer slices the source by their spans. A second oracle is the formatter: whatever
 //! parses is formatted, and the canonical text must parse again, be a fixed point of `fmt`,
-//! and load to the same variants (the same IR) or fail as the original did.
+//! keep every comment, and load to the same variants (the same IR) or fail as the original did.
 //!
 //! Run: `cargo +nightly fuzz run front_end fuzz/grown/front_end fuzz/corpus/front_end`.
 
@@ -56,6 +56,15 @@ fuzz_target!(|data: &[u8]| {
         Err(d) => panic!("fmt output does not parse:\n{}\n--- fmt output:\n{text}", d.render()),
     };
     assert_eq!(again, text, "fmt is not a fixed point");
+    // Every comment survives (several on one statement are joined on one line).
+    if let Ok(input) = std::str::from_utf8(data)
+        && let Ok(scanned) = lang::scan::scan(lang::source::FileId(0), input)
+    {
+        for c in &scanned.comments {
+            let line = format!("#{}", c.text.trim_end());
+            assert!(text.contains(&line), "fmt lost the comment {line:?}\n--- fmt output:\n{text}");
+        }
+    }
     let reloaded = lang::load_source(path, text.clone().into_bytes(), &[]);
     match (&loaded, &reloaded) {
         (Ok(a), Ok(b)) => assert!(a.variants == b.variants, "fmt changed the meaning:\n--- fmt output:\n{text}"),
