@@ -8,9 +8,10 @@
 //! `model` heads, `loss` blocks and weighted sums, `train` optimisers and schedules,
 //! `evaluate`, `predict`, `ensemble`, `extends`, sweeps), with values drawn inside their valid
 //! ranges and spelled in equivalent ways (`0.5`, `5e-1`, `5E-1`, `5e+0`, leading zeros,
-//! `deg`/`rad`), and lays it out at random: block and key order, `;` or newlines, blank lines,
-//! one-line or multi-line bodies, lists and calls, spaces and tabs, comments wherever a comment
-//! can go. A generated pipeline must pass the checker: a failure there is a generator bug and
+//! `deg`/`rad`), and lays it out at random: block and key order, `;` or line ends (`\n`,
+//! `\r\n` or `\r`), blank lines, one-line or multi-line bodies, lists and calls, spaces and
+//! tabs, comments wherever a comment can go. A generated pipeline must pass the checker: a
+//! failure there is a generator bug and
 //! fails the test with the input shown.
 
 use maskflow::{ir, lang};
@@ -588,7 +589,12 @@ fn render(mut pieces: Vec<Piece>, lay: &mut Layout<'_>) -> String {
         out.push_str(&lay.comment());
         out.push('\n');
     }
-    out
+    // Line ends: `\n`, now and then `\r\n` or a lone `\r` (both are line ends too).
+    match lay.pick(8) {
+        1 => out.replace('\n', "\r\n"),
+        2 => out.replace('\n', "\r"),
+        _ => out,
+    }
 }
 
 fn render_body(out: &mut String, stmts: Vec<String>, lay: &mut Layout<'_>) {
@@ -762,6 +768,7 @@ fn generator_covers_the_language() {
         "#<c",
         "\t",
         ";",
+        "\r\n",
     ] {
         assert!(seen.contains(needle), "no generated pipeline contains `{needle}`");
     }
