@@ -11,8 +11,7 @@
 //! `deg`/`rad`), and lays it out at random: block and key order, `;` or line ends (`\n`,
 //! `\r\n` or `\r`), blank lines, one-line or multi-line bodies, lists and calls, spaces and
 //! tabs, comments wherever a comment can go. A generated pipeline must pass the checker: a
-//! failure there is a generator bug and
-//! fails the test with the input shown.
+//! failure there is a generator bug and fails the test with the input shown.
 
 use maskflow::{ir, lang};
 use proptest::prelude::*;
