@@ -225,3 +225,20 @@ fn cargo_fuzz_findings_stay_fixed() {
         }
     }
 }
+
+/// A fuzzer (or a user) can name an endless file: `extends "/dev/zero"` read until memory ran
+/// out. Files are read up to a cap.
+#[cfg(unix)]
+#[test]
+fn extending_an_endless_file_is_an_error() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.mf");
+    let err = maskflow::lang::load_source(&path, b"extends \"/dev/zero\"\ndata synthetic {}\nmodel tiny_cnn {}\n".to_vec(), &[])
+        .expect_err("an endless base cannot load");
+    let text = err.render();
+    assert!(text.contains("`/dev/zero` is larger than 16 MiB"), "{text}");
+    assert!(text.contains("1 | extends \"/dev/zero\""), "the error points at the `extends` line: {text}");
+}

@@ -35,21 +35,41 @@ pub struct Loader<'a> {
     pub files: Vec<PathBuf>,
 }
 
-/// Reads a file as UTF-8 into the source map; reports unreadable or non-UTF-8 input.
+/// Largest pipeline file read. Far above any real pipeline; it stops `extends "/dev/zero"`
+/// (or a huge file named by mistake) from exhausting memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a file as UTF-8 into the source map; reports unreadable, oversized or non-UTF-8 input.
 pub fn read_source(sources: &mut SourceMap, sink: &mut Sink, path: &Path, from: Option<Span>) -> Option<(FileId, String)> {
     let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
+    let span = |sources: &mut SourceMap| {
+        from.unwrap_or_else(|| {
+            let id = sources.add(SourceFile { name: name.clone(), text: String::new(), path: None, origin: Origin::Unreadable });
+            Span::new(id, 0, 0)
+        })
+    };
+    let bytes = match read_capped(path) {
+        Ok(b) if b.len() as u64 > MAX_FILE_BYTES => {
+            let span = span(sources);
+            sink.error(Kind::Limit, span, format!("`{name}` is larger than {} MiB", MAX_FILE_BYTES >> 20));
+            return None;
+        }
         Ok(b) => b,
         Err(e) => {
-            let span = from.unwrap_or_else(|| {
-                let id = sources.add(SourceFile { name: name.clone(), text: String::new(), path: None, origin: Origin::Unreadable });
-                Span::new(id, 0, 0)
-            });
+            let span = span(sources);
             sink.error(Kind::Include, span, format!("cannot read `{name}`: {}", io_reason(&e)));
             return None;
         }
     };
     decode_source(sources, sink, path, bytes)
+}
+
+/// The file's bytes, at most one past [`MAX_FILE_BYTES`] (so that "too large" can be told).
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Adds the bytes of the file at `path` to the source map as UTF-8 text; reports non-UTF-8
