@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reliability figures for docs/reliability.md.
 #
-#   scripts/reliability.sh [kill|tests|all|doc]      (default: all)
+#   scripts/reliability.sh [kill|tests|fuzz|all|doc]      (default: all)
 #
 # doc:   all, written into docs/reliability.md between its "generated" markers.
 # kill:  the kill test. A small full pipeline (source → predict, training included) is run
@@ -16,10 +16,14 @@
 #        an epoch before the kill must resume from its checkpoint. Prints a Markdown table.
 # tests: runs the reliability integration tests (corruption, concurrency, faults, bad data)
 #        and prints their outcome.
+# fuzz:  the cargo-fuzz run of the front end (only with FUZZ_RUNS set; see below).
 #
 # Environment: MASKFLOW (the binary; default $CARGO_TARGET_DIR/release/maskflow, built if
 # missing), TRIALS, SEED (default 1), MUTATIONS (if set, also the long mutation-fuzz run with
-# that many executions; 10^6 take about 6 minutes on 2 cores). Exit status: non-zero if any trial or test failed.
+# that many executions; 10^6 take about 6 minutes on 2 cores), FUZZ_RUNS (if set, also the
+# libFuzzer run of fuzz/fuzz_targets/front_end.rs with that many executions: needs a nightly
+# toolchain and `cargo install cargo-fuzz`; FUZZ_SANITIZER picks `-s`, default address, `none`
+# to skip the sanitizer). Exit status: non-zero if any trial, test or fuzz run failed.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,7 +34,7 @@ SEED=${SEED:-1}
 WHAT=${1:-all}
 FAILED=0
 
-if [ ! -x "$MASKFLOW" ]; then
+if [ "$WHAT" != fuzz ] && [ ! -x "$MASKFLOW" ]; then
     cargo build --release --bin maskflow >&2 || exit 1
 fi
 
@@ -207,12 +211,51 @@ test_tables() {
     echo
 }
 
+# The cargo-fuzz target on the front end (fuzz/): parse, check, lower and the fmt round trip
+# of libFuzzer's inputs. Seeds in fuzz/corpus/front_end (committed); the corpus it grows goes
+# to fuzz/grown/front_end (ignored). Prints one table row; crash inputs stay in fuzz/artifacts/.
+fuzz_row() {
+    local sanitizer=${FUZZ_SANITIZER:-address} out t0 t1 execs rate units crashes cmd status
+    mkdir -p fuzz/grown/front_end
+    cmd="cargo +nightly fuzz run -s $sanitizer front_end fuzz/grown/front_end fuzz/corpus/front_end -- -runs=$FUZZ_RUNS -print_final_stats=1"
+    t0=$(date +%s)
+    out=$($cmd 2>&1)
+    status=$?
+    t1=$(date +%s)
+    execs=$(grep -o '^stat::number_of_executed_units: *[0-9]*' <<< "$out" | grep -o '[0-9]*$' | tail -1)
+    rate=$(grep -o '^stat::average_exec_per_sec: *[0-9]*' <<< "$out" | grep -o '[0-9]*$' | tail -1)
+    units=$(ls fuzz/grown/front_end | wc -l)
+    crashes=$(grep -c 'Test unit written to' <<< "$out")
+    if [ "$status" -ne 0 ]; then
+        FAILED=1
+        grep -m1 -A3 'panicked at' <<< "$out" | sed 's/^/    /' >&2
+        crashes="$crashes ($(grep -o 'Test unit written to .*' <<< "$out" | head -1 | sed 's/Test unit written to //'))"
+    fi
+    printf '| front_end: bytes → UTF-8 check → parse → merge → sweep → check → lower, and fmt round trip | `%s` | %s | %s | %s | %s | %s |\n' \
+        "$cmd" "${execs:-?}" "${rate:-?}" "$((t1 - t0))" "$units" "$crashes"
+}
+
+fuzz_table() {
+    echo "### cargo fuzz on the front end (\`fuzz/fuzz_targets/front_end.rs\`; run with FUZZ_RUNS=N)"
+    echo
+    if [ -z "${FUZZ_RUNS:-}" ]; then
+        echo "Not run this time (set FUZZ_RUNS; it needs nightly and cargo-fuzz)."
+        echo
+        return
+    fi
+    echo "| target | command | executions | exec/s | seconds | grown corpus (units) | crashes |"
+    echo "|---|---|---|---|---|---|---|"
+    fuzz_row
+    echo
+}
+
 generate() {
     case $WHAT in
         kill) kill_trials ;;
         tests) test_tables ;;
-        all | doc) test_tables; kill_trials ;;
-        *) echo "usage: $0 [kill|tests|all|doc]" >&2; exit 2 ;;
+        fuzz) fuzz_table ;;
+        all | doc) test_tables; fuzz_table; kill_trials ;;
+        *) echo "usage: $0 [kill|tests|fuzz|all|doc]" >&2; exit 2 ;;
     esac
 }
 

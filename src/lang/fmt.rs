@@ -63,7 +63,15 @@ pub fn format(file: &File, comments: &[Comment], text: &str) -> String {
 }
 
 fn item_rank(item: &Item) -> usize {
-    let Item::Block(b) = item else { return 0 };
+    match item {
+        Item::Extends(_) => 0,
+        Item::Block(b) => block_rank(b),
+    }
+}
+
+/// Where a block goes in the canonical order (blocks of one rank keep their written order).
+/// Sweep expansion visits blocks in this order too, so formatting never renames a variant.
+pub(crate) fn block_rank(b: &Block) -> usize {
     let kind = b.kind.name.as_str();
     if kind == "augment" {
         let q = b.qualifier_text();
@@ -99,31 +107,39 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
     let first_item = file.items.iter().map(|i| i.span().start).min();
     for c in comments {
         let line = comment_line(c);
-        let line_start = text[..c.start].rfind('\n').map_or(0, |i| i + 1);
+        let line_start = text[..c.start].rfind(['\n', '\r']).map_or(0, |i| i + 1);
         let code_before = !text[line_start..c.start].trim().is_empty();
         let inside = blocks.iter().filter(|b| b.span.start < c.start && c.start < b.span.end).max_by_key(|b| b.span.start);
         // A comment inside a multi-line value goes with its statement.
         let in_stmt = inside.and_then(|b| b.stmts().iter().find(|s| s.span().start < c.start && c.start < s.span().end));
         if let Some(s) = in_stmt {
             if code_before {
-                let t = att.trailing.entry(key(s.span())).or_default();
-                if !t.is_empty() {
-                    t.push(' ');
-                }
-                t.push_str(&line);
+                append(&mut att.trailing, key(s.span()), &line);
             } else {
                 att.leading.entry(key(s.span())).or_default().push(line);
+            }
+            continue;
+        }
+        // A `loss = ...` item written over several lines: its comments go with the item, as
+        // those inside a multi-line statement go with the statement.
+        if let Some(b) = inside
+            && matches!(b.body, Body::Expr(_))
+        {
+            if code_before {
+                append(&mut att.trailing, key(b.span), &line);
+            } else {
+                att.leading.entry(key(b.span)).or_default().push(line);
             }
             continue;
         }
         if code_before {
             let on_line = anchors.iter().filter(|(_, e)| *e <= c.start && *e >= line_start).max_by_key(|(_, e)| *e);
             if let Some(a) = on_line {
-                att.trailing.insert(*a, line);
+                append(&mut att.trailing, *a, &line);
                 continue;
             }
             if let Some(b) = inside {
-                att.opening.insert(key(b.span), line);
+                append(&mut att.opening, key(b.span), &line);
                 continue;
             }
         }
@@ -136,7 +152,7 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
         }
         if let Some(first) = first_item
             && c.start < first
-            && text[c.end..first].contains("\n\n")
+            && has_blank_line(&text[c.end..first])
         {
             att.header.push(line);
             continue;
@@ -148,6 +164,21 @@ fn attach(file: &File, comments: &[Comment], text: &str) -> Attached {
         }
     }
     att
+}
+
+/// Whether blank text between two lines holds an empty line (`\n`, `\r\n` and `\r` all end a line).
+fn has_blank_line(between: &str) -> bool {
+    between.replace("\r\n", "\n").replace('\r', "\n").contains("\n\n")
+}
+
+/// Adds an end-of-line comment to those already kept for `at`: a statement or item written
+/// over several lines can carry several, and `fmt` writes it on one.
+fn append(comments: &mut HashMap<Anchor, String>, at: Anchor, line: &str) {
+    let t = comments.entry(at).or_default();
+    if !t.is_empty() {
+        t.push(' ');
+    }
+    t.push_str(line);
 }
 
 fn push_line(out: &mut String, indent: &str, body: &str, trailing: Option<&String>) {
@@ -178,15 +209,7 @@ fn write_item(out: &mut String, item: &Item, att: &Attached) {
                     return;
                 }
                 push_line(out, "", &format!("{head} {{"), opening);
-                let mut ordered: Vec<&Stmt> = stmts.iter().collect();
-                if b.kind.name != "augment" {
-                    let schema = names::block_keys(&b.kind.name);
-                    ordered.sort_by_key(|s| match s {
-                        Stmt::Assign { key, .. } => schema.iter().position(|k| *k == key.name).unwrap_or(schema.len()),
-                        Stmt::Op(_) => schema.len(),
-                    });
-                }
-                for s in ordered {
+                for s in stmt_order(b).into_iter().map(|i| &stmts[i]) {
                     let sk = key(s.span());
                     for c in att.leading.get(&sk).into_iter().flatten() {
                         push_line(out, "    ", c, None);
@@ -200,6 +223,21 @@ fn write_item(out: &mut String, item: &Item, att: &Attached) {
             }
         },
     }
+}
+
+/// The indices of a block's statements in canonical order: keys in the block's schema order,
+/// unknown keys and ops after them as written; `augment` ops as written.
+pub(crate) fn stmt_order(b: &Block) -> Vec<usize> {
+    let stmts = b.stmts();
+    let mut order: Vec<usize> = (0..stmts.len()).collect();
+    if b.kind.name != "augment" {
+        let schema = names::block_keys(&b.kind.name);
+        order.sort_by_key(|&i| match &stmts[i] {
+            Stmt::Assign { key, .. } => schema.iter().position(|k| *k == key.name).unwrap_or(schema.len()),
+            Stmt::Op(_) => schema.len(),
+        });
+    }
+    order
 }
 
 fn block_head(b: &Block) -> String {

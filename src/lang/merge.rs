@@ -35,20 +35,48 @@ pub struct Loader<'a> {
     pub files: Vec<PathBuf>,
 }
 
-/// Reads a file as UTF-8 into the source map; reports unreadable or non-UTF-8 input.
+/// Largest pipeline file read. Far above any real pipeline; it stops `extends "/dev/zero"`
+/// (or a huge file named by mistake) from exhausting memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a file as UTF-8 into the source map; reports unreadable, oversized or non-UTF-8 input.
 pub fn read_source(sources: &mut SourceMap, sink: &mut Sink, path: &Path, from: Option<Span>) -> Option<(FileId, String)> {
     let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
+    let span = |sources: &mut SourceMap| {
+        from.unwrap_or_else(|| {
+            let id = sources.add(SourceFile { name: name.clone(), text: String::new(), path: None, origin: Origin::Unreadable });
+            Span::new(id, 0, 0)
+        })
+    };
+    let bytes = match read_capped(path) {
+        Ok(b) if b.len() as u64 > MAX_FILE_BYTES => {
+            let span = span(sources);
+            sink.error(Kind::Limit, span, format!("`{name}` is larger than {} MiB", MAX_FILE_BYTES >> 20));
+            return None;
+        }
         Ok(b) => b,
         Err(e) => {
-            let span = from.unwrap_or_else(|| {
-                let id = sources.add(SourceFile { name: name.clone(), text: String::new(), path: None, origin: Origin::Unreadable });
-                Span::new(id, 0, 0)
-            });
+            let span = span(sources);
             sink.error(Kind::Include, span, format!("cannot read `{name}`: {}", io_reason(&e)));
             return None;
         }
     };
+    decode_source(sources, sink, path, bytes)
+}
+
+/// The file's bytes, at most one past [`MAX_FILE_BYTES`] (so that "too large" can be told).
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Adds the bytes of the file at `path` to the source map as UTF-8 text; reports non-UTF-8
+/// input. Everything a file's bytes go through after they are read, so that text held in
+/// memory (a fuzzer's input, an editor buffer) is checked exactly as a file on disk.
+pub fn decode_source(sources: &mut SourceMap, sink: &mut Sink, path: &Path, bytes: Vec<u8>) -> Option<(FileId, String)> {
+    let name = path.display().to_string();
     match String::from_utf8(bytes) {
         Ok(text) => {
             let id = sources.add(SourceFile { name, text: text.clone(), path: Some(path.to_path_buf()), origin: Origin::File });
@@ -75,7 +103,22 @@ fn io_reason(e: &std::io::Error) -> String {
 impl Loader<'_> {
     /// Loads `path` and, recursively, what it extends. `chain` holds the files above it.
     pub fn load(&mut self, path: &Path, from: Option<Span>, chain: &mut Vec<(PathBuf, String)>) -> Option<Doc> {
-        let (id, text) = read_source(self.sources, self.sink, path, from)?;
+        self.load_with(path, None, from, chain)
+    }
+
+    /// [`Loader::load`], with the loaded file's bytes given instead of read (`None`: read
+    /// them); its bases are read from disk, relative to `path`.
+    pub fn load_with(
+        &mut self,
+        path: &Path,
+        bytes: Option<Vec<u8>>,
+        from: Option<Span>,
+        chain: &mut Vec<(PathBuf, String)>,
+    ) -> Option<Doc> {
+        let (id, text) = match bytes {
+            Some(bytes) => decode_source(self.sources, self.sink, path, bytes)?,
+            None => read_source(self.sources, self.sink, path, from)?,
+        };
         self.files.push(path.to_path_buf());
         let parsed = parse::parse_file(id, &text, self.sink)?;
         check_file(&parsed.file, &text, self.sink);

@@ -43,11 +43,22 @@ pub struct Loaded {
 /// Loads a pipeline file with its `extends` chain, applies `--set PATH=VALUE` overrides,
 /// expands sweeps and checks and lowers each variant. All errors are returned together.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Diagnostics> {
+    load_inner(path, None, sets)
+}
+
+/// [`load`] for a file whose bytes are already in memory: `bytes` stand for the contents of
+/// `path` and go through the same UTF-8 check, parse, merge, check and lowering; the bases it
+/// `extends` are read from disk relative to `path`.
+pub fn load_source(path: &Path, bytes: Vec<u8>, sets: &[String]) -> Result<Loaded, Diagnostics> {
+    load_inner(path, Some(bytes), sets)
+}
+
+fn load_inner(path: &Path, bytes: Option<Vec<u8>>, sets: &[String]) -> Result<Loaded, Diagnostics> {
     let mut sources = SourceMap::default();
     let mut sink = Sink::default();
     let (doc, files) = {
         let mut loader = merge::Loader { sources: &mut sources, sink: &mut sink, files: Vec::new() };
-        let doc = loader.load(path, None, &mut Vec::new());
+        let doc = loader.load_with(path, bytes, None, &mut Vec::new());
         (doc, loader.files)
     };
     let fatal = |sink: &Sink| sink.items().iter().any(|d| matches!(d.kind, Kind::Syntax | Kind::Encoding | Kind::Include | Kind::Limit));
@@ -80,9 +91,22 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Diagnostics> {
 
 /// The canonical text of one file (its `extends` line and comments kept; bases not read).
 pub fn format_file(path: &Path) -> Result<String, Diagnostics> {
+    format_inner(path, None)
+}
+
+/// [`format_file`] for a file whose bytes are already in memory (see [`load_source`]).
+pub fn format_source(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostics> {
+    format_inner(path, Some(bytes))
+}
+
+fn format_inner(path: &Path, bytes: Option<Vec<u8>>) -> Result<String, Diagnostics> {
     let mut sources = SourceMap::default();
     let mut sink = Sink::default();
-    let Some((id, text)) = merge::read_source(&mut sources, &mut sink, path, None) else {
+    let read = match bytes {
+        Some(bytes) => merge::decode_source(&mut sources, &mut sink, path, bytes),
+        None => merge::read_source(&mut sources, &mut sink, path, None),
+    };
+    let Some((id, text)) = read else {
         return Err(finish(sources, sink));
     };
     match parse::parse_file(id, &text, &mut sink) {

@@ -33,7 +33,8 @@ pub fn scan(file: FileId, text: &str) -> Result<Scan, Diagnostic> {
                 '\\' => {
                     chars.next();
                 }
-                '"' | '\n' => in_string = false,
+                // A string cannot span lines; `\r` ends a line as it does for pest.
+                '"' | '\n' | '\r' => in_string = false,
                 _ => {}
             }
             continue;
@@ -41,8 +42,9 @@ pub fn scan(file: FileId, text: &str) -> Result<Scan, Diagnostic> {
         match c {
             '"' => in_string = true,
             '#' => {
-                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
-                let body = text[i + 1..end].trim_end_matches('\r');
+                // The comment ends where pest's does: at `\n`, `\r\n` or a lone `\r`.
+                let end = text[i..].find(['\n', '\r']).map_or(text.len(), |n| i + n);
+                let body = &text[i + 1..end];
                 comments.push(Comment { start: i, end, text: body.to_string() });
                 while chars.peek().is_some_and(|&(j, _)| j < end) {
                     chars.next();

@@ -1,13 +1,15 @@
 //! Sweep expansion: `sweep[a, b]` anywhere a value goes; the cartesian product of all sweeps
 //! in the merged document gives one document per variant.
 //!
-//! Sites are visited in document order (blocks in merged order, keys in written order), and
-//! the first sweep varies slowest. Each site is named by a dotted path (`train.optimizer.lr`),
-//! which also names the variant.
+//! Sites are visited in canonical order, the order `fmt` writes (blocks by kind, keys in schema
+//! order, `augment` ops and `oversample` blocks as written), so that formatting a file or
+//! reordering its blocks never renames or reorders its variants; the first sweep varies
+//! slowest. Each site is named by a dotted path (`train.optimizer.lr`), which also names the
+//! variant.
 
 use super::ast::*;
 use super::diag::{Kind, Sink};
-use super::fmt::value_text;
+use super::fmt::{block_rank, stmt_order, value_text};
 use super::merge::Doc;
 
 /// Most variants one pipeline may expand to.
@@ -107,10 +109,14 @@ fn contains_sweep(v: &Value) -> bool {
 
 type Visit<'f> = dyn FnMut(&str, &mut Value) -> bool + 'f;
 
-/// Visits every value with its path; the callback returns whether to descend into it.
+/// Visits every value with its path, in canonical order; the callback returns whether to
+/// descend into it.
 fn walk_doc(doc: &mut Doc, f: &mut Visit<'_>) {
     let mut oversample = 0;
-    for b in &mut doc.blocks {
+    let mut blocks: Vec<&mut Block> = doc.blocks.iter_mut().collect();
+    blocks.sort_by_key(|b| block_rank(b));
+    for b in blocks {
+        let order = stmt_order(b);
         let prefix = match b.kind.name.as_str() {
             "augment" => format!("augment.{}", b.qualifier_text()),
             "oversample" => {
@@ -125,8 +131,8 @@ fn walk_doc(doc: &mut Doc, f: &mut Visit<'_>) {
         match &mut b.body {
             Body::Expr(v) => walk_value(v, &prefix, f),
             Body::Stmts(stmts) => {
-                for (i, s) in stmts.iter_mut().enumerate() {
-                    match s {
+                for i in order {
+                    match &mut stmts[i] {
                         Stmt::Assign { key, value, .. } => walk_value(value, &format!("{prefix}.{}", key.name), f),
                         Stmt::Op(op) => {
                             let at = format!("{prefix}[{i}].{}", op.name.name);
