@@ -215,7 +215,7 @@ test_tables() {
 # of libFuzzer's inputs. Seeds in fuzz/corpus/front_end (committed); the corpus it grows goes
 # to fuzz/grown/front_end (ignored). Prints one table row; crash inputs stay in fuzz/artifacts/.
 fuzz_row() {
-    local sanitizer=${FUZZ_SANITIZER:-address} out t0 t1 execs rate units crashes cmd status
+    local sanitizer=${FUZZ_SANITIZER:-address} out t0 t1 execs rate units crashes slow cmd status
     mkdir -p fuzz/grown/front_end
     cmd="cargo +nightly fuzz run -s $sanitizer front_end fuzz/grown/front_end fuzz/corpus/front_end -- -runs=$FUZZ_RUNS -print_final_stats=1"
     t0=$(date +%s)
@@ -225,7 +225,10 @@ fuzz_row() {
     execs=$(grep -o '^stat::number_of_executed_units: *[0-9]*' <<< "$out" | grep -o '[0-9]*$' | tail -1)
     rate=$(grep -o '^stat::average_exec_per_sec: *[0-9]*' <<< "$out" | grep -o '[0-9]*$' | tail -1)
     units=$(ls fuzz/grown/front_end | wc -l)
-    crashes=$(grep -c 'Test unit written to' <<< "$out")
+    # libFuzzer also writes slow units ("Test unit written to .../slow-unit-..."): not crashes.
+    crashes=$(grep -cE 'Test unit written to .*(crash|leak|timeout|oom)-' <<< "$out")
+    slow=$(grep -cE 'Test unit written to .*slow-unit-' <<< "$out")
+    [ "$slow" -eq 0 ] || crashes="$crashes ($slow slow units kept in fuzz/artifacts/)"
     if [ "$status" -ne 0 ]; then
         FAILED=1
         grep -m1 -A3 'panicked at' <<< "$out" | sed 's/^/    /' >&2
