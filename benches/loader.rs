@@ -201,7 +201,9 @@ fn main() {
         ),
         ("shard 96x128,  flip + jitter + norm          ", source(&shards[2], jitter_norm(), MixParams::NONE)),
     ];
-    for (name, src) in &cases {
+    // LOADER_BENCH_CASE=text keeps only the (d) cases whose name contains it (for profiling).
+    let case_filter = std::env::var("LOADER_BENCH_CASE").unwrap_or_default();
+    for (name, src) in cases.iter().filter(|(name, _)| name.contains(case_filter.as_str())) {
         let epochs = 3;
         let r = best_rate(n * epochs, 2, || epoch_batches(src, epochs));
         println!("(d)  {name}: {r:8.0} img/s  ({:.1}x (b))", r / b);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::augment::{AugError, AugOp, SplitMix64, augment_into, hash_seed, output_size, sample_seed, validate_ops};
+use super::augment::{AugError, AugOp, SplitMix64, augment_into_uninit, hash_seed, output_size, sample_seed, validate_ops};
 use super::mix::{MixParams, mix_batch};
 use super::shard::Shard;
 use crate::batch::{Batch, BatchSource, NUM_CLASSES};
@@ -153,15 +153,21 @@ impl Samples {
     fn assemble(&self, ids: &[usize], seed: u64, epoch: u64) -> Batch {
         let (w, h) = self.out;
         let size = 3 * w * h;
-        let mut images = vec![0.0f32; ids.len() * size];
+        let total = ids.len() * size;
+        let mut images: Vec<f32> = Vec::with_capacity(total);
         let (sw, sh) = (self.shard.width(), self.shard.height());
-        images.par_chunks_mut(size.max(1)).zip(ids.par_iter()).for_each(|(out, &id)| {
+        images.spare_capacity_mut()[..total].par_chunks_mut(size.max(1)).zip(ids.par_iter()).for_each(|(out, &id)| {
             let sample = &self.samples[id];
             let mut rng = SplitMix64::new(sample_seed(seed, epoch, id as u64));
             let src = self.shard.image(sample.shard_index);
-            augment_into(&[&sample.extra, &self.ops], src, sw, sh, &mut rng, out)
+            // Written straight into the batch's fresh memory: at 224x224 a batch is 19 MB, and
+            // zeroing it first (serially) took an eighth of epoch time.
+            augment_into_uninit(&[&sample.extra, &self.ops], src, sw, sh, &mut rng, out)
                 .expect("sizes and ops validated when the source was built");
         });
+        // SAFETY: the loop above initialised all `total` values: `augment_into_uninit` writes
+        // its whole chunk, and the chunks cover `..total`.
+        unsafe { images.set_len(total) };
         let mut targets = vec![0.0f32; ids.len() * NUM_CLASSES];
         let labels: Vec<u32> = ids.iter().map(|&id| self.samples[id].label.class()).collect();
         for (row, &class) in targets.chunks_exact_mut(NUM_CLASSES).zip(&labels) {

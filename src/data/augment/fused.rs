@@ -1,0 +1,340 @@
+//! The epoch-time hot path: HWC `u8` pixels (a shard image, or a resized crop of one) to CHW
+//! `f32` planes, with an optional mirror and every pending pointwise op applied on the way, in
+//! one pass that writes each output value once.
+//!
+//! Why a separate kernel: the general path writes the planes, then makes one pass over them per
+//! op (brightness, contrast, saturation, normalise), then a copy for a mirror. At 224×224 that
+//! is six trips through 600 KB, and the de-interleaving table lookups do not vectorise. Here
+//! pixels go through in blocks of [`LANES`]: a block is de-interleaved into three small arrays,
+//! every op runs on those (the compiler vectorises fixed-size loops), and the block is stored.
+//! A contrast op needs the grey mean of the image as it stands just before it, so the ops
+//! split there: the pass before a contrast sums what it writes, and a second pass takes the
+//! planes up again (still in L2 at 224×224) once the mean is known.
+//!
+//! The results are bit-identical to the general path (a test checks this): the same `f32`
+//! operations in the same order per value, `v / 255` by division as the table has it, and the
+//! contrast means summed in `plane_mean`'s 16-lane order. With AVX2 and FMA present the same
+//! code is compiled a second time for them, with a shuffle-based block load; FMA is used only
+//! inside that load's exact `v / 255`, never to contract the ops, so both builds agree.
+
+use std::mem::MaybeUninit;
+
+use super::PointOp;
+
+/// Pixels per block; equal to `plane_mean`'s lane count, so means are summed in its order.
+const LANES: usize = 16;
+
+/// One block of pixels as three channel arrays on the tensor scale.
+struct Block {
+    c: [[f32; LANES]; 3],
+}
+
+/// A pointwise op ready to run: contrast carries its offset, `mean * (1 - factor)`.
+#[derive(Clone, Copy)]
+enum Ready {
+    Brightness(f32),
+    Contrast { factor: f32, offset: f32 },
+    Saturation(f32),
+    Normalize { mean: [f32; 3], inv_std: [f32; 3] },
+}
+
+/// Writes `src` (HWC, `w × h`, mirrored left-right when `flip`) with `ops` applied as CHW
+/// planes into `out` (`3 * w * h` values), every value once at least, and returns `out` as
+/// initialised.
+pub(super) fn emit<'o>(src: &[u8], w: usize, h: usize, flip: bool, ops: &[PointOp], out: &'o mut [MaybeUninit<f32>]) -> &'o mut [f32] {
+    debug_assert_eq!(src.len(), w * h * 3);
+    debug_assert_eq!(out.len(), w * h * 3);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { x86::emit_avx2(src, w, h, flip, ops, out) };
+    } else {
+        emit_with::<ScalarLoad>(src, w, h, flip, ops, out);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    emit_with::<ScalarLoad>(src, w, h, flip, ops, out);
+    // SAFETY: `emit_with`'s first pass stores every value of the three planes, which are
+    // `out` split in three.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// The portable build of [`emit`], for testing it on machines that take the AVX2 one.
+#[cfg(test)]
+pub(super) fn emit_portable<'o>(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    flip: bool,
+    ops: &[PointOp],
+    out: &'o mut [MaybeUninit<f32>],
+) -> &'o mut [f32] {
+    emit_with::<ScalarLoad>(src, w, h, flip, ops, out);
+    // SAFETY: as in `emit`.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// How a full block of 16 consecutive source pixels (48 bytes) becomes three channel arrays,
+/// optionally in reverse pixel order.
+trait LoadBlock {
+    fn load(bytes: &[u8; 3 * LANES], reverse: bool, block: &mut Block);
+}
+
+/// Portable: byte by byte.
+struct ScalarLoad;
+
+impl LoadBlock for ScalarLoad {
+    #[inline(always)]
+    fn load(s: &[u8; 3 * LANES], reverse: bool, block: &mut Block) {
+        for i in 0..LANES {
+            let j = if reverse { LANES - 1 - i } else { i };
+            for c in 0..3 {
+                block.c[c][i] = s[3 * j + c] as f32 / 255.0;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Block, LANES, LoadBlock, MaybeUninit, PointOp, emit_with};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn emit_avx2(src: &[u8], w: usize, h: usize, flip: bool, ops: &[PointOp], out: &mut [MaybeUninit<f32>]) {
+        emit_with::<ShuffleLoad>(src, w, h, flip, ops, out);
+    }
+
+    /// `pshufb` masks that gather channel `c` of 16 pixels (in order, or reversed) from the
+    /// three 16-byte registers holding 48 interleaved bytes: `MASKS[reverse][c][register]`,
+    /// 0x80 where a lane comes from another register.
+    const MASKS: [[[[u8; 16]; 3]; 3]; 2] = {
+        let mut m = [[[[0x80u8; 16]; 3]; 3]; 2];
+        let mut reverse = 0;
+        while reverse < 2 {
+            let mut c = 0;
+            while c < 3 {
+                let mut i = 0;
+                while i < LANES {
+                    let j = if reverse == 1 { LANES - 1 - i } else { i };
+                    let byte = 3 * j + c;
+                    m[reverse][c][byte / 16][i] = (byte % 16) as u8;
+                    i += 1;
+                }
+                c += 1;
+            }
+            reverse += 1;
+        }
+        m
+    };
+
+    struct ShuffleLoad;
+
+    impl LoadBlock for ShuffleLoad {
+        #[inline(always)]
+        fn load(bytes: &[u8; 3 * LANES], reverse: bool, block: &mut Block) {
+            // SAFETY: only instantiated inside `emit_avx2`, which requires AVX2 and FMA.
+            unsafe { load_avx2(bytes, reverse, block) }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn load_avx2(bytes: &[u8; 3 * LANES], reverse: bool, block: &mut Block) {
+        let p = bytes.as_ptr().cast::<__m128i>();
+        // SAFETY: `bytes` is 48 bytes long; unaligned loads.
+        let regs = unsafe { [_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)), _mm_loadu_si128(p.add(2))] };
+        let masks = &MASKS[reverse as usize];
+        // v / 255 without a division (a third of this kernel's time): q = v * RN(1/255), then
+        // one Markstein correction with the exact FMA residual v - 255 q. For the 256 possible
+        // v this gives the correctly rounded quotient, i.e. exactly `v as f32 / 255.0` (a test
+        // checks all of them); the FMAs stay inside this conversion.
+        let unit = |v: __m256| {
+            let (k, d) = (_mm256_set1_ps(1.0 / 255.0), _mm256_set1_ps(255.0));
+            let q = _mm256_mul_ps(v, k);
+            _mm256_fmadd_ps(_mm256_fnmadd_ps(q, d, v), k, q)
+        };
+        for (c, out) in block.c.iter_mut().enumerate() {
+            let mut lanes = _mm_setzero_si128();
+            for (k, reg) in regs.iter().enumerate() {
+                // SAFETY: each mask is 16 bytes; unaligned load.
+                let mask = unsafe { _mm_loadu_si128(masks[c][k].as_ptr().cast()) };
+                lanes = _mm_or_si128(lanes, _mm_shuffle_epi8(*reg, mask));
+            }
+            // u8 → i32 → f32, then divided by 255 exactly as the scalar `v as f32 / 255.0`.
+            let lo = unit(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lanes)));
+            let hi = unit(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(lanes))));
+            // SAFETY: `out` holds 16 f32s; unaligned stores.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), lo);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn emit_with<L: LoadBlock>(src: &[u8], w: usize, h: usize, flip: bool, ops: &[PointOp], out: &mut [MaybeUninit<f32>]) {
+    let plane = w * h;
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    let mut planes = [r, g, b];
+    // The ops split at each contrast: one pass per segment. The first pass reads the source;
+    // a pass that ends at a contrast also sums the planes it writes, and the next pass picks
+    // the planes up again (from L2 at 224x224) with that contrast's offset known.
+    let mut segment = Vec::with_capacity(ops.len());
+    let mut from_source = true;
+    for op in ops {
+        match *op {
+            PointOp::Brightness(f) => segment.push(Ready::Brightness(f)),
+            PointOp::Saturation(f) => segment.push(Ready::Saturation(f)),
+            PointOp::Normalize { mean, inv_std } => segment.push(Ready::Normalize { mean, inv_std }),
+            PointOp::Contrast(factor) => {
+                let [r, g, b] = pass::<L>(src, w, flip, from_source, &segment, true, &mut planes);
+                let mean = 0.2989 * r + 0.587 * g + 0.114 * b;
+                segment.clear();
+                segment.push(Ready::Contrast { factor, offset: mean * (1.0 - factor) });
+                from_source = false;
+            }
+        }
+    }
+    pass::<L>(src, w, flip, from_source, &segment, false, &mut planes);
+}
+
+/// One pass over the image: each block comes from the source (`from_source`) or from the
+/// planes, goes through `ops` and is stored back. The first pass must be from the source: it
+/// initialises every value, which later passes read. With `sum`, returns the per-channel means of
+/// what was stored, summed exactly as `plane_mean` sums a plane (16 lane accumulators over
+/// the full blocks, then the lanes in order, plus the tail added in order).
+#[inline(always)]
+fn pass<L: LoadBlock>(
+    src: &[u8],
+    w: usize,
+    flip: bool,
+    from_source: bool,
+    ops: &[Ready],
+    sum: bool,
+    planes: &mut [&mut [MaybeUninit<f32>]; 3],
+) -> [f32; 3] {
+    let plane = planes[0].len();
+    let mut acc = [[0.0f32; LANES]; 3];
+    let mut block = Block { c: [[0.0; LANES]; 3] };
+    let full = plane - plane % LANES;
+    let mut p = 0;
+    while p < full {
+        if from_source {
+            load::<L>(src, w, p, LANES, flip, &mut block);
+        } else {
+            for (values, plane) in block.c.iter_mut().zip(planes.iter()) {
+                for (v, stored) in values.iter_mut().zip(&plane[p..p + LANES]) {
+                    // SAFETY: an earlier pass from the source stored every value.
+                    *v = unsafe { stored.assume_init() };
+                }
+            }
+        }
+        run(ops, &mut block);
+        // Fixed-length copies, so that they compile to vector stores, not memcpy calls.
+        for (plane, values) in planes.iter_mut().zip(&block.c) {
+            let dst: &mut [MaybeUninit<f32>; LANES] = (&mut plane[p..p + LANES]).try_into().expect("block in bounds");
+            *dst = values.map(MaybeUninit::new);
+        }
+        if sum {
+            for (acc, c) in acc.iter_mut().zip(&block.c) {
+                for k in 0..LANES {
+                    acc[k] += c[k];
+                }
+            }
+        }
+        p += LANES;
+    }
+    let mut tail = [0.0f32; 3];
+    if full < plane {
+        let n = plane - full;
+        if from_source {
+            load::<L>(src, w, full, n, flip, &mut block);
+        } else {
+            for (values, plane) in block.c.iter_mut().zip(planes.iter()) {
+                for (v, stored) in values.iter_mut().zip(&plane[full..]) {
+                    // SAFETY: an earlier pass from the source stored every value.
+                    *v = unsafe { stored.assume_init() };
+                }
+            }
+        }
+        run(ops, &mut block);
+        for ((plane, values), t) in planes.iter_mut().zip(&block.c).zip(&mut tail) {
+            for (dst, v) in plane[full..].iter_mut().zip(&values[..n]) {
+                dst.write(*v);
+            }
+            *t = values[..n].iter().sum();
+        }
+    }
+    if !sum || plane == 0 {
+        return [0.0; 3];
+    }
+    std::array::from_fn(|c| (acc[c].iter().sum::<f32>() + tail[c]) / plane as f32)
+}
+
+/// Loads pixels `p .. p + n` of the output (row-major), on the `[0, 1]` scale.
+#[inline(always)]
+fn load<L: LoadBlock>(src: &[u8], w: usize, p: usize, n: usize, flip: bool, block: &mut Block) {
+    let unit = |v: u8| v as f32 / 255.0;
+    let x = p % w;
+    if n == LANES && !flip {
+        // Unmirrored output pixels are the source pixels in order, across rows too.
+        L::load(src[3 * p..3 * (p + LANES)].try_into().expect("block in bounds"), false, block);
+    } else if n == LANES && x + LANES <= w {
+        // Mirrored, within one row: a contiguous source run read backwards.
+        let first = p - x + (w - x - LANES);
+        L::load(src[3 * first..3 * (first + LANES)].try_into().expect("block in bounds"), true, block);
+    } else {
+        for i in 0..n {
+            let (y, x) = ((p + i) / w, (p + i) % w);
+            let sx = if flip { w - 1 - x } else { x };
+            let o = 3 * (y * w + sx);
+            for c in 0..3 {
+                block.c[c][i] = unit(src[o + c]);
+            }
+        }
+    }
+}
+
+/// Runs `ops` on a block, with exactly the arithmetic of `apply_point_ops`.
+#[inline(always)]
+fn run(ops: &[Ready], block: &mut Block) {
+    for op in ops {
+        match *op {
+            Ready::Brightness(f) => {
+                for ch in &mut block.c {
+                    for v in ch.iter_mut() {
+                        *v = (*v * f).clamp(0.0, 1.0);
+                    }
+                }
+            }
+            Ready::Contrast { factor, offset } => {
+                for ch in &mut block.c {
+                    for v in ch.iter_mut() {
+                        *v = (*v * factor + offset).clamp(0.0, 1.0);
+                    }
+                }
+            }
+            Ready::Saturation(f) => {
+                let k = 1.0 - f;
+                let [r, g, b] = &mut block.c;
+                for i in 0..LANES {
+                    let grey = (0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]) * k;
+                    r[i] = (r[i] * f + grey).clamp(0.0, 1.0);
+                    g[i] = (g[i] * f + grey).clamp(0.0, 1.0);
+                    b[i] = (b[i] * f + grey).clamp(0.0, 1.0);
+                }
+            }
+            Ready::Normalize { mean, inv_std } => {
+                for (c, ch) in block.c.iter_mut().enumerate() {
+                    let (m, s) = (mean[c], inv_std[c]);
+                    for v in ch.iter_mut() {
+                        *v = (*v - m) * s;
+                    }
+                }
+            }
+        }
+    }
+}
