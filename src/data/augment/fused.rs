@@ -24,6 +24,10 @@ use super::PointOp;
 /// Pixels per block; equal to `plane_mean`'s lane count, so means are summed in its order.
 const LANES: usize = 16;
 
+/// How far ahead of the current block the source is prefetched, in bytes: over a row of a
+/// 224-wide image, so a mirrored row (read backwards) is in cache before it starts.
+const PREFETCH_AHEAD: usize = 1024;
+
 /// One block of pixels as three channel arrays on the tensor scale.
 struct Block {
     c: [[f32; LANES]; 3],
@@ -77,6 +81,10 @@ pub(super) fn emit_portable<'o>(
 /// optionally in reverse pixel order.
 trait LoadBlock {
     fn load(bytes: &[u8; 3 * LANES], reverse: bool, block: &mut Block);
+
+    /// A hint that `src[at..]` will be read soon (ignored past the end).
+    #[inline(always)]
+    fn prefetch(_src: &[u8], _at: usize) {}
 }
 
 /// Portable: byte by byte.
@@ -135,6 +143,14 @@ mod x86 {
         fn load(bytes: &[u8; 3 * LANES], reverse: bool, block: &mut Block) {
             // SAFETY: only instantiated inside `emit_avx2`, which requires AVX2 and FMA.
             unsafe { load_avx2(bytes, reverse, block) }
+        }
+
+        #[inline(always)]
+        fn prefetch(src: &[u8], at: usize) {
+            if at < src.len() {
+                // SAFETY: a prefetch of an in-bounds address; it has no other effect.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(src.as_ptr().add(at).cast()) };
+            }
         }
     }
 
@@ -223,20 +239,22 @@ fn pass<L: LoadBlock>(
     let mut p = 0;
     while p < full {
         if from_source {
+            L::prefetch(src, 3 * p + PREFETCH_AHEAD);
             load::<L>(src, w, p, LANES, flip, &mut block);
         } else {
             for (values, plane) in block.c.iter_mut().zip(planes.iter()) {
-                for (v, stored) in values.iter_mut().zip(&plane[p..p + LANES]) {
-                    // SAFETY: an earlier pass from the source stored every value.
-                    *v = unsafe { stored.assume_init() };
-                }
+                let stored: &[MaybeUninit<f32>; LANES] = plane[p..p + LANES].try_into().expect("block in bounds");
+                // SAFETY: an earlier pass from the source stored every value; same layout.
+                *values = unsafe { std::mem::transmute_copy(stored) };
             }
         }
         run(ops, &mut block);
         // Fixed-length copies, so that they compile to vector stores, not memcpy calls.
         for (plane, values) in planes.iter_mut().zip(&block.c) {
             let dst: &mut [MaybeUninit<f32>; LANES] = (&mut plane[p..p + LANES]).try_into().expect("block in bounds");
-            *dst = values.map(MaybeUninit::new);
+            // SAFETY: `[f32; 16]` and `[MaybeUninit<f32>; 16]` have the same layout. (An
+            // element-wise `MaybeUninit::new` compiled to scalar stores.)
+            *dst = unsafe { std::mem::transmute_copy(values) };
         }
         if sum {
             for (acc, c) in acc.iter_mut().zip(&block.c) {
