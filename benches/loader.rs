@@ -3,7 +3,10 @@
 //! `cargo bench --bench loader` (or, reusing the dev build's optimised dependencies,
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench loader`).
 //! Environment: `LOADER_BENCH_IMAGES` (default 500), `LOADER_BENCH_THREADS` (default 2),
-//! `LOADER_BENCH_DIR` (keep the generated JPEGs there, for the peer script).
+//! `LOADER_BENCH_DIR` (keep the generated JPEGs there, for the peer script),
+//! `LOADER_BENCH_CASE` (only the shard cases whose name contains it), `LOADER_BENCH_ONLY=shard`
+//! (skip the decode figures), `LOADER_BENCH_GLIBC_DEFAULTS=1` (leave glibc's allocator as it is,
+//! to see what `maskflow::alloc` saves; the binary always applies it).
 //! Prints img/s. `scripts/loader-compare.sh` runs this bench and the PIL + torchvision peer
 //! (`scripts/peer_loader.py`) on the same files, back to back, and prints the ratios.
 
@@ -100,6 +103,9 @@ fn epoch_batches(source: &TrainSource, epochs: usize) {
 fn main() {
     let n: usize = std::env::var("LOADER_BENCH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let threads: usize = std::env::var("LOADER_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    if std::env::var_os("LOADER_BENCH_GLIBC_DEFAULTS").is_none() {
+        maskflow::alloc::keep_large_blocks();
+    }
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -162,7 +168,7 @@ fn main() {
     let labels = |i: usize| SampleLabel { mask: (i % 3) as u8, gender: (i % 2) as u8, age: (i % 3) as u8, years: 40 };
     let samples: Vec<SampleRef> = (0..n).map(|i| SampleRef::new(i, labels(i))).collect();
     let mut shards = Vec::new();
-    for (name, w, h) in [("256x341", 256, 341), ("224x224", 224, 224), ("96x128", 96, 128)] {
+    for (name, w, h) in [("256x341", 256, 341), ("224x224", 224, 224), ("96x128", 96, 128), ("384x384", 384, 384)] {
         let out = dir.path().join(format!("{name}.shard"));
         let params = PrepareParams::new(w, h, Crop::None);
         let t = Instant::now();
@@ -200,6 +206,25 @@ fn main() {
             source(&shards[2], vec![AugOp::Hflip { p: 0.5 }, AugOp::Normalize { mean: MEAN, std: STD }], MixParams::NONE),
         ),
         ("shard 96x128,  flip + jitter + norm          ", source(&shards[2], jitter_norm(), MixParams::NONE)),
+        (
+            "shard 384x384, normalise only                ",
+            source(&shards[3], vec![AugOp::Normalize { mean: MEAN, std: STD }], MixParams::NONE),
+        ),
+        // pipelines/b4_focal.mf's train ops, on its 384x384 shard.
+        (
+            "shard 384x384, b4_focal train ops (resize 380, flip, rotate 10deg, jitter, norm)",
+            source(
+                &shards[3],
+                vec![
+                    AugOp::Resize { width: 380, height: 380 },
+                    AugOp::Hflip { p: 0.5 },
+                    AugOp::Rotate { degrees: 10.0, random: true },
+                    AugOp::Jitter { brightness: 0.2, contrast: 0.2, saturation: 0.0 },
+                    AugOp::Normalize { mean: MEAN, std: STD },
+                ],
+                MixParams::NONE,
+            ),
+        ),
     ];
     // LOADER_BENCH_CASE=text keeps only the (d) cases whose name contains it (for profiling).
     let case_filter = std::env::var("LOADER_BENCH_CASE").unwrap_or_default();

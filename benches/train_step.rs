@@ -5,7 +5,8 @@
 //!
 //! Run: `RAYON_NUM_THREADS=2 cargo bench --bench train_step [--features ndarray]`
 //! Options (env): `BENCH_STEPS` (timed steps, default 3), `BENCH_SIZES` (e.g. "128x96"),
-//! `BENCH_ARCH` (default efficientnet_b0), `BENCH_BATCH` (default 16).
+//! `BENCH_ARCH` (default efficientnet_b0), `BENCH_BATCH` (default 16), `BENCH_GLIBC_DEFAULTS=1`
+//! (leave glibc's allocator alone, to see what `maskflow::alloc` saves).
 
 use std::time::Instant;
 
@@ -81,6 +82,12 @@ fn main() {
     let batch = env_or("BENCH_BATCH", 16usize);
     let arch = std::env::var("BENCH_ARCH").unwrap_or_else(|_| "efficientnet_b0".into());
     let sizes = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128x96,224x224".into());
+    // As the binary does; BENCH_GLIBC_DEFAULTS=1 leaves glibc's allocator alone, for comparison.
+    let tuned = std::env::var_os("BENCH_GLIBC_DEFAULTS").is_none();
+    if tuned {
+        maskflow::alloc::keep_large_blocks();
+    }
+    println!("allocator: {}", if tuned { "maskflow::alloc::keep_large_blocks" } else { "glibc defaults" });
     println!("threads: RAYON_NUM_THREADS={}", std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into()));
     for size in sizes.split(',') {
         let Some((h, w)) = size.split_once('x') else {

@@ -7,6 +7,7 @@
 //! - `exec`: runs the steps whose key missed, and writes `saved/`;
 //! - the ML libraries (`data`, `batch`): know nothing of the language.
 
+pub mod alloc;
 pub mod batch;
 pub mod cache;
 pub mod cli;

@@ -1,3 +1,4 @@
 fn main() {
+    maskflow::alloc::keep_large_blocks();
     std::process::exit(maskflow::cli::main());
 }

@@ -8,11 +8,15 @@
 //! - semantics follow torchvision (`RandomResizedCrop`, `ColorJitter` with a random order of
 //!   its three factors and clamping to [0, 1], `Normalize`, `RandomErasing` with value 0);
 //! - work is lazy: consecutive resizes and crops (resize → random-resized-crop, resize →
-//!   centre-crop) collapse into one crop box and one SIMD resampling of the `u8` pixels;
-//!   jitter, normalise and erasing are applied on the CHW output planes, one vectorisable
-//!   pass each (a single lookup-table pass for a lone normalise). Pending work is only
-//!   materialised when a later op needs it (e.g. a flip after a crop, or a resize after
-//!   jitter, whose contrast mean depends on the whole image).
+//!   centre-crop) collapse into one crop box and one SIMD resampling of the `u8` pixels; a
+//!   flip is remembered rather than copied; jitter and normalise wait as pointwise ops.
+//!   Pending work is only materialised when a later op needs it (e.g. a resize after a flip
+//!   or after jitter, whose contrast mean depends on the whole image);
+//! - the common end, `u8` pixels with a pending flip and pointwise ops, goes through
+//!   [`fused`]: one pass that writes each output value once (two with a contrast), bit-identical
+//!   to the general path (planes, then one pass per op), which the `f32` case still takes;
+//! - the output may be uninitialised memory ([`augment_into_uninit`]): batches are not zeroed
+//!   first.
 //!
 //! Values: a `u8` image stands for `v / 255`; jitter works on that [0, 1] scale, so it must
 //! come before `Normalize` ([`Augmenter::new`] rejects the other order).
@@ -21,6 +25,7 @@ use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 mod fused;
+mod rotate;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -765,66 +770,78 @@ fn hflip(img: &mut Img<'_>) {
 
 /// Rotates counter-clockwise by `degrees` about the image centre (bilinear, zero fill).
 fn rotate<'a>(img: &Img<'_>, degrees: f64) -> Img<'a> {
-    let (w, h) = (img.w, img.h);
-    let (sin, cos) = degrees.to_radians().sin_cos();
-    let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
-    let sample = |x: usize, y: usize, get: &dyn Fn(usize, usize) -> [f32; 3]| -> [f32; 3] {
-        let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
-        // Inverse map: destination → source (y grows downwards).
-        let sx = cos * dx - sin * dy + cx - 0.5;
-        let sy = sin * dx + cos * dy + cy - 0.5;
-        let (x0, y0) = (sx.floor(), sy.floor());
-        let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
-        let mut acc = [0.0f32; 3];
-        for (oy, wy) in [(0.0, 1.0 - fy), (1.0, fy)] {
-            for (ox, wx) in [(0.0, 1.0 - fx), (1.0, fx)] {
-                let (px, py) = (x0 + ox, y0 + oy);
-                if px < 0.0 || py < 0.0 || px >= w as f64 || py >= h as f64 {
-                    continue;
-                }
-                let v = get(px as usize, py as usize);
-                for c in 0..3 {
-                    acc[c] += v[c] * wx * wy;
-                }
-            }
-        }
-        acc
-    };
     let px = match &img.px {
         Pixels::U8(b) => {
-            let get = |x: usize, y: usize| {
-                let i = (y * w + x) * 3;
-                [b[i] as f32, b[i + 1] as f32, b[i + 2] as f32]
-            };
-            let mut out = Vec::with_capacity(w * h * 3);
-            for y in 0..h {
-                for x in 0..w {
-                    let v = sample(x, y, &get);
-                    out.extend(v.map(|c| c.round().clamp(0.0, 255.0) as u8));
-                }
-            }
-            Pixels::U8(Cow::Owned(out))
+            Pixels::U8(Cow::Owned(rotate::run(b, img.w, img.h, degrees, |v: u8| v as f32, |c: f32| c.round().clamp(0.0, 255.0) as u8)))
         }
-        Pixels::F32(v) => {
-            let get = |x: usize, y: usize| {
-                let i = (y * w + x) * 3;
-                [v[i], v[i + 1], v[i + 2]]
-            };
-            let mut out = Vec::with_capacity(w * h * 3);
-            for y in 0..h {
-                for x in 0..w {
-                    out.extend(sample(x, y, &get));
-                }
-            }
-            Pixels::F32(out)
-        }
+        Pixels::F32(v) => Pixels::F32(rotate::run(v, img.w, img.h, degrees, |v: f32| v, |c: f32| c)),
     };
-    Img { w, h, px }
+    Img { w: img.w, h: img.h, px }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first, straightforward rotation (per-pixel closures), kept as the reference that
+    /// `rotate::run` must match bit for bit.
+    fn rotate_reference<'a>(img: &Img<'_>, degrees: f64) -> Img<'a> {
+        let (w, h) = (img.w, img.h);
+        let (sin, cos) = degrees.to_radians().sin_cos();
+        let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
+        let sample = |x: usize, y: usize, get: &dyn Fn(usize, usize) -> [f32; 3]| -> [f32; 3] {
+            let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
+            // Inverse map: destination → source (y grows downwards).
+            let sx = cos * dx - sin * dy + cx - 0.5;
+            let sy = sin * dx + cos * dy + cy - 0.5;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+            let mut acc = [0.0f32; 3];
+            for (oy, wy) in [(0.0, 1.0 - fy), (1.0, fy)] {
+                for (ox, wx) in [(0.0, 1.0 - fx), (1.0, fx)] {
+                    let (px, py) = (x0 + ox, y0 + oy);
+                    if px < 0.0 || py < 0.0 || px >= w as f64 || py >= h as f64 {
+                        continue;
+                    }
+                    let v = get(px as usize, py as usize);
+                    for c in 0..3 {
+                        acc[c] += v[c] * wx * wy;
+                    }
+                }
+            }
+            acc
+        };
+        let px = match &img.px {
+            Pixels::U8(b) => {
+                let get = |x: usize, y: usize| {
+                    let i = (y * w + x) * 3;
+                    [b[i] as f32, b[i + 1] as f32, b[i + 2] as f32]
+                };
+                let mut out = Vec::with_capacity(w * h * 3);
+                for y in 0..h {
+                    for x in 0..w {
+                        let v = sample(x, y, &get);
+                        out.extend(v.map(|c| c.round().clamp(0.0, 255.0) as u8));
+                    }
+                }
+                Pixels::U8(Cow::Owned(out))
+            }
+            Pixels::F32(v) => {
+                let get = |x: usize, y: usize| {
+                    let i = (y * w + x) * 3;
+                    [v[i], v[i + 1], v[i + 2]]
+                };
+                let mut out = Vec::with_capacity(w * h * 3);
+                for y in 0..h {
+                    for x in 0..w {
+                        out.extend(sample(x, y, &get));
+                    }
+                }
+                Pixels::F32(out)
+            }
+        };
+        Img { w, h, px }
+    }
 
     /// The general path on a `u8` image: mirror, planes, then one pass per op.
     fn reference(src: &[u8], w: usize, h: usize, flip: bool, ops: &[PointOp]) -> Vec<f32> {
@@ -880,6 +897,42 @@ mod tests {
             }
         }
         assert!(contrasts >= 10, "the cases must exercise contrast means ({contrasts})");
+    }
+
+    #[test]
+    fn rotation_matches_the_first_version_bit_for_bit() {
+        let mut rng = SplitMix64::new(11);
+        for (w, h) in [(1, 1), (2, 3), (7, 5), (31, 17), (64, 64), (40, 90)] {
+            let bytes: Vec<u8> = (0..w * h * 3).map(|_| rng.below(256) as u8).collect();
+            let floats: Vec<f32> = (0..w * h * 3).map(|_| rng.next_f64() as f32).collect();
+            for degrees in [0.25, -3.0, 10.0, 45.0, 90.0, -137.5, rng.uniform(-180.0, 180.0)] {
+                let images = [Img { w, h, px: Pixels::U8(Cow::Borrowed(&bytes)) }, Img { w, h, px: Pixels::F32(floats.clone()) }];
+                for img in &images {
+                    let (got, want) = (rotate(img, degrees), rotate_reference(img, degrees));
+                    let same = match (&got.px, &want.px) {
+                        (Pixels::U8(a), Pixels::U8(b)) => a == b,
+                        (Pixels::F32(a), Pixels::F32(b)) => a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        _ => false,
+                    };
+                    assert!(same, "{w}x{h} by {degrees} degrees");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_quarter_turn_moves_pixels_where_a_quarter_turn_should() {
+        // Counter-clockwise by 90 degrees: source (x, y) lands at (y, w - 1 - x) on a square.
+        let n = 6;
+        let src: Vec<u8> = (0..n * n * 3).map(|i| (i * 5 % 251) as u8).collect();
+        let img = Img { w: n, h: n, px: Pixels::U8(Cow::Borrowed(&src)) };
+        let Pixels::U8(out) = rotate(&img, 90.0).px else { panic!("u8 in, u8 out") };
+        for y in 0..n {
+            for x in 0..n {
+                let (dx, dy) = (y, n - 1 - x);
+                assert_eq!(out[(dy * n + dx) * 3..][..3], src[(y * n + x) * 3..][..3], "source pixel ({x}, {y})");
+            }
+        }
     }
 
     #[test]
