@@ -61,10 +61,10 @@ impl StatCache {
     pub fn digest(&mut self, path: &Path, meta: &Metadata) -> std::io::Result<Digest> {
         let id = FileId { dev: meta.dev(), ino: meta.ino() };
         let stamp = Stamp::of(meta);
-        if let Some((old, digest)) = self.entries.get(&id) {
-            if *old == stamp {
-                return Ok(*digest);
-            }
+        if let Some((old, digest)) = self.entries.get(&id)
+            && *old == stamp
+        {
+            return Ok(*digest);
         }
         let digest = Digest::of_file(path)?;
         self.hashed += 1;

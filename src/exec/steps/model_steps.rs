@@ -244,7 +244,7 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
     let weights = model_path(cache, inputs)?;
     let probs =
         train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
-    let y_true: Vec<u32> = fs.val.iter().map(|s| s.label.class() as u32).collect();
+    let y_true: Vec<u32> = fs.val.iter().map(|s| s.label.class()).collect();
     let y_pred: Vec<u32> = probs.iter().map(|r| crate::metrics::argmax(r)).collect();
     let report = crate::metrics::report(&y_true, &y_pred);
     let mut csv = String::from("path,person,true,pred");
