@@ -316,43 +316,53 @@ fn load<L: LoadBlock>(src: &[u8], w: usize, p: usize, n: usize, flip: bool, bloc
     }
 }
 
-/// Runs `ops` on a block, with exactly the arithmetic of `apply_point_ops`.
+/// Runs `ops` on a block, with exactly the arithmetic of `apply_point_ops`. Each half of the
+/// block (8 lanes per channel, three AVX registers) goes through all the ops before it is
+/// stored back, so the values stay in registers between ops.
 #[inline(always)]
 fn run(ops: &[Ready], block: &mut Block) {
-    for op in ops {
-        match *op {
-            Ready::Brightness(f) => {
-                for ch in &mut block.c {
-                    for v in ch.iter_mut() {
-                        *v = (*v * f).clamp(0.0, 1.0);
+    const HALF: usize = LANES / 2;
+    for half in 0..2 {
+        let lanes = half * HALF..(half + 1) * HALF;
+        let take = |c: &[f32; LANES]| -> [f32; HALF] { c[lanes.clone()].try_into().expect("half block") };
+        let (mut r, mut g, mut b) = (take(&block.c[0]), take(&block.c[1]), take(&block.c[2]));
+        for op in ops {
+            match *op {
+                Ready::Brightness(f) => {
+                    for ch in [&mut r, &mut g, &mut b] {
+                        for v in ch.iter_mut() {
+                            *v = (*v * f).clamp(0.0, 1.0);
+                        }
                     }
                 }
-            }
-            Ready::Contrast { factor, offset } => {
-                for ch in &mut block.c {
-                    for v in ch.iter_mut() {
-                        *v = (*v * factor + offset).clamp(0.0, 1.0);
+                Ready::Contrast { factor, offset } => {
+                    for ch in [&mut r, &mut g, &mut b] {
+                        for v in ch.iter_mut() {
+                            *v = (*v * factor + offset).clamp(0.0, 1.0);
+                        }
                     }
                 }
-            }
-            Ready::Saturation(f) => {
-                let k = 1.0 - f;
-                let [r, g, b] = &mut block.c;
-                for i in 0..LANES {
-                    let grey = (0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]) * k;
-                    r[i] = (r[i] * f + grey).clamp(0.0, 1.0);
-                    g[i] = (g[i] * f + grey).clamp(0.0, 1.0);
-                    b[i] = (b[i] * f + grey).clamp(0.0, 1.0);
+                Ready::Saturation(f) => {
+                    let k = 1.0 - f;
+                    for i in 0..HALF {
+                        let grey = (0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]) * k;
+                        r[i] = (r[i] * f + grey).clamp(0.0, 1.0);
+                        g[i] = (g[i] * f + grey).clamp(0.0, 1.0);
+                        b[i] = (b[i] * f + grey).clamp(0.0, 1.0);
+                    }
                 }
-            }
-            Ready::Normalize { mean, inv_std } => {
-                for (c, ch) in block.c.iter_mut().enumerate() {
-                    let (m, s) = (mean[c], inv_std[c]);
-                    for v in ch.iter_mut() {
-                        *v = (*v - m) * s;
+                Ready::Normalize { mean, inv_std } => {
+                    for (c, ch) in [&mut r, &mut g, &mut b].into_iter().enumerate() {
+                        let (m, s) = (mean[c], inv_std[c]);
+                        for v in ch.iter_mut() {
+                            *v = (*v - m) * s;
+                        }
                     }
                 }
             }
         }
+        block.c[0][lanes.clone()].copy_from_slice(&r);
+        block.c[1][lanes.clone()].copy_from_slice(&g);
+        block.c[2][lanes].copy_from_slice(&b);
     }
 }
