@@ -24,6 +24,9 @@ use super::PointOp;
 /// Pixels per block; equal to `plane_mean`'s lane count, so means are summed in its order.
 const LANES: usize = 16;
 
+/// Lanes the ops run on at a time: one AVX register per channel.
+const HALF: usize = LANES / 2;
+
 /// How far ahead of the current block the source is prefetched, in bytes: over a row of a
 /// 224-wide image, so a mirrored row (read backwards) is in cache before it starts.
 const PREFETCH_AHEAD: usize = 1024;
@@ -241,25 +244,32 @@ fn pass<L: LoadBlock>(
         if from_source {
             L::prefetch(src, 3 * p + PREFETCH_AHEAD);
             load::<L>(src, w, p, LANES, flip, &mut block);
-        } else {
-            for (values, plane) in block.c.iter_mut().zip(planes.iter()) {
-                let stored: &[MaybeUninit<f32>; LANES] = plane[p..p + LANES].try_into().expect("block in bounds");
-                // SAFETY: an earlier pass from the source stored every value; same layout.
-                *values = unsafe { std::mem::transmute_copy(stored) };
+        }
+        // Half a block at a time (8 lanes per channel, three AVX registers): load, every op,
+        // store and sum without the values leaving registers.
+        for half in 0..2 {
+            let lanes = half * HALF..(half + 1) * HALF;
+            let mut c: [[f32; HALF]; 3] = if from_source {
+                std::array::from_fn(|ch| block.c[ch][lanes.clone()].try_into().expect("half block"))
+            } else {
+                std::array::from_fn(|ch| {
+                    let stored: &[MaybeUninit<f32>; HALF] = planes[ch][p + lanes.start..p + lanes.end].try_into().expect("half in bounds");
+                    // SAFETY: an earlier pass from the source stored every value; same layout.
+                    unsafe { std::mem::transmute_copy(stored) }
+                })
+            };
+            run_half(ops, &mut c);
+            for (plane, values) in planes.iter_mut().zip(&c) {
+                let dst: &mut [MaybeUninit<f32>; HALF] = (&mut plane[p + lanes.start..p + lanes.end]).try_into().expect("half in bounds");
+                // SAFETY: `[f32; 8]` and `[MaybeUninit<f32>; 8]` have the same layout. (An
+                // element-wise `MaybeUninit::new` compiled to scalar stores.)
+                *dst = unsafe { std::mem::transmute_copy(values) };
             }
-        }
-        run(ops, &mut block);
-        // Fixed-length copies, so that they compile to vector stores, not memcpy calls.
-        for (plane, values) in planes.iter_mut().zip(&block.c) {
-            let dst: &mut [MaybeUninit<f32>; LANES] = (&mut plane[p..p + LANES]).try_into().expect("block in bounds");
-            // SAFETY: `[f32; 16]` and `[MaybeUninit<f32>; 16]` have the same layout. (An
-            // element-wise `MaybeUninit::new` compiled to scalar stores.)
-            *dst = unsafe { std::mem::transmute_copy(values) };
-        }
-        if sum {
-            for (acc, c) in acc.iter_mut().zip(&block.c) {
-                for k in 0..LANES {
-                    acc[k] += c[k];
+            if sum {
+                for (acc, values) in acc.iter_mut().zip(&c) {
+                    for (a, v) in acc[lanes.clone()].iter_mut().zip(values) {
+                        *a += v;
+                    }
                 }
             }
         }
@@ -316,53 +326,57 @@ fn load<L: LoadBlock>(src: &[u8], w: usize, p: usize, n: usize, flip: bool, bloc
     }
 }
 
-/// Runs `ops` on a block, with exactly the arithmetic of `apply_point_ops`. Each half of the
-/// block (8 lanes per channel, three AVX registers) goes through all the ops before it is
-/// stored back, so the values stay in registers between ops.
+/// Runs `ops` on a block (the tail of a plane), half by half.
 #[inline(always)]
 fn run(ops: &[Ready], block: &mut Block) {
-    const HALF: usize = LANES / 2;
     for half in 0..2 {
         let lanes = half * HALF..(half + 1) * HALF;
-        let take = |c: &[f32; LANES]| -> [f32; HALF] { c[lanes.clone()].try_into().expect("half block") };
-        let (mut r, mut g, mut b) = (take(&block.c[0]), take(&block.c[1]), take(&block.c[2]));
-        for op in ops {
-            match *op {
-                Ready::Brightness(f) => {
-                    for ch in [&mut r, &mut g, &mut b] {
-                        for v in ch.iter_mut() {
-                            *v = (*v * f).clamp(0.0, 1.0);
-                        }
+        let mut c: [[f32; HALF]; 3] = std::array::from_fn(|ch| block.c[ch][lanes.clone()].try_into().expect("half block"));
+        run_half(ops, &mut c);
+        for (dst, values) in block.c.iter_mut().zip(&c) {
+            dst[lanes.clone()].copy_from_slice(values);
+        }
+    }
+}
+
+/// Runs `ops` on 8 lanes of each channel, with exactly the arithmetic of `apply_point_ops`.
+/// The lanes are three AVX registers; they stay in registers from one op to the next.
+#[inline(always)]
+fn run_half(ops: &[Ready], c: &mut [[f32; HALF]; 3]) {
+    let [r, g, b] = c;
+    for op in ops {
+        match *op {
+            Ready::Brightness(f) => {
+                for ch in [&mut *r, &mut *g, &mut *b] {
+                    for v in ch.iter_mut() {
+                        *v = (*v * f).clamp(0.0, 1.0);
                     }
                 }
-                Ready::Contrast { factor, offset } => {
-                    for ch in [&mut r, &mut g, &mut b] {
-                        for v in ch.iter_mut() {
-                            *v = (*v * factor + offset).clamp(0.0, 1.0);
-                        }
+            }
+            Ready::Contrast { factor, offset } => {
+                for ch in [&mut *r, &mut *g, &mut *b] {
+                    for v in ch.iter_mut() {
+                        *v = (*v * factor + offset).clamp(0.0, 1.0);
                     }
                 }
-                Ready::Saturation(f) => {
-                    let k = 1.0 - f;
-                    for i in 0..HALF {
-                        let grey = (0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]) * k;
-                        r[i] = (r[i] * f + grey).clamp(0.0, 1.0);
-                        g[i] = (g[i] * f + grey).clamp(0.0, 1.0);
-                        b[i] = (b[i] * f + grey).clamp(0.0, 1.0);
-                    }
+            }
+            Ready::Saturation(f) => {
+                let k = 1.0 - f;
+                for i in 0..HALF {
+                    let grey = (0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]) * k;
+                    r[i] = (r[i] * f + grey).clamp(0.0, 1.0);
+                    g[i] = (g[i] * f + grey).clamp(0.0, 1.0);
+                    b[i] = (b[i] * f + grey).clamp(0.0, 1.0);
                 }
-                Ready::Normalize { mean, inv_std } => {
-                    for (c, ch) in [&mut r, &mut g, &mut b].into_iter().enumerate() {
-                        let (m, s) = (mean[c], inv_std[c]);
-                        for v in ch.iter_mut() {
-                            *v = (*v - m) * s;
-                        }
+            }
+            Ready::Normalize { mean, inv_std } => {
+                for (c, ch) in [&mut *r, &mut *g, &mut *b].into_iter().enumerate() {
+                    let (m, s) = (mean[c], inv_std[c]);
+                    for v in ch.iter_mut() {
+                        *v = (*v - m) * s;
                     }
                 }
             }
         }
-        block.c[0][lanes.clone()].copy_from_slice(&r);
-        block.c[1][lanes.clone()].copy_from_slice(&g);
-        block.c[2][lanes].copy_from_slice(&b);
     }
 }
