@@ -6,16 +6,18 @@
 //! op (brightness, contrast, saturation, normalise), then a copy for a mirror. At 224×224 that
 //! is six trips through 600 KB, and the de-interleaving table lookups do not vectorise. Here
 //! pixels go through in blocks of [`LANES`]: a block is de-interleaved into three small arrays,
-//! every op runs on those (the compiler vectorises fixed-size loops), and the block is stored.
+//! then each half of it (8 lanes per channel, three AVX registers) runs through every op and is
+//! stored without leaving registers (the compiler vectorises the fixed-size loops).
 //! A contrast op needs the grey mean of the image as it stands just before it, so the ops
 //! split there: the pass before a contrast sums what it writes, and a second pass takes the
 //! planes up again (still in L2 at 224×224) once the mean is known.
 //!
 //! The results are bit-identical to the general path (a test checks this): the same `f32`
-//! operations in the same order per value, `v / 255` by division as the table has it, and the
-//! contrast means summed in `plane_mean`'s 16-lane order. With AVX2 and FMA present the same
-//! code is compiled a second time for them, with a shuffle-based block load; FMA is used only
-//! inside that load's exact `v / 255`, never to contract the ops, so both builds agree.
+//! operations in the same order per value, `v / 255` correctly rounded as the table has it, and
+//! the contrast means summed in `plane_mean`'s 16-lane order. With AVX2 and FMA present the
+//! same code is compiled a second time for them, with a shuffle-based block load; FMA is used
+//! only inside that load's exact `v / 255` (no division), never to contract the ops, so both
+//! builds agree.
 
 use std::mem::MaybeUninit;
 
