@@ -378,35 +378,14 @@ fn plane_mean(v: &[f32]) -> f32 {
     (acc.iter().sum::<f32>() + tail) / v.len() as f32
 }
 
-/// `v / 255` for every byte value: torchvision's `ToTensor` divides (a multiply by 1/255
-/// differs in the last bit for some values), and a table avoids 3 divisions per pixel.
-fn unit_table() -> &'static [f32; 256] {
-    static TABLE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| std::array::from_fn(|v| v as f32 / 255.0))
-}
-
-impl Img<'_> {
-    /// Writes the image as CHW planes on the tensor scale.
-    fn write_planes(&self, out: &mut [f32]) {
-        let [r, g, b] = planes(out, self.w * self.h);
-        let dst = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
-        match &self.px {
-            Pixels::U8(bytes) => {
-                let unit = unit_table();
-                for (((r, g), b), s) in dst.zip(bytes.chunks_exact(3)) {
-                    *r = unit[s[0] as usize];
-                    *g = unit[s[1] as usize];
-                    *b = unit[s[2] as usize];
-                }
-            }
-            Pixels::F32(v) => {
-                for (((r, g), b), s) in dst.zip(v.chunks_exact(3)) {
-                    *r = s[0];
-                    *g = s[1];
-                    *b = s[2];
-                }
-            }
-        }
+/// Writes HWC values (already on the tensor scale) as CHW planes.
+fn write_f32_planes(v: &[f32], out: &mut [f32]) {
+    let [r, g, b] = planes(out, v.len() / 3);
+    let dst = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+    for (((r, g), b), s) in dst.zip(v.chunks_exact(3)) {
+        *r = s[0];
+        *g = s[1];
+        *b = s[2];
     }
 }
 
@@ -610,15 +589,18 @@ impl<'a> Work<'a> {
     /// Writes the CHW tensor: planes, then the pending pointwise ops, then erasures.
     fn emit_chw<'o>(&mut self, out: &'o mut [MaybeUninit<f32>]) -> Result<&'o mut [f32], AugError> {
         self.resolve_view()?;
+        if matches!(self.img.px, Pixels::F32(_)) {
+            // Only the fused emitter reads a mirror on the fly.
+            self.resolve_geometry()?;
+        }
         let (w, h) = (self.img.w, self.img.h);
         let plane = w * h;
         let out = match &self.img.px {
             // The epoch-time path: shard pixels straight to the tensor, one pass.
             Pixels::U8(bytes) => fused::emit(bytes, w, h, std::mem::take(&mut self.flip), &self.point, out),
-            Pixels::F32(_) => {
-                self.resolve_geometry()?;
+            Pixels::F32(v) => {
                 let out = zeroed(out);
-                self.img.write_planes(out);
+                write_f32_planes(v, out);
                 apply_point_ops(&self.point, out, plane);
                 out
             }
@@ -843,14 +825,19 @@ mod tests {
         Img { w, h, px }
     }
 
-    /// The general path on a `u8` image: mirror, planes, then one pass per op.
+    /// The general path on a `u8` image: mirror, planes (each byte divided by 255), then one
+    /// pass per op.
     fn reference(src: &[u8], w: usize, h: usize, flip: bool, ops: &[PointOp]) -> Vec<f32> {
         let mut img = Img { w, h, px: Pixels::U8(Cow::Borrowed(src)) };
         if flip {
             hflip(&mut img);
         }
+        let Pixels::U8(bytes) = &img.px else { unreachable!("a mirrored u8 image stays u8") };
         let mut out = vec![0.0; 3 * w * h];
-        img.write_planes(&mut out);
+        let [r, g, b] = planes(&mut out, w * h);
+        for (((r, g), b), s) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).zip(bytes.chunks_exact(3)) {
+            (*r, *g, *b) = (s[0] as f32 / 255.0, s[1] as f32 / 255.0, s[2] as f32 / 255.0);
+        }
         apply_point_ops(ops, &mut out, w * h);
         out
     }
