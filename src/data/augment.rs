@@ -398,37 +398,69 @@ fn apply_point_ops(ops: &[PointOp], out: &mut [f32], plane: usize) {
             PointOp::Brightness(f) => {
                 for ch in [&mut *r, &mut *g, &mut *b] {
                     for v in ch.iter_mut() {
-                        *v = (*v * f).clamp(0.0, 1.0);
+                        *v = point::brightness(*v, f);
                     }
                 }
             }
             PointOp::Contrast(f) => {
-                let mean = 0.2989 * plane_mean(r) + 0.587 * plane_mean(g) + 0.114 * plane_mean(b);
-                let offset = mean * (1.0 - f);
+                let offset = point::contrast_offset([plane_mean(r), plane_mean(g), plane_mean(b)], f);
                 for ch in [&mut *r, &mut *g, &mut *b] {
                     for v in ch.iter_mut() {
-                        *v = (*v * f + offset).clamp(0.0, 1.0);
+                        *v = point::contrast(*v, f, offset);
                     }
                 }
             }
             PointOp::Saturation(f) => {
-                let k = 1.0 - f;
                 for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-                    let grey = (0.2989 * *r + 0.587 * *g + 0.114 * *b) * k;
-                    *r = (*r * f + grey).clamp(0.0, 1.0);
-                    *g = (*g * f + grey).clamp(0.0, 1.0);
-                    *b = (*b * f + grey).clamp(0.0, 1.0);
+                    [*r, *g, *b] = point::saturation([*r, *g, *b], f);
                 }
             }
             PointOp::Normalize { mean, inv_std } => {
                 for (c, ch) in [&mut *r, &mut *g, &mut *b].into_iter().enumerate() {
-                    let (m, s) = (mean[c], inv_std[c]);
                     for v in ch.iter_mut() {
-                        *v = (*v - m) * s;
+                        *v = point::normalize(*v, mean[c], inv_std[c]);
                     }
                 }
             }
         }
+    }
+}
+
+/// The per-value arithmetic of the pointwise ops, shared by the plane-at-a-time path above and
+/// the fused emitter, so that the two can only differ in order and layout (which the
+/// equivalence test checks), never in a formula. Jitter clamps to [0, 1] after each factor.
+mod point {
+    /// ITU-R 601 grey, with torchvision's weights.
+    #[inline(always)]
+    fn grey([r, g, b]: [f32; 3]) -> f32 {
+        0.2989 * r + 0.587 * g + 0.114 * b
+    }
+
+    #[inline(always)]
+    pub(super) fn brightness(v: f32, factor: f32) -> f32 {
+        (v * factor).clamp(0.0, 1.0)
+    }
+
+    /// `mean * (1 - factor)` for per-channel means `means`: what contrast adds to `v * factor`.
+    #[inline(always)]
+    pub(super) fn contrast_offset(means: [f32; 3], factor: f32) -> f32 {
+        grey(means) * (1.0 - factor)
+    }
+
+    #[inline(always)]
+    pub(super) fn contrast(v: f32, factor: f32, offset: f32) -> f32 {
+        (v * factor + offset).clamp(0.0, 1.0)
+    }
+
+    #[inline(always)]
+    pub(super) fn saturation(rgb: [f32; 3], factor: f32) -> [f32; 3] {
+        let grey = grey(rgb) * (1.0 - factor);
+        rgb.map(|v| (v * factor + grey).clamp(0.0, 1.0))
+    }
+
+    #[inline(always)]
+    pub(super) fn normalize(v: f32, mean: f32, inv_std: f32) -> f32 {
+        (v - mean) * inv_std
     }
 }
 

@@ -21,7 +21,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::PointOp;
+use super::{PointOp, point};
 
 /// Pixels per block; equal to `plane_mean`'s lane count, so means are summed in its order.
 const LANES: usize = 16;
@@ -211,10 +211,9 @@ fn emit_with<L: LoadBlock>(src: &[u8], w: usize, h: usize, flip: bool, ops: &[Po
             PointOp::Saturation(f) => segment.push(Ready::Saturation(f)),
             PointOp::Normalize { mean, inv_std } => segment.push(Ready::Normalize { mean, inv_std }),
             PointOp::Contrast(factor) => {
-                let [r, g, b] = pass::<L>(src, w, flip, from_source, &segment, true, &mut planes);
-                let mean = 0.2989 * r + 0.587 * g + 0.114 * b;
+                let means = pass::<L>(src, w, flip, from_source, &segment, true, &mut planes);
                 segment.clear();
-                segment.push(Ready::Contrast { factor, offset: mean * (1.0 - factor) });
+                segment.push(Ready::Contrast { factor, offset: point::contrast_offset(means, factor) });
                 from_source = false;
             }
         }
@@ -341,8 +340,8 @@ fn run(ops: &[Ready], block: &mut Block) {
     }
 }
 
-/// Runs `ops` on 8 lanes of each channel, with exactly the arithmetic of `apply_point_ops`.
-/// The lanes are three AVX registers; they stay in registers from one op to the next.
+/// Runs `ops` on 8 lanes of each channel, with the arithmetic of `apply_point_ops` (both call
+/// `point`). The lanes are three AVX registers; they stay in registers from one op to the next.
 #[inline(always)]
 fn run_half(ops: &[Ready], c: &mut [[f32; HALF]; 3]) {
     let [r, g, b] = c;
@@ -351,31 +350,26 @@ fn run_half(ops: &[Ready], c: &mut [[f32; HALF]; 3]) {
             Ready::Brightness(f) => {
                 for ch in [&mut *r, &mut *g, &mut *b] {
                     for v in ch.iter_mut() {
-                        *v = (*v * f).clamp(0.0, 1.0);
+                        *v = point::brightness(*v, f);
                     }
                 }
             }
             Ready::Contrast { factor, offset } => {
                 for ch in [&mut *r, &mut *g, &mut *b] {
                     for v in ch.iter_mut() {
-                        *v = (*v * factor + offset).clamp(0.0, 1.0);
+                        *v = point::contrast(*v, factor, offset);
                     }
                 }
             }
             Ready::Saturation(f) => {
-                let k = 1.0 - f;
                 for i in 0..HALF {
-                    let grey = (0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]) * k;
-                    r[i] = (r[i] * f + grey).clamp(0.0, 1.0);
-                    g[i] = (g[i] * f + grey).clamp(0.0, 1.0);
-                    b[i] = (b[i] * f + grey).clamp(0.0, 1.0);
+                    [r[i], g[i], b[i]] = point::saturation([r[i], g[i], b[i]], f);
                 }
             }
             Ready::Normalize { mean, inv_std } => {
                 for (c, ch) in [&mut *r, &mut *g, &mut *b].into_iter().enumerate() {
-                    let (m, s) = (mean[c], inv_std[c]);
                     for v in ch.iter_mut() {
-                        *v = (*v - m) * s;
+                        *v = point::normalize(*v, mean[c], inv_std[c]);
                     }
                 }
             }
