@@ -13,16 +13,16 @@ use std::time::Instant;
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
+
 use burn::tensor::{Distribution, ElementConversion, Tensor};
-use maskflow::model::{HeadKind, ModelSpec};
+use maskflow::model::{HeadKind, ModelSpec, TrainBackend};
 use maskflow::train::{LossConfig, OptimizerConfig};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn bench<B: AutodiffBackend>(label: &str, arch: &str, batch: usize, h: usize, w: usize, steps: usize) {
+fn bench<B: TrainBackend>(label: &str, arch: &str, batch: usize, h: usize, w: usize, steps: usize) {
     let device: B::Device = Default::default();
     B::seed(&device, 1);
     let mut model = ModelSpec::new(arch, HeadKind::Single).build::<B>(&device).expect("known architecture");

@@ -15,6 +15,7 @@ use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 
 use super::batchnorm::BatchNorm;
+use super::fused::ModelBackend;
 
 /// One stage of the architecture before scaling: (block kind, repeats, kernel, stride,
 /// expansion, output channels). timm's `ds_r1_k3_s1_e1_c16_se0.25`, `ir_r2_k3_s2_e6_c24_se0.25`, …
@@ -205,9 +206,29 @@ impl<B: Backend> ConvBnAct<B> {
         ConvBnAct { conv, bn: BatchNorm::new(cout, device), act }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.bn.forward(self.conv.forward(x));
-        if self.act { silu(x) } else { x }
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: ModelBackend,
+    {
+        let x = if self.is_pointwise() { self.pointwise(x) } else { self.conv.forward(x) };
+        self.bn.forward_then(x, self.act)
+    }
+
+    /// A 1×1, stride-1, ungrouped convolution: most of EfficientNet's arithmetic.
+    fn is_pointwise(&self) -> bool {
+        let c = &self.conv;
+        c.kernel_size == [1, 1] && c.stride == [1, 1] && c.groups == 1 && c.bias.is_none()
+    }
+
+    /// The 1×1 convolution as one batched matrix product, `W [C_out, C_in] · x [N, C_in, H·W]`.
+    /// Same result as `conv.forward` (the padding of a 1×1 kernel is 0), but burn-flex 0.21's
+    /// conv backward takes the weight gradient through strided copies and a generic
+    /// convolution, while a matmul's backward is two more matmuls.
+    fn pointwise(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, cin, h, w] = x.dims();
+        let [cout, ..] = self.conv.weight.dims();
+        let weight = self.conv.weight.val().reshape([1, cout, cin]);
+        weight.matmul(x.reshape([n, cin, h * w])).reshape([n, cout, h, w])
     }
 }
 
@@ -268,7 +289,7 @@ pub struct MbConv<B: Backend> {
     pub drop_path: DropPath,
 }
 
-impl<B: Backend> MbConv<B> {
+impl<B: ModelBackend> MbConv<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let shortcut = x.clone();
         let x = match &self.expand {
@@ -291,7 +312,7 @@ pub struct EfficientNet<B: Backend> {
     pub classifier: Linear<B>,
 }
 
-impl<B: Backend> EfficientNet<B> {
+impl<B: ModelBackend> EfficientNet<B> {
     /// `[N, 3, H, W]` → logits `[N, classes]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = self.stem.forward(x);

@@ -9,6 +9,7 @@
 pub mod batchnorm;
 pub mod digest;
 pub mod efficientnet;
+pub mod fused;
 pub mod timm;
 pub mod tiny;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::NUM_CLASSES;
 pub use digest::weights_digest;
 pub use efficientnet::{EfficientNet, EfficientNetConfig};
+pub use fused::{ModelBackend, TrainBackend};
 pub use timm::{CheckReport, check_weights, load_pretrained, load_timm_weights};
 pub use tiny::TinyCnn;
 
@@ -101,7 +103,7 @@ pub enum Backbone<B: Backend> {
     Tiny(TinyCnn<B>),
 }
 
-impl<B: Backend> Backbone<B> {
+impl<B: ModelBackend> Backbone<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         match self {
             Backbone::EfficientNet(m) => m.forward(x),
@@ -168,7 +170,10 @@ impl<B: Backend> Classifier<B> {
     }
 
     /// `[N, 3, H, W]` normalised images → log-probabilities.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Output<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Output<B>
+    where
+        B: ModelBackend,
+    {
         match self {
             Classifier::Single(net) => Output { log_probs: log_softmax(net.forward(x), 1), tasks: None },
             Classifier::Multi(net) => {

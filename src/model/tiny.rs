@@ -37,7 +37,10 @@ impl<B: Backend> TinyCnn<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2>
+    where
+        B: super::fused::ModelBackend,
+    {
         let mut x = x;
         for layer in &self.layers {
             x = layer.forward(x);

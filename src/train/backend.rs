@@ -7,12 +7,12 @@
 
 use anyhow::{Result, bail};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::AutodiffBackend;
+use crate::model::TrainBackend;
 
 /// Something to run on a backend chosen at run time.
 pub trait BackendTask {
     type Output;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
+    fn run<B: TrainBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
 /// Names [`dispatch`] accepts in this build.
@@ -85,7 +85,7 @@ pub fn train_on(
     }
     impl BackendTask for Task<'_> {
         type Output = super::TrainOutcome;
-        fn run<B: AutodiffBackend>(self, _device: B::Device) -> Result<Self::Output> {
+        fn run<B: TrainBackend>(self, _device: B::Device) -> Result<Self::Output> {
             super::train::<B>(self.cfg, self.train, self.val, self.ckpt_dir, self.progress)
         }
     }
@@ -109,7 +109,7 @@ pub fn predict_on(
     }
     impl BackendTask for Task<'_> {
         type Output = Vec<[f32; crate::batch::NUM_CLASSES]>;
-        fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output> {
+        fn run<B: TrainBackend>(self, device: B::Device) -> Result<Self::Output> {
             // Cached weights are safetensors; a training checkpoint (`.mpk`) loads too.
             let model = if super::weights::is_safetensors(self.model_path) {
                 super::load_weights::<B::InnerBackend>(self.spec, self.model_path, &device)?

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{BatchSource, NUM_CLASSES};
 use crate::metrics;
-use crate::model::{self, Classifier, ModelSpec, digest};
+use crate::model::{self, Classifier, ModelBackend, ModelSpec, TrainBackend, digest};
 pub use backend::{BackendTask, backend_names, dispatch, predict_on, train_on};
 pub use loss::{ClassWeights, LossConfig, LossKind, LossTerm};
 pub use optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
@@ -42,7 +42,7 @@ pub use weights::{export_weights, load_weights};
 
 /// Bumped whenever a change alters training arithmetic (e.g. the BatchNorm implementation),
 /// so that fingerprints — and step keys built from them — change with it.
-pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-1/batchnorm-expanded-lastaxis-unbiased";
+pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-2/batchnorm-silu-fused-shifted-sums";
 
 /// Everything that determines a training run's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,7 +188,7 @@ const STATE_FILE: &str = "state.json";
 /// `ckpt_dir` (created if needed). If `ckpt_dir` holds an unfinished run of the same
 /// configuration, it resumes; a finished one is returned as is; a different configuration is
 /// an error.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TrainBackend>(
     cfg: &TrainConfig,
     train: &dyn BatchSource,
     val: &dyn BatchSource,
@@ -342,7 +342,7 @@ pub fn load_model<B: Backend>(spec: &ModelSpec, path: &Path, device: &B::Device)
 }
 
 /// Validation macro-F1 and accuracy of an eval-mode model.
-pub fn evaluate<B: Backend>(model: &Classifier<B>, source: &dyn BatchSource) -> (f64, f64) {
+pub fn evaluate<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource) -> (f64, f64) {
     let device = predict::default_device::<B>();
     let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
     for index in 0..source.num_batches(0) {

@@ -8,11 +8,11 @@
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::batch::{Batch, BatchSource, NUM_CLASSES};
-use crate::model::Classifier;
+use crate::model::{Classifier, ModelBackend};
 
 /// Probabilities `[f32; 18]` for each sample of `source` (epoch 0 order). With `hflip_tta`,
 /// the probabilities of the image and its mirror image are averaged.
-pub fn predict<B: Backend>(model: &Classifier<B>, source: &dyn BatchSource, hflip_tta: bool) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource, hflip_tta: bool) -> Vec<[f32; NUM_CLASSES]> {
     let device = default_device::<B>();
     let mut out = Vec::with_capacity(source.num_samples());
     for index in 0..source.num_batches(0) {
@@ -26,7 +26,7 @@ pub fn predict<B: Backend>(model: &Classifier<B>, source: &dyn BatchSource, hfli
 }
 
 /// Probabilities for one batch.
-pub fn predict_batch<B: Backend>(model: &Classifier<B>, batch: &Batch, hflip_tta: bool, device: &B::Device) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_batch<B: ModelBackend>(model: &Classifier<B>, batch: &Batch, hflip_tta: bool, device: &B::Device) -> Vec<[f32; NUM_CLASSES]> {
     let x = images_tensor::<B>(batch, device);
     let mut probs = model.forward(x.clone()).log_probs.exp();
     if hflip_tta {

@@ -1,0 +1,149 @@
+//! Fused BatchNorm (+ SiLU) kernels: the backend extension the models are written against.
+//!
+//! Why it exists: on burn 0.21 a training-mode `BatchNorm → SiLU` built from tensor ops costs
+//! about twenty full passes over the activation between forward and backward (mean, centre,
+//! square, mean, divide, scale, shift, sigmoid, multiply, and the backward of each, plus
+//! `repeat_dim` copies), and flex evaluates `exp` with scalar libm. Profiles of the B0 training
+//! step put those ops and their copies at about half the time. Fused, the forward is two
+//! passes (channel statistics, then normalise + SiLU) and the backward two (channel sums of the
+//! gradient, then the input gradient), with a vectorised `exp`.
+//!
+//! The constraint this module keeps: every backend gets the same maths. [`ModelBackend`]'s
+//! default methods are the tensor-op compositions in [`reference`], so CUDA (and any other
+//! backend) runs them unchanged; `Flex` overrides them with the kernels in `flex.rs`, and
+//! `Autodiff<B>` wraps `B`'s forward and backward as one graph node. Tests check the flex
+//! kernels and the autodiff gradients against [`reference`].
+//!
+//! Arithmetic is not bit-identical to the composition: the batch variance comes from shifted
+//! sums and `exp` is a Cephes-style polynomial (within 2 ulp of libm's). Both are deterministic:
+//! every sum runs in a fixed order whatever the thread count, and the kernels use no FMA, so the
+//! AVX2 and portable builds give the same bits.
+
+mod flex;
+pub mod reference;
+pub(crate) mod vmath;
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// A backend the models run on: burn's [`Backend`] plus the fused BatchNorm kernels.
+pub trait ModelBackend: Backend {
+    /// Training-mode BatchNorm of `x` (`[N, C, H, W]`) with batch statistics and affine
+    /// `gamma`, `beta` (`[C]`), followed by SiLU when `silu`. Returns the output, the batch
+    /// mean and the biased batch variance (`[C]` each; the last two carry no gradient).
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        silu: bool,
+    ) -> [FloatTensor<Self>; 3] {
+        let (y, mean, var) = reference::batch_norm_train::<Self>(float(x), float(gamma), float(beta), epsilon, silu);
+        [y.into_primitive().tensor(), mean.into_primitive().tensor(), var.into_primitive().tensor()]
+    }
+
+    /// Gradients of [`fused_batch_norm_train`](Self::fused_batch_norm_train) with respect to
+    /// `x`, `gamma` and `beta`, given the forward's inputs, its batch `mean` and `var`, and the
+    /// output gradient `grad`.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+        silu: bool,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let (dx, dgamma, dbeta) = reference::batch_norm_train_backward::<Self>(
+            float(x),
+            float(gamma),
+            float(beta),
+            float(mean),
+            float(var),
+            epsilon,
+            silu,
+            float(grad),
+        );
+        [dx.into_primitive().tensor(), dgamma.into_primitive().tensor(), dbeta.into_primitive().tensor()]
+    }
+
+    /// `x * scale + shift` per channel (`x` `[N, C, H, W]`, `scale` and `shift` `[C]`), then
+    /// SiLU when `silu`: eval-mode BatchNorm with its four ops folded into two.
+    fn fused_channel_affine(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, silu: bool) -> FloatTensor<Self> {
+        reference::channel_affine::<Self>(float(x), float(scale), float(shift), silu).into_primitive().tensor()
+    }
+}
+
+/// An autodiff backend whose eval-mode backend is a [`ModelBackend`] too: what training needs.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: ModelBackend> + ModelBackend {}
+
+impl<B> TrainBackend for B
+where
+    B: AutodiffBackend + ModelBackend,
+    B::InnerBackend: ModelBackend,
+{
+}
+
+fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+#[cfg(feature = "cuda")]
+impl ModelBackend for burn::backend::Cuda {}
+
+#[cfg(feature = "ndarray")]
+impl ModelBackend for burn_ndarray::NdArray<f32> {}
+
+/// The training graph sees one node per fused BatchNorm: its backward calls the inner
+/// backend's [`ModelBackend::fused_batch_norm_train_backward`].
+impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        silu: bool,
+    ) -> [FloatTensor<Self>; 3] {
+        #[derive(Debug)]
+        struct FusedBatchNorm;
+
+        /// Inputs `x`, `gamma`, `beta`; batch `mean`, `var`; `epsilon`; `silu`.
+        type State<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64, bool);
+
+        impl<B: ModelBackend> Backward<B, 3> for FusedBatchNorm {
+            type State = State<B>;
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, gamma, beta, mean, var, epsilon, silu) = ops.state;
+                let [dx, dgamma, dbeta] = B::fused_batch_norm_train_backward(x, gamma, beta, mean, var, epsilon, silu, grad);
+                for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let [y, mean, var] =
+            B::fused_batch_norm_train(x.primitive.clone(), gamma.primitive.clone(), beta.primitive.clone(), epsilon, silu);
+        let y = match FusedBatchNorm.prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x.primitive, gamma.primitive, beta.primitive, mean.clone(), var.clone(), epsilon, silu), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        [y, Self::from_inner(mean), Self::from_inner(var)]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! The fused kernels' maths as burn tensor ops: what every backend without its own kernels
+//! runs, and what the flex kernels are tested against.
+//!
+//! Per-channel operands are `repeat_dim`-ed to the batch before each op because flex 0.21
+//! broadcasts a `[1, C, 1, 1]` operand about 14× slower than a `[N, C, 1, 1]` one.
+
+use burn::tensor::activation::{sigmoid, silu as silu_op};
+use burn::tensor::{Tensor, backend::Backend};
+
+/// `[C]` → `[N, C, 1, 1]`.
+fn per_channel<B: Backend>(t: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+    let c = t.dims()[0];
+    t.reshape([1, c, 1, 1]).repeat_dim(0, n)
+}
+
+/// Mean over N, H and W of `[N, C, H, W]` → `[C]`, reducing the contiguous last axis first
+/// (burn-nn's `swap_dims(0, 1)` makes flex copy through a strided iterator).
+fn channel_mean<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [n, c, h, w] = t.dims();
+    t.reshape([n, c, h * w]).mean_dim(2).mean_dim(0).reshape([c])
+}
+
+/// Sum over N, H and W of `[N, C, H, W]` → `[C]`.
+fn channel_sum<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [n, c, h, w] = t.dims();
+    t.reshape([n, c, h * w]).sum_dim(2).sum_dim(0).reshape([c])
+}
+
+/// See [`ModelBackend::fused_batch_norm_train`](super::ModelBackend::fused_batch_norm_train):
+/// `[output, batch mean, biased batch variance]`.
+pub fn batch_norm_train<B: Backend>(
+    x: Tensor<B, 4>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+    silu: bool,
+) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
+    let n = x.dims()[0];
+    let mean = channel_mean(x.clone());
+    let centred = x - per_channel(mean.clone(), n);
+    let var = channel_mean(centred.clone().square());
+    let std = per_channel(var.clone().add_scalar(epsilon).sqrt(), n);
+    let y = centred / std * per_channel(gamma, n) + per_channel(beta, n);
+    let y = if silu { silu_op(y) } else { y };
+    (y, mean.detach(), var.detach())
+}
+
+/// See [`ModelBackend::fused_batch_norm_train_backward`](super::ModelBackend::fused_batch_norm_train_backward):
+/// `[dx, dgamma, dbeta]`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_backward<B: Backend>(
+    x: Tensor<B, 4>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    mean: Tensor<B, 1>,
+    var: Tensor<B, 1>,
+    epsilon: f64,
+    silu: bool,
+    grad: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
+    let [n, _, h, w] = x.dims();
+    let count = (n * h * w) as f64;
+    let inv_std = var.add_scalar(epsilon).sqrt().recip();
+    let x_hat = (x - per_channel(mean, n)) * per_channel(inv_std.clone(), n);
+    // Gradient at the BatchNorm output: through SiLU, d/dz z·σ(z) = σ(z)·(1 + z·(1 − σ(z))).
+    let grad = if silu {
+        let z = x_hat.clone() * per_channel(gamma.clone(), n) + per_channel(beta, n);
+        let s = sigmoid(z.clone());
+        grad * s.clone() * (z * (s.neg().add_scalar(1.0))).add_scalar(1.0)
+    } else {
+        grad
+    };
+    let dbeta = channel_sum(grad.clone());
+    let dgamma = channel_sum(grad.clone() * x_hat.clone());
+    // dx = γ/σ · (g − mean(g) − x̂ · mean(g · x̂))
+    let dx = (grad - per_channel(dbeta.clone().div_scalar(count), n) - x_hat * per_channel(dgamma.clone().div_scalar(count), n))
+        * per_channel(gamma * inv_std, n);
+    (dx, dgamma, dbeta)
+}
+
+/// See [`ModelBackend::fused_channel_affine`](super::ModelBackend::fused_channel_affine).
+pub fn channel_affine<B: Backend>(x: Tensor<B, 4>, scale: Tensor<B, 1>, shift: Tensor<B, 1>, silu: bool) -> Tensor<B, 4> {
+    let n = x.dims()[0];
+    let y = x * per_channel(scale, n) + per_channel(shift, n);
+    if silu { silu_op(y) } else { y }
+}

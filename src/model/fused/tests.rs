@@ -1,0 +1,224 @@
+//! The flex kernels against the tensor-op reference, forward and backward, and the autodiff
+//! node against autodiff through the reference composition.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{Distribution, Tensor, TensorData, TensorPrimitive, backend::Backend};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{ModelBackend, reference};
+
+type Ad = Autodiff<Flex>;
+
+fn random<B: Backend, const D: usize>(rng: &mut ChaCha8Rng, shape: [usize; D], centre: f32, spread: f32) -> Tensor<B, D> {
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| centre + spread * (rng.random::<f32>() * 2.0 - 1.0)).collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+/// Largest `|a − b| / (1 + |b|)`.
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0, f32::max)
+}
+
+fn fused_train<B: ModelBackend>(x: Tensor<B, 4>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>, silu: bool) -> [Tensor<B, 4>; 1] {
+    let [y, _, _] = B::fused_batch_norm_train(
+        x.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        beta.into_primitive().tensor(),
+        1e-5,
+        silu,
+    );
+    [Tensor::from_primitive(TensorPrimitive::Float(y))]
+}
+
+/// Shapes with rows that are not a multiple of the 16 lanes, a 1×1 spatial size (the SE and
+/// head layers at small inputs), and one large enough to split into several rayon tasks.
+const SHAPES: [[usize; 4]; 4] = [[2, 3, 5, 7], [4, 8, 1, 1], [3, 5, 16, 16], [2, 6, 40, 37]];
+
+#[test]
+fn flex_forward_matches_the_reference_including_an_offset_mean() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for shape in SHAPES {
+        for silu in [false, true] {
+            // An offset of 100 with spread 1: a naive E[x²] − E[x]² in f32 would lose the variance.
+            for centre in [0.0, 100.0] {
+                let x = random::<Flex, 4>(&mut rng, shape, centre, 1.0);
+                let gamma = random::<Flex, 1>(&mut rng, [shape[1]], 1.0, 0.5);
+                let beta = random::<Flex, 1>(&mut rng, [shape[1]], 0.0, 0.5);
+                let [y, mean, var] = Flex::fused_batch_norm_train(
+                    x.clone().into_primitive().tensor(),
+                    gamma.clone().into_primitive().tensor(),
+                    beta.clone().into_primitive().tensor(),
+                    1e-5,
+                    silu,
+                );
+                let (y_ref, mean_ref, var_ref) = reference::batch_norm_train(x, gamma, beta, 1e-5, silu);
+                let f = |t| values::<Flex, 1>(Tensor::from_primitive(TensorPrimitive::Float(t)));
+                assert!(max_rel_diff(&f(mean), &values(mean_ref)) < 1e-6, "mean, {shape:?} silu {silu} centre {centre}");
+                assert!(max_rel_diff(&f(var), &values(var_ref)) < 1e-4, "var, {shape:?} silu {silu} centre {centre}");
+                let y = values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(y)));
+                let d = max_rel_diff(&y, &values(y_ref));
+                assert!(d < 2e-4, "output differs by {d}, {shape:?} silu {silu} centre {centre}");
+            }
+        }
+    }
+}
+
+#[test]
+fn flex_backward_matches_the_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for shape in SHAPES {
+        for silu in [false, true] {
+            let x = random::<Flex, 4>(&mut rng, shape, 0.5, 2.0);
+            let gamma = random::<Flex, 1>(&mut rng, [shape[1]], 1.0, 0.5);
+            let beta = random::<Flex, 1>(&mut rng, [shape[1]], 0.0, 0.5);
+            let grad = random::<Flex, 4>(&mut rng, shape, 0.0, 1.0);
+            let (_, mean, var) = reference::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5, silu);
+            let p = |t: Tensor<Flex, 1>| t.into_primitive().tensor();
+            let [dx, dgamma, dbeta] = Flex::fused_batch_norm_train_backward(
+                x.clone().into_primitive().tensor(),
+                p(gamma.clone()),
+                p(beta.clone()),
+                p(mean.clone()),
+                p(var.clone()),
+                1e-5,
+                silu,
+                grad.clone().into_primitive().tensor(),
+            );
+            let (dx_ref, dgamma_ref, dbeta_ref) = reference::batch_norm_train_backward(x, gamma, beta, mean, var, 1e-5, silu, grad);
+            let dx = values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(dx)));
+            let f = |t| values::<Flex, 1>(Tensor::from_primitive(TensorPrimitive::Float(t)));
+            // Channel sums of up to 20k terms in a different order: compare relative to their scale.
+            assert!(max_rel_diff(&f(dbeta), &values(dbeta_ref)) < 1e-4, "dbeta, {shape:?} silu {silu}");
+            assert!(max_rel_diff(&f(dgamma), &values(dgamma_ref)) < 1e-4, "dgamma, {shape:?} silu {silu}");
+            let d = max_rel_diff(&dx, &values(dx_ref));
+            assert!(d < 1e-4, "dx differs by {d}, {shape:?} silu {silu}");
+        }
+    }
+}
+
+/// The autodiff node gives the gradients autodiff computes through the reference's tensor ops.
+#[test]
+fn autodiff_gradients_match_autodiff_through_the_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for silu in [false, true] {
+        let shape = [3, 4, 6, 5];
+        let x = random::<Ad, 4>(&mut rng, shape, 0.3, 1.5);
+        let gamma = random::<Ad, 1>(&mut rng, [4], 1.0, 0.5);
+        let beta = random::<Ad, 1>(&mut rng, [4], 0.0, 0.5);
+        let weights = random::<Ad, 4>(&mut rng, shape, 0.0, 1.0);
+        let grads_of = |fused: bool| {
+            let (x, gamma, beta) = (x.clone().require_grad(), gamma.clone().require_grad(), beta.clone().require_grad());
+            let y = if fused {
+                let [y] = fused_train(x.clone(), gamma.clone(), beta.clone(), silu);
+                y
+            } else {
+                reference::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5, silu).0
+            };
+            let grads = (y * weights.clone()).sum().backward();
+            [x.grad(&grads).unwrap().into_data(), gamma.grad(&grads).unwrap().into_data(), beta.grad(&grads).unwrap().into_data()]
+                .map(|d| d.to_vec::<f32>().unwrap())
+        };
+        let (fused, composed) = (grads_of(true), grads_of(false));
+        for (name, (a, b)) in ["x", "gamma", "beta"].iter().zip(fused.iter().zip(&composed)) {
+            let d = max_rel_diff(a, b);
+            assert!(d < 1e-4, "d{name} differs by {d} (silu {silu})");
+        }
+    }
+}
+
+#[test]
+fn flex_channel_affine_matches_the_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    for shape in SHAPES {
+        for silu in [false, true] {
+            let x = random::<Flex, 4>(&mut rng, shape, 0.0, 4.0);
+            let scale = random::<Flex, 1>(&mut rng, [shape[1]], 1.0, 0.5);
+            let shift = random::<Flex, 1>(&mut rng, [shape[1]], 0.0, 0.5);
+            let y = Flex::fused_channel_affine(
+                x.clone().into_primitive().tensor(),
+                scale.clone().into_primitive().tensor(),
+                shift.clone().into_primitive().tensor(),
+                silu,
+            );
+            let y = values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(y)));
+            let d = max_rel_diff(&y, &values(reference::channel_affine(x, scale, shift, silu)));
+            assert!(d < 1e-6, "{shape:?} silu {silu}: {d}");
+        }
+    }
+}
+
+/// Same bits with one thread or three: channel sums run in a fixed order.
+#[test]
+fn kernels_give_the_same_bits_whatever_the_thread_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let shape = [4, 6, 48, 50];
+    let x = random::<Flex, 4>(&mut rng, shape, 0.2, 3.0);
+    let gamma = random::<Flex, 1>(&mut rng, [6], 1.0, 0.5);
+    let beta = random::<Flex, 1>(&mut rng, [6], 0.0, 0.5);
+    let grad = random::<Flex, 4>(&mut rng, shape, 0.0, 1.0);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let p1 = |t: &Tensor<Flex, 1>| t.clone().into_primitive().tensor();
+            let [y, mean, var] =
+                Flex::fused_batch_norm_train(x.clone().into_primitive().tensor(), p1(&gamma), p1(&beta), 1e-5, true);
+            let [dx, dgamma, dbeta] = Flex::fused_batch_norm_train_backward(
+                x.clone().into_primitive().tensor(),
+                p1(&gamma),
+                p1(&beta),
+                mean.clone(),
+                var.clone(),
+                1e-5,
+                true,
+                grad.clone().into_primitive().tensor(),
+            );
+            [y, mean, var, dx, dgamma, dbeta].map(|t| t.into_data().to_vec::<f32>().unwrap())
+        })
+    };
+    let (one, three) = (run(1), run(3));
+    for (a, b) in one.iter().zip(&three) {
+        assert!(a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+}
+
+#[test]
+fn batch_norm_layer_trains_to_the_batch_statistics_and_tracks_running_ones() {
+    use crate::model::batchnorm::BatchNorm;
+    let device = Default::default();
+    let bn = BatchNorm::<Ad>::new(3, &device);
+    let x = Tensor::<Ad, 4>::random([4, 3, 5, 5], Distribution::Normal(2.0, 3.0), &device);
+    let y = values(bn.forward(x.clone()));
+    // γ = 1, β = 0: each channel of the output has mean 0 and variance 1 (biased, + eps).
+    for c in 0..3 {
+        let ch: Vec<f32> = (0..4).flat_map(|n| y[(n * 3 + c) * 25..(n * 3 + c + 1) * 25].to_vec()).collect();
+        let mean = ch.iter().sum::<f32>() / 100.0;
+        let var = ch.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 100.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "channel {c}: mean {mean}, var {var}");
+    }
+    // Running mean moves 10% of the way from 0 to the batch mean.
+    let xs = values(x);
+    let running = values(bn.running_mean.value_sync());
+    for c in 0..3 {
+        let mean = (0..4).flat_map(|n| xs[(n * 3 + c) * 25..(n * 3 + c + 1) * 25].to_vec()).sum::<f32>() / 100.0;
+        assert!((running[c] - 0.1 * mean).abs() < 1e-5, "channel {c}: {} vs {}", running[c], 0.1 * mean);
+    }
+}
+
+#[test]
+fn row_kernels_give_the_same_bits_in_the_avx2_and_portable_builds() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let x: Vec<f32> = (0..1000).map(|_| rng.random::<f32>() * 20.0 - 10.0).collect();
+    let g: Vec<f32> = (0..1000).map(|_| rng.random::<f32>() - 0.5).collect();
+    for silu in [false, true] {
+        let (a, b) = super::flex::kernel_builds_agree(&x, &g, silu);
+        assert!(a, "forward row kernel, silu {silu}");
+        assert!(b, "backward row kernel, silu {silu}");
+    }
+}
