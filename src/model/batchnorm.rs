@@ -89,7 +89,8 @@ impl<B: Backend> BatchNorm<B> {
         self.running_mean.update((running_mean.mul_scalar(1.0 - momentum) + mean.detach().reshape([c]).mul_scalar(momentum)).detach());
         // PyTorch tracks the unbiased variance (burn-nn the biased one); timm parity wins.
         let unbiased = flat as f64 / (flat.max(2) - 1) as f64;
-        self.running_var.update((running_var.mul_scalar(1.0 - momentum) + var.detach().reshape([c]).mul_scalar(momentum * unbiased)).detach());
+        self.running_var
+            .update((running_var.mul_scalar(1.0 - momentum) + var.detach().reshape([c]).mul_scalar(momentum * unbiased)).detach());
         Tensor::from_primitive(TensorPrimitive::Float(y))
     }
 }

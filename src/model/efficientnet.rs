@@ -12,7 +12,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{sigmoid, silu};
-use burn::tensor::{Distribution, Tensor, backend::Backend};
+use burn::tensor::{Distribution, Tensor, TensorPrimitive, backend::Backend};
 
 use super::batchnorm::BatchNorm;
 use super::fused::ModelBackend;
@@ -210,7 +210,15 @@ impl<B: Backend> ConvBnAct<B> {
     where
         B: ModelBackend,
     {
-        let x = if self.is_pointwise() { self.pointwise(x) } else { self.conv.forward(x) };
+        let x = if self.is_pointwise() {
+            self.pointwise(x)
+        } else if self.is_depthwise() {
+            let out =
+                B::fused_depthwise_conv(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);
+            Tensor::from_primitive(TensorPrimitive::Float(out))
+        } else {
+            self.conv.forward(x)
+        };
         self.bn.forward_then(x, self.act)
     }
 
@@ -218,6 +226,21 @@ impl<B: Backend> ConvBnAct<B> {
     fn is_pointwise(&self) -> bool {
         let c = &self.conv;
         c.kernel_size == [1, 1] && c.stride == [1, 1] && c.groups == 1 && c.bias.is_none()
+    }
+
+    /// One filter per channel, square kernel, padding `k / 2`, no bias: what
+    /// [`ModelBackend::fused_depthwise_conv`] computes.
+    fn is_depthwise(&self) -> bool {
+        let c = &self.conv;
+        let [cout, per_group, k, k2] = c.weight.dims();
+        let pad = k / 2;
+        c.groups == cout
+            && per_group == 1
+            && k == k2
+            && c.stride[0] == c.stride[1]
+            && c.dilation == [1, 1]
+            && c.bias.is_none()
+            && matches!(c.padding, PaddingConfig2d::Explicit(a, b, c, d) if [a, b, c, d] == [pad; 4])
     }
 
     /// The 1×1 convolution as one batched matrix product, `W [C_out, C_in] · x [N, C_in, H·W]`.

@@ -5,9 +5,9 @@
 //! burn's CUDA runtime panics on a device thread (and the process exits 101) when no driver
 //! library is present — the probe turns that into an error message.
 
+use crate::model::TrainBackend;
 use anyhow::{Result, bail};
 use burn::backend::{Autodiff, Flex};
-use crate::model::TrainBackend;
 
 /// Something to run on a backend chosen at run time.
 pub trait BackendTask {

@@ -26,7 +26,12 @@ pub fn predict<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource,
 }
 
 /// Probabilities for one batch.
-pub fn predict_batch<B: ModelBackend>(model: &Classifier<B>, batch: &Batch, hflip_tta: bool, device: &B::Device) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_batch<B: ModelBackend>(
+    model: &Classifier<B>,
+    batch: &Batch,
+    hflip_tta: bool,
+    device: &B::Device,
+) -> Vec<[f32; NUM_CLASSES]> {
     let x = images_tensor::<B>(batch, device);
     let mut probs = model.forward(x.clone()).log_probs.exp();
     if hflip_tta {

@@ -15,7 +15,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
-use super::{ModelBackend, float, reference, vmath};
+use super::{ModelBackend, depthwise, float, reference, vmath};
 
 /// Lanes per kernel step: two AVX registers, so the loop body has two independent chains.
 const LANES: usize = 16;
@@ -135,6 +135,42 @@ impl ModelBackend for Flex {
         let y = rows.map_rows(|r, c, out| row_affine(&xs[r], scale[c], shift[c], silu, out));
         tensor(y, x.shape())
     }
+
+    fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        let (Some(x), Some(weight)) = (f32_contiguous(&x), f32_contiguous(&weight)) else {
+            return reference::depthwise_conv::<Flex>(float(x), float(weight), stride).into_primitive().tensor();
+        };
+        let g = depthwise_geometry(&x, &weight, stride);
+        let y = depthwise::forward(&g, slice(&x), slice(&weight));
+        tensor(y, [g.batch, g.channels, g.out_height, g.out_width])
+    }
+
+    fn fused_depthwise_conv_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 2] {
+        let (Some(x), Some(weight), Some(grad)) = (f32_contiguous(&x), f32_contiguous(&weight), f32_contiguous(&grad)) else {
+            let (dx, dw) = reference::depthwise_conv_backward::<Flex>(float(x), float(weight), stride, float(grad));
+            return [dx.into_primitive().tensor(), dw.into_primitive().tensor()];
+        };
+        let g = depthwise_geometry(&x, &weight, stride);
+        let (xs, ws, gs) = (slice(&x), slice(&weight), slice(&grad));
+        let (dx, dw) = rayon::join(|| depthwise::input_grad(&g, gs, ws), || depthwise::weight_grad(&g, xs, gs));
+        [tensor(dx, x.shape()), tensor(dw, weight.shape())]
+    }
+}
+
+fn depthwise_geometry(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> depthwise::Geometry {
+    let (xs, ws) = (x.shape(), weight.shape());
+    assert!(
+        xs.len() == 4 && ws.len() == 4 && ws[0] == xs[1] && ws[1] == 1 && ws[2] == ws[3],
+        "depthwise conv takes x [N, C, H, W] and weight [C, 1, k, k], got {:?} and {:?}",
+        &xs[..],
+        &ws[..]
+    );
+    depthwise::Geometry::new([xs[0], xs[1], xs[2], xs[3]], ws[2], stride)
 }
 
 fn f32_contiguous(t: &FlexTensor) -> Option<FlexTensor> {
@@ -198,25 +234,6 @@ impl Rows {
         unsafe { out.set_len(total) };
         out
     }
-}
-
-/// Runs `$body` (an expression over the row kernel's arguments) through an AVX2 build when the
-/// CPU has it, else the baseline build. Both builds inline the same `#[inline(always)]` code.
-macro_rules! dispatch {
-    (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $imp:ident) => {
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) -> $ret {
-                    $imp($($arg),*)
-                }
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe { avx2($($arg),*) };
-            }
-            $imp($($arg),*)
-        }
-    };
 }
 
 dispatch!(fn row_shifted_sums(x: &[f32], shift: f32) -> (f32, f32) => shifted_sums);

@@ -1,4 +1,5 @@
-//! Fused BatchNorm (+ SiLU) kernels: the backend extension the models are written against.
+//! Fused BatchNorm (+ SiLU) and depthwise-convolution kernels: the backend extension the
+//! models are written against.
 //!
 //! Why it exists: on burn 0.21 a training-mode `BatchNorm → SiLU` built from tensor ops costs
 //! about twenty full passes over the activation between forward and backward (mean, centre,
@@ -6,7 +7,9 @@
 //! `repeat_dim` copies), and flex evaluates `exp` with scalar libm. Profiles of the B0 training
 //! step put those ops and their copies at about half the time. Fused, the forward is two
 //! passes (channel statistics, then normalise + SiLU) and the backward two (channel sums of the
-//! gradient, then the input gradient), with a vectorised `exp`.
+//! gradient, then the input gradient), with a vectorised `exp`. Depthwise convolutions are the
+//! other hot spot: flex runs their backward as a generic transposed convolution and a weight
+//! convolution over strided copies; here each is one pass per image plane.
 //!
 //! The constraint this module keeps: every backend gets the same maths. [`ModelBackend`]'s
 //! default methods are the tensor-op compositions in [`reference`], so CUDA (and any other
@@ -19,6 +22,26 @@
 //! every sum runs in a fixed order whatever the thread count, and the kernels use no FMA, so the
 //! AVX2 and portable builds give the same bits.
 
+/// Defines `fn $name` that runs `$imp` through an AVX2 build when the CPU has it, else the
+/// baseline build. `$imp` is `#[inline(always)]`, so both builds inline the same code.
+macro_rules! dispatch {
+    (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $imp:ident) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    $imp($($arg),*)
+                }
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                return unsafe { avx2($($arg),*) };
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+
+mod depthwise;
 mod flex;
 pub mod reference;
 pub(crate) mod vmath;
@@ -79,6 +102,24 @@ pub trait ModelBackend: Backend {
     fn fused_channel_affine(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, silu: bool) -> FloatTensor<Self> {
         reference::channel_affine::<Self>(float(x), float(scale), float(shift), silu).into_primitive().tensor()
     }
+
+    /// Depthwise convolution: `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]`, the given stride,
+    /// zero padding `k / 2` on every side, no bias (EfficientNet's depthwise layers).
+    fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        reference::depthwise_conv::<Self>(float(x), float(weight), stride).into_primitive().tensor()
+    }
+
+    /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
+    /// and `weight`, given the output gradient `grad`.
+    fn fused_depthwise_conv_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 2] {
+        let (dx, dw) = reference::depthwise_conv_backward::<Self>(float(x), float(weight), stride, float(grad));
+        [dx.into_primitive().tensor(), dw.into_primitive().tensor()]
+    }
 }
 
 /// An autodiff backend whose eval-mode backend is a [`ModelBackend`] too: what training needs.
@@ -133,8 +174,7 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             }
         }
 
-        let [y, mean, var] =
-            B::fused_batch_norm_train(x.primitive.clone(), gamma.primitive.clone(), beta.primitive.clone(), epsilon, silu);
+        let [y, mean, var] = B::fused_batch_norm_train(x.primitive.clone(), gamma.primitive.clone(), beta.primitive.clone(), epsilon, silu);
         let y = match FusedBatchNorm.prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 prep.finish((x.primitive, gamma.primitive, beta.primitive, mean.clone(), var.clone(), epsilon, silu), y)
@@ -142,6 +182,34 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         [y, Self::from_inner(mean), Self::from_inner(var)]
+    }
+
+    fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FusedDepthwiseConv;
+
+        impl<B: ModelBackend> Backward<B, 2> for FusedDepthwiseConv {
+            /// Inputs `x` and `weight`; the stride.
+            type State = (FloatTensor<B>, FloatTensor<B>, usize);
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight, stride) = ops.state;
+                let [dx, dweight] = B::fused_depthwise_conv_backward(x, weight, stride, grad);
+                for (node, grad) in [(node_x, dx), (node_weight, dweight)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let y = B::fused_depthwise_conv(x.primitive.clone(), weight.primitive.clone(), stride);
+        match FusedDepthwiseConv.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, weight.primitive, stride), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! broadcasts a `[1, C, 1, 1]` operand about 14× slower than a `[N, C, 1, 1]` one.
 
 use burn::tensor::activation::{sigmoid, silu as silu_op};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
 /// `[C]` → `[N, C, 1, 1]`.
 fn per_channel<B: Backend>(t: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
@@ -83,4 +84,32 @@ pub fn channel_affine<B: Backend>(x: Tensor<B, 4>, scale: Tensor<B, 1>, shift: T
     let n = x.dims()[0];
     let y = x * per_channel(scale, n) + per_channel(shift, n);
     if silu { silu_op(y) } else { y }
+}
+
+fn depthwise_options(channels: usize, kernel: usize, stride: usize) -> ConvOptions<2> {
+    let pad = kernel / 2;
+    ConvOptions::new([stride, stride], [pad, pad], [1, 1], channels)
+}
+
+/// See [`ModelBackend::fused_depthwise_conv`](super::ModelBackend::fused_depthwise_conv).
+pub fn depthwise_conv<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, stride: usize) -> Tensor<B, 4> {
+    let [channels, _, kernel, _] = weight.dims();
+    burn::tensor::module::conv2d(x, weight, None, depthwise_options(channels, kernel, stride))
+}
+
+/// See [`ModelBackend::fused_depthwise_conv_backward`](super::ModelBackend::fused_depthwise_conv_backward):
+/// `(dx, dweight)`, by the backend's own convolution backward ops.
+pub fn depthwise_conv_backward<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    stride: usize,
+    grad: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let [channels, _, kernel, _] = weight.dims();
+    let options = depthwise_options(channels, kernel, stride);
+    let (x, weight, grad) = (x.into_primitive().tensor(), weight.into_primitive().tensor(), grad.into_primitive().tensor());
+    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+    let dweight = B::conv2d_weight_backward(x, weight, grad, options);
+    let float = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
+    (float(dx), float(dweight))
 }

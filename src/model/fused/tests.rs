@@ -27,13 +27,8 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn fused_train<B: ModelBackend>(x: Tensor<B, 4>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>, silu: bool) -> [Tensor<B, 4>; 1] {
-    let [y, _, _] = B::fused_batch_norm_train(
-        x.into_primitive().tensor(),
-        gamma.into_primitive().tensor(),
-        beta.into_primitive().tensor(),
-        1e-5,
-        silu,
-    );
+    let [y, _, _] =
+        B::fused_batch_norm_train(x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor(), 1e-5, silu);
     [Tensor::from_primitive(TensorPrimitive::Float(y))]
 }
 
@@ -167,8 +162,7 @@ fn kernels_give_the_same_bits_whatever_the_thread_count() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let p1 = |t: &Tensor<Flex, 1>| t.clone().into_primitive().tensor();
-            let [y, mean, var] =
-                Flex::fused_batch_norm_train(x.clone().into_primitive().tensor(), p1(&gamma), p1(&beta), 1e-5, true);
+            let [y, mean, var] = Flex::fused_batch_norm_train(x.clone().into_primitive().tensor(), p1(&gamma), p1(&beta), 1e-5, true);
             let [dx, dgamma, dbeta] = Flex::fused_batch_norm_train_backward(
                 x.clone().into_primitive().tensor(),
                 p1(&gamma),
@@ -221,4 +215,67 @@ fn row_kernels_give_the_same_bits_in_the_avx2_and_portable_builds() {
         assert!(a, "forward row kernel, silu {silu}");
         assert!(b, "backward row kernel, silu {silu}");
     }
+}
+
+/// Depthwise geometries of EfficientNet (k 3 and 5, stride 1 and 2), with odd sizes.
+const DEPTHWISE: [([usize; 4], usize, usize); 5] =
+    [([2, 3, 9, 7], 3, 1), ([2, 3, 9, 7], 3, 2), ([2, 4, 11, 12], 5, 1), ([3, 2, 11, 12], 5, 2), ([2, 2, 1, 1], 3, 1)];
+
+#[test]
+fn flex_depthwise_conv_matches_burns_convolution() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    for (shape, k, stride) in DEPTHWISE {
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 2.0);
+        let weight = random::<Flex, 4>(&mut rng, [shape[1], 1, k, k], 0.0, 0.5);
+        let y = Flex::fused_depthwise_conv(x.clone().into_primitive().tensor(), weight.clone().into_primitive().tensor(), stride);
+        let y: Tensor<Flex, 4> = Tensor::from_primitive(TensorPrimitive::Float(y));
+        let want = reference::depthwise_conv(x, weight, stride);
+        assert_eq!(y.dims(), want.dims(), "{shape:?} k{k} s{stride}");
+        let d = max_rel_diff(&values(y), &values(want));
+        assert!(d < 1e-5, "{shape:?} k{k} s{stride}: {d}");
+    }
+}
+
+#[test]
+fn flex_depthwise_backward_matches_burns_convolution_backward() {
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    for (shape, k, stride) in DEPTHWISE {
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 2.0);
+        let weight = random::<Flex, 4>(&mut rng, [shape[1], 1, k, k], 0.0, 0.5);
+        let out_dims = reference::depthwise_conv(x.clone(), weight.clone(), stride).dims();
+        let grad = random::<Flex, 4>(&mut rng, out_dims, 0.0, 1.0);
+        let [dx, dw] = Flex::fused_depthwise_conv_backward(
+            x.clone().into_primitive().tensor(),
+            weight.clone().into_primitive().tensor(),
+            stride,
+            grad.clone().into_primitive().tensor(),
+        );
+        let (dx_ref, dw_ref) = reference::depthwise_conv_backward(x, weight, stride, grad);
+        let f = |t| values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(t)));
+        let (dx, dw) = (f(dx), f(dw));
+        assert!(max_rel_diff(&dx, &values(dx_ref)) < 1e-5, "dx, {shape:?} k{k} s{stride}");
+        assert!(max_rel_diff(&dw, &values(dw_ref)) < 1e-5, "dweight, {shape:?} k{k} s{stride}");
+    }
+}
+
+#[test]
+fn depthwise_autodiff_gradients_match_autodiff_through_burns_convolution() {
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let (shape, k, stride) = ([2, 3, 10, 9], 5, 2);
+    let x = random::<Ad, 4>(&mut rng, shape, 0.0, 1.0);
+    let weight = random::<Ad, 4>(&mut rng, [3, 1, k, k], 0.0, 0.5);
+    let grads_of = |fused: bool| {
+        let (x, weight) = (x.clone().require_grad(), weight.clone().require_grad());
+        let y = if fused {
+            let y = Ad::fused_depthwise_conv(x.clone().into_primitive().tensor(), weight.clone().into_primitive().tensor(), stride);
+            Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(y))
+        } else {
+            reference::depthwise_conv(x.clone(), weight.clone(), stride)
+        };
+        let grads = (y.clone() * y).sum().backward();
+        [x.grad(&grads).unwrap().into_data(), weight.grad(&grads).unwrap().into_data()].map(|d| d.to_vec::<f32>().unwrap())
+    };
+    let (fused, composed) = (grads_of(true), grads_of(false));
+    assert!(max_rel_diff(&fused[0], &composed[0]) < 1e-5, "dx");
+    assert!(max_rel_diff(&fused[1], &composed[1]) < 1e-5, "dweight");
 }
