@@ -48,7 +48,8 @@ impl Geometry {
         let (s, pad) = (self.stride, self.pad());
         let lo = if t >= pad { 0 } else { (pad - t).div_ceil(s) };
         let hi = if size + pad <= t { 0 } else { ((size + pad - t - 1) / s + 1).min(out) };
-        lo..hi.max(lo)
+        // Empty when the tap never lands inside (a kernel wider than a small image).
+        lo.min(hi)..hi
     }
 
     fn rows(&self, ky: usize) -> Range<usize> {
@@ -82,6 +83,9 @@ fn forward_plane_impl(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32]) 
             let in_row = &x[g.input(oy, ky) * w..][..w];
             for kx in 0..k {
                 let cols = g.cols(kx);
+                if cols.is_empty() {
+                    continue;
+                }
                 let a = filter[ky * k + kx];
                 let dst = &mut out_row[cols.clone()];
                 let start = g.input(cols.start, kx);
@@ -112,6 +116,9 @@ fn input_grad_plane_impl(g: &Geometry, grad: &[f32], filter: &[f32], dx: &mut [f
             let dx_row = &mut dx[g.input(oy, ky) * w..][..w];
             for kx in 0..k {
                 let cols = g.cols(kx);
+                if cols.is_empty() {
+                    continue;
+                }
                 let a = filter[ky * k + kx];
                 let src = &grad_row[cols.clone()];
                 let start = g.input(cols.start, kx);
@@ -137,6 +144,9 @@ fn weight_grad_plane_impl(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64])
     for ky in 0..k {
         for kx in 0..k {
             let cols = g.cols(kx);
+            if cols.is_empty() {
+                continue;
+            }
             let start = g.input(cols.start, kx);
             let mut total = 0.0f64;
             for oy in g.rows(ky) {
@@ -262,7 +272,18 @@ mod tests {
 
     #[test]
     fn forward_matches_the_definition_at_every_border() {
-        for (h, w, k, s) in [(7, 9, 3, 1), (7, 9, 3, 2), (8, 6, 5, 1), (8, 6, 5, 2), (2, 3, 5, 2), (1, 1, 3, 1), (4, 4, 3, 2)] {
+        for (h, w, k, s) in [
+            (7, 9, 3, 1),
+            (7, 9, 3, 2),
+            (8, 6, 5, 1),
+            (8, 6, 5, 2),
+            (2, 3, 5, 2),
+            (1, 1, 3, 1),
+            (4, 4, 3, 2),
+            (1, 1, 5, 1),
+            (2, 1, 5, 2),
+            (1, 3, 5, 1),
+        ] {
             let g = Geometry::new([2, 3, h, w], k, s);
             let x: Vec<f32> = (0..2 * 3 * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
             let weight: Vec<f32> = (0..3 * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 8.0).collect();

@@ -218,8 +218,17 @@ fn row_kernels_give_the_same_bits_in_the_avx2_and_portable_builds() {
 }
 
 /// Depthwise geometries of EfficientNet (k 3 and 5, stride 1 and 2), with odd sizes.
-const DEPTHWISE: [([usize; 4], usize, usize); 5] =
-    [([2, 3, 9, 7], 3, 1), ([2, 3, 9, 7], 3, 2), ([2, 4, 11, 12], 5, 1), ([3, 2, 11, 12], 5, 2), ([2, 2, 1, 1], 3, 1)];
+/// The last three have kernels wider than the image, as B0's last stages at small inputs.
+const DEPTHWISE: [([usize; 4], usize, usize); 8] = [
+    ([2, 3, 9, 7], 3, 1),
+    ([2, 3, 9, 7], 3, 2),
+    ([2, 4, 11, 12], 5, 1),
+    ([3, 2, 11, 12], 5, 2),
+    ([2, 2, 1, 1], 3, 1),
+    ([2, 2, 1, 1], 5, 1),
+    ([2, 2, 2, 1], 5, 2),
+    ([2, 2, 1, 3], 5, 1),
+];
 
 #[test]
 fn flex_depthwise_conv_matches_burns_convolution() {
