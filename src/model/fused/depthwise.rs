@@ -66,40 +66,86 @@ impl Geometry {
     }
 }
 
-dispatch!(fn forward_plane(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32]) -> () => forward_plane_impl);
+dispatch!(fn forward_plane(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) -> () => forward_plane_impl);
 dispatch!(fn input_grad_plane(g: &Geometry, grad: &[f32], filter: &[f32], dx: &mut [f32]) -> () => input_grad_plane_impl);
-dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64]) -> () => weight_grad_plane_impl);
+dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Vec<f32>) -> () => weight_grad_plane_impl);
 
-/// `out` (one output plane, zeroed) += the convolution of `x` (one input plane) by `filter`.
+/// `out` (one output plane) = the convolution of `x` (one input plane) by `filter`.
+///
+/// The plane is first copied into a zero-bordered scratch plane (see [`Padded`]), so every
+/// output is an interior one: outputs go in blocks of [`BLOCK`] whose sums stay in registers
+/// across all `k²` taps, added in (ky, kx) order from zero.
 #[inline(always)]
-fn forward_plane_impl(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32]) {
-    let (k, w, ow) = (g.kernel, g.width, g.out_width);
-    for oy in 0..g.out_height {
-        let out_row = &mut out[oy * ow..(oy + 1) * ow];
-        for ky in 0..k {
-            if !g.rows(ky).contains(&oy) {
-                continue;
-            }
-            let in_row = &x[g.input(oy, ky) * w..][..w];
-            for kx in 0..k {
-                let cols = g.cols(kx);
-                if cols.is_empty() {
-                    continue;
-                }
-                let a = filter[ky * k + kx];
-                let dst = &mut out_row[cols.clone()];
-                let start = g.input(cols.start, kx);
-                if g.stride == 1 {
-                    for (o, &v) in dst.iter_mut().zip(&in_row[start..start + cols.len()]) {
-                        *o += a * v;
+fn forward_plane_impl(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+    match (g.stride, g.kernel) {
+        (1, 3) => forward_plane_strided::<1, 3>(g, x, filter, out, scratch),
+        (1, 5) => forward_plane_strided::<1, 5>(g, x, filter, out, scratch),
+        (2, 3) => forward_plane_strided::<2, 3>(g, x, filter, out, scratch),
+        (2, 5) => forward_plane_strided::<2, 5>(g, x, filter, out, scratch),
+        _ => forward_plane_strided::<0, 0>(g, x, filter, out, scratch),
+    }
+}
+
+/// Outputs per register block: two AVX registers.
+const BLOCK: usize = 16;
+
+/// [`forward_plane_impl`] with the stride and kernel size constants (EfficientNet's four
+/// cases, so the tap loops unroll), or read from `g` when `S` and `K` are 0.
+#[inline(always)]
+fn forward_plane_strided<const S: usize, const K: usize>(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+    let s = if S == 0 { g.stride } else { S };
+    let k = if K == 0 { g.kernel } else { K };
+    let ow = g.out_width;
+    let padded = Padded::new(g, x, scratch);
+    {
+        for oy in 0..g.out_height {
+            let out_row = &mut out[oy * ow..(oy + 1) * ow];
+            for ox in (0..ow).step_by(BLOCK) {
+                let mut acc = [0.0f32; BLOCK];
+                for ky in 0..k {
+                    let in_row = padded.row(oy * s + ky);
+                    for kx in 0..k {
+                        let a = filter[ky * k + kx];
+                        let src = &in_row[ox * s + kx..][..(BLOCK - 1) * s + 1];
+                        for i in 0..BLOCK {
+                            acc[i] += a * src[i * s];
+                        }
                     }
-                } else {
-                    for (j, o) in dst.iter_mut().enumerate() {
-                        *o += a * in_row[start + j * g.stride];
-                    }
                 }
+                let n = BLOCK.min(ow - ox);
+                out_row[ox..ox + n].copy_from_slice(&acc[..n]);
             }
         }
+    }
+}
+
+/// A plane copied into a scratch buffer with `k / 2` zero rows and columns before
+/// it, and zeros after it far enough that a full [`BLOCK`] of outputs at any column reads
+/// inside the buffer.
+struct Padded<'a> {
+    data: &'a [f32],
+    width: usize,
+}
+
+impl Padded<'_> {
+    /// Copies `x` into `scratch` (reused across planes by the caller's task).
+    #[inline(always)]
+    fn new<'s>(g: &Geometry, x: &[f32], scratch: &'s mut Vec<f32>) -> Padded<'s> {
+        let pad = g.pad();
+        let blocks = g.out_width.div_ceil(BLOCK);
+        let width = (g.width + 2 * pad).max((blocks * BLOCK - 1) * g.stride + g.kernel);
+        let height = (g.height + 2 * pad).max((g.out_height.max(1) - 1) * g.stride + g.kernel);
+        scratch.clear();
+        scratch.resize(width * height, 0.0);
+        for (y, row) in x.chunks_exact(g.width).enumerate() {
+            scratch[(y + pad) * width + pad..][..g.width].copy_from_slice(row);
+        }
+        Padded { data: scratch, width }
+    }
+
+    #[inline(always)]
+    fn row(&self, y: usize) -> &[f32] {
+        &self.data[y * self.width..][..self.width]
     }
 }
 
@@ -136,43 +182,62 @@ fn input_grad_plane_impl(g: &Geometry, grad: &[f32], filter: &[f32], dx: &mut [f
     }
 }
 
-/// `dw[tap]` += Σ over the plane of `grad · x` under that tap (row sums in f32, added in f64).
+/// `dw[tap]` += Σ over the plane of `grad · x` under that tap. Per output row and tap row,
+/// the `k` column taps accumulate in registers over blocks of [`WBLOCK`] outputs (f32), then
+/// go into `dw` in f64.
 #[inline(always)]
-fn weight_grad_plane_impl(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64]) {
-    const LANES: usize = 8;
-    let (k, w, ow) = (g.kernel, g.width, g.out_width);
-    for ky in 0..k {
-        for kx in 0..k {
-            let cols = g.cols(kx);
-            if cols.is_empty() {
-                continue;
-            }
-            let start = g.input(cols.start, kx);
-            let mut total = 0.0f64;
-            for oy in g.rows(ky) {
-                let grad_row = &grad[oy * ow..(oy + 1) * ow][cols.clone()];
-                let in_row = &x[g.input(oy, ky) * w..][..w];
-                let mut lanes = [0.0f32; LANES];
-                if g.stride == 1 {
-                    let in_row = &in_row[start..start + cols.len()];
-                    let mut gb = grad_row.chunks_exact(LANES);
-                    let mut xb = in_row.chunks_exact(LANES);
-                    for (gs, xs) in (&mut gb).zip(&mut xb) {
-                        for i in 0..LANES {
-                            lanes[i] += gs[i] * xs[i];
+fn weight_grad_plane_impl(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Vec<f32>) {
+    match (g.stride, g.kernel) {
+        (1, 3) => weight_grad_plane_strided::<1, 3>(g, x, grad, dw, scratch),
+        (1, 5) => weight_grad_plane_strided::<1, 5>(g, x, grad, dw, scratch),
+        (2, 3) => weight_grad_plane_strided::<2, 3>(g, x, grad, dw, scratch),
+        (2, 5) => weight_grad_plane_strided::<2, 5>(g, x, grad, dw, scratch),
+        _ => weight_grad_plane_strided::<0, 0>(g, x, grad, dw, scratch),
+    }
+}
+
+/// Outputs per block in the weight gradient: one AVX register per column tap.
+const WBLOCK: usize = 8;
+/// Largest kernel the register-blocked weight gradient takes (EfficientNet's is 5).
+const MAX_KERNEL: usize = 7;
+
+/// [`weight_grad_plane_impl`] with constant stride and kernel size, as in the forward.
+#[inline(always)]
+fn weight_grad_plane_strided<const S: usize, const K: usize>(
+    g: &Geometry,
+    x: &[f32],
+    grad: &[f32],
+    dw: &mut [f64],
+    scratch: &mut Vec<f32>,
+) {
+    let s = if S == 0 { g.stride } else { S };
+    let k = if K == 0 { g.kernel } else { K };
+    let ow = g.out_width;
+    assert!(k <= MAX_KERNEL, "depthwise kernels up to {MAX_KERNEL} wide, got {k}");
+    let blocks = ow.div_ceil(WBLOCK);
+    // The gradient row, zero-filled to whole blocks (zeros add nothing to the sums).
+    let mut grad_row = vec![0.0f32; blocks * WBLOCK];
+    let padded = Padded::new(g, x, scratch);
+    {
+        for oy in 0..g.out_height {
+            grad_row[..ow].copy_from_slice(&grad[oy * ow..(oy + 1) * ow]);
+            for ky in 0..k {
+                let in_row = padded.row(oy * s + ky);
+                let mut acc = [[0.0f32; WBLOCK]; MAX_KERNEL];
+                for b in 0..blocks {
+                    let ox = b * WBLOCK;
+                    let gs = &grad_row[ox..ox + WBLOCK];
+                    for (kx, lanes) in acc.iter_mut().enumerate().take(k) {
+                        let src = &in_row[ox * s + kx..][..(WBLOCK - 1) * s + 1];
+                        for i in 0..WBLOCK {
+                            lanes[i] += gs[i] * src[i * s];
                         }
                     }
-                    for (i, (&a, &b)) in gb.remainder().iter().zip(xb.remainder()).enumerate() {
-                        lanes[i] += a * b;
-                    }
-                } else {
-                    for (j, &a) in grad_row.iter().enumerate() {
-                        lanes[j % LANES] += a * in_row[start + j * g.stride];
-                    }
                 }
-                total += lanes.iter().map(|&v| v as f64).sum::<f64>();
+                for (kx, lanes) in acc.iter().enumerate().take(k) {
+                    dw[ky * k + kx] += lanes.iter().map(|&v| v as f64).sum::<f64>();
+                }
             }
-            dw[ky * k + kx] += total;
         }
     }
 }
@@ -183,9 +248,9 @@ const MIN_TASK_ELEMS: usize = 1 << 14;
 /// The forward: `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]` → `[N, C, H_out, W_out]`.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let kk = g.kernel * g.kernel;
-    zeroed_planes(g.batch * g.channels, g.out_plane(), |p, dst| {
+    zeroed_planes(g.batch * g.channels, g.out_plane(), |p, dst, scratch| {
         let c = p % g.channels;
-        forward_plane(g, &x[p * g.in_plane()..][..g.in_plane()], &weight[c * kk..][..kk], dst);
+        forward_plane(g, &x[p * g.in_plane()..][..g.in_plane()], &weight[c * kk..][..kk], dst, scratch);
     })
 }
 
@@ -193,18 +258,19 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
 /// rayon task. The zeros are written by the task rather than by `calloc`: a fresh page whose
 /// first access is the read of a `+=` is mapped to the shared zero page and faults again on
 /// the write, with a TLB shootdown across cores, which cost 15% of a training step.
-fn zeroed_planes(planes: usize, plane: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+fn zeroed_planes(planes: usize, plane: usize, fill: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync) -> Vec<f32> {
     use rayon::prelude::*;
     let total = planes * plane;
     let mut out: Vec<f32> = Vec::with_capacity(total);
     if plane > 0 {
         let per_task = MIN_TASK_ELEMS.div_ceil(plane);
         out.spare_capacity_mut()[..total].par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
+            let mut scratch = Vec::new();
             for (i, dst) in chunk.chunks_mut(plane).enumerate() {
                 dst.fill(std::mem::MaybeUninit::new(0.0));
                 // SAFETY: every value of `dst` was just initialised.
                 let dst = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-                fill(task * per_task + i, dst);
+                fill(task * per_task + i, dst, &mut scratch);
             }
         });
     }
@@ -216,7 +282,15 @@ fn zeroed_planes(planes: usize, plane: usize, fill: impl Fn(usize, &mut [f32]) +
 /// The input gradient, `[N, C, H, W]`, from the output gradient `grad`.
 pub fn input_grad(g: &Geometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
     let kk = g.kernel * g.kernel;
-    zeroed_planes(g.batch * g.channels, g.in_plane(), |p, dst| {
+    if g.stride == 1 {
+        // With stride 1 and padding k/2 (k odd), the input gradient is the forward convolution
+        // of `grad` by the filter turned half a turn.
+        let flipped: Vec<f32> = weight.chunks(kk).flat_map(|f| f.iter().rev().copied()).collect();
+        if g.kernel % 2 == 1 && g.out_height == g.height && g.out_width == g.width {
+            return forward(g, grad, &flipped);
+        }
+    }
+    zeroed_planes(g.batch * g.channels, g.in_plane(), |p, dst, _| {
         let c = p % g.channels;
         input_grad_plane(g, &grad[p * g.out_plane()..][..g.out_plane()], &weight[c * kk..][..kk], dst);
     })
@@ -232,9 +306,11 @@ pub fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         .with_min_len(per_task)
         .flat_map_iter(|c| {
             let mut dw = vec![0.0f64; kk];
+            let mut scratch = Vec::new();
             for n in 0..g.batch {
                 let p = n * g.channels + c;
-                weight_grad_plane(g, &x[p * g.in_plane()..][..g.in_plane()], &grad[p * g.out_plane()..][..g.out_plane()], &mut dw);
+                let (x, grad) = (&x[p * g.in_plane()..][..g.in_plane()], &grad[p * g.out_plane()..][..g.out_plane()]);
+                weight_grad_plane(g, x, grad, &mut dw, &mut scratch);
             }
             dw.into_iter().map(|v| v as f32)
         })
