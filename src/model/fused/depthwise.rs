@@ -73,16 +73,23 @@ dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [
 /// `out` (one output plane) = the convolution of `x` (one input plane) by `filter`.
 ///
 /// The plane is first copied into a zero-bordered scratch plane (see [`Padded`]), so every
-/// output is an interior one: outputs go in blocks of [`BLOCK`] whose sums stay in registers
+/// output is an interior one: outputs go in blocks of [`BLOCK`] (half that for narrow planes)
+/// whose sums stay in registers
 /// across all `k²` taps, added in (ky, kx) order from zero.
 #[inline(always)]
 fn forward_plane_impl(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-    match (g.stride, g.kernel) {
-        (1, 3) => forward_plane_strided::<1, 3>(g, x, filter, out, scratch),
-        (1, 5) => forward_plane_strided::<1, 5>(g, x, filter, out, scratch),
-        (2, 3) => forward_plane_strided::<2, 3>(g, x, filter, out, scratch),
-        (2, 5) => forward_plane_strided::<2, 5>(g, x, filter, out, scratch),
-        _ => forward_plane_strided::<0, 0>(g, x, filter, out, scratch),
+    // Narrow planes (the last stages at small inputs) take half blocks, not to compute
+    // mostly padding.
+    match (g.stride, g.kernel, g.out_width <= BLOCK / 2) {
+        (1, 3, false) => forward_plane_strided::<1, 3, BLOCK>(g, x, filter, out, scratch),
+        (1, 5, false) => forward_plane_strided::<1, 5, BLOCK>(g, x, filter, out, scratch),
+        (2, 3, false) => forward_plane_strided::<2, 3, BLOCK>(g, x, filter, out, scratch),
+        (2, 5, false) => forward_plane_strided::<2, 5, BLOCK>(g, x, filter, out, scratch),
+        (1, 3, true) => forward_plane_strided::<1, 3, { BLOCK / 2 }>(g, x, filter, out, scratch),
+        (1, 5, true) => forward_plane_strided::<1, 5, { BLOCK / 2 }>(g, x, filter, out, scratch),
+        (2, 3, true) => forward_plane_strided::<2, 3, { BLOCK / 2 }>(g, x, filter, out, scratch),
+        (2, 5, true) => forward_plane_strided::<2, 5, { BLOCK / 2 }>(g, x, filter, out, scratch),
+        _ => forward_plane_strided::<0, 0, BLOCK>(g, x, filter, out, scratch),
     }
 }
 
@@ -92,27 +99,33 @@ const BLOCK: usize = 16;
 /// [`forward_plane_impl`] with the stride and kernel size constants (EfficientNet's four
 /// cases, so the tap loops unroll), or read from `g` when `S` and `K` are 0.
 #[inline(always)]
-fn forward_plane_strided<const S: usize, const K: usize>(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+fn forward_plane_strided<const S: usize, const K: usize, const B: usize>(
+    g: &Geometry,
+    x: &[f32],
+    filter: &[f32],
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
     let s = if S == 0 { g.stride } else { S };
     let k = if K == 0 { g.kernel } else { K };
     let ow = g.out_width;
-    let padded = Padded::new(g, x, scratch);
+    let padded = Padded::new(g, x, B, scratch);
     {
         for oy in 0..g.out_height {
             let out_row = &mut out[oy * ow..(oy + 1) * ow];
-            for ox in (0..ow).step_by(BLOCK) {
-                let mut acc = [0.0f32; BLOCK];
+            for ox in (0..ow).step_by(B) {
+                let mut acc = [0.0f32; B];
                 for ky in 0..k {
                     let in_row = padded.row(oy * s + ky);
                     for kx in 0..k {
                         let a = filter[ky * k + kx];
-                        let src = &in_row[ox * s + kx..][..(BLOCK - 1) * s + 1];
-                        for i in 0..BLOCK {
+                        let src = &in_row[ox * s + kx..][..(B - 1) * s + 1];
+                        for i in 0..B {
                             acc[i] += a * src[i * s];
                         }
                     }
                 }
-                let n = BLOCK.min(ow - ox);
+                let n = B.min(ow - ox);
                 out_row[ox..ox + n].copy_from_slice(&acc[..n]);
             }
         }
@@ -120,8 +133,8 @@ fn forward_plane_strided<const S: usize, const K: usize>(g: &Geometry, x: &[f32]
 }
 
 /// A plane copied into a scratch buffer with `k / 2` zero rows and columns before
-/// it, and zeros after it far enough that a full [`BLOCK`] of outputs at any column reads
-/// inside the buffer.
+/// it, and zeros after it far enough that a full block of outputs at any column reads inside
+/// the buffer.
 struct Padded<'a> {
     data: &'a [f32],
     width: usize,
@@ -130,10 +143,10 @@ struct Padded<'a> {
 impl Padded<'_> {
     /// Copies `x` into `scratch` (reused across planes by the caller's task).
     #[inline(always)]
-    fn new<'s>(g: &Geometry, x: &[f32], scratch: &'s mut Vec<f32>) -> Padded<'s> {
+    fn new<'s>(g: &Geometry, x: &[f32], block: usize, scratch: &'s mut Vec<f32>) -> Padded<'s> {
         let pad = g.pad();
-        let blocks = g.out_width.div_ceil(BLOCK);
-        let width = (g.width + 2 * pad).max((blocks * BLOCK - 1) * g.stride + g.kernel);
+        let blocks = g.out_width.div_ceil(block);
+        let width = (g.width + 2 * pad).max((blocks * block - 1) * g.stride + g.kernel);
         let height = (g.height + 2 * pad).max((g.out_height.max(1) - 1) * g.stride + g.kernel);
         scratch.clear();
         scratch.resize(width * height, 0.0);
@@ -217,7 +230,7 @@ fn weight_grad_plane_strided<const S: usize, const K: usize>(
     let blocks = ow.div_ceil(WBLOCK);
     // The gradient row, zero-filled to whole blocks (zeros add nothing to the sums).
     let mut grad_row = vec![0.0f32; blocks * WBLOCK];
-    let padded = Padded::new(g, x, scratch);
+    let padded = Padded::new(g, x, WBLOCK, scratch);
     {
         for oy in 0..g.out_height {
             grad_row[..ow].copy_from_slice(&grad[oy * ow..(oy + 1) * ow]);
@@ -257,7 +270,8 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
 /// `planes` planes of `plane` values, each zeroed and then passed to `fill(index, plane)` in a
 /// rayon task. The zeros are written by the task rather than by `calloc`: a fresh page whose
 /// first access is the read of a `+=` is mapped to the shared zero page and faults again on
-/// the write, with a TLB shootdown across cores, which cost 15% of a training step.
+/// the write, with a TLB shootdown across cores (kernel time for those faults was about 15% of
+/// a B0 training-step profile). The forward overwrites the zeros; the input gradient adds.
 fn zeroed_planes(planes: usize, plane: usize, fill: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync) -> Vec<f32> {
     use rayon::prelude::*;
     let total = planes * plane;
