@@ -243,15 +243,15 @@ impl<B: Backend> ConvBnAct<B> {
             && matches!(c.padding, PaddingConfig2d::Explicit(a, b, c, d) if [a, b, c, d] == [pad; 4])
     }
 
-    /// The 1×1 convolution as one batched matrix product, `W [C_out, C_in] · x [N, C_in, H·W]`.
-    /// Same result as `conv.forward` (the padding of a 1×1 kernel is 0), but burn-flex 0.21's
-    /// conv backward takes the weight gradient through strided copies and a generic
-    /// convolution, while a matmul's backward is two more matmuls.
-    fn pointwise(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, cin, h, w] = x.dims();
-        let [cout, ..] = self.conv.weight.dims();
-        let weight = self.conv.weight.val().reshape([1, cout, cin]);
-        weight.matmul(x.reshape([n, cin, h * w])).reshape([n, cout, h, w])
+    /// The 1×1 convolution as a matmul ([`ModelBackend::fused_pointwise_conv`]). Same result
+    /// as `conv.forward` (a 1×1 kernel has no padding), but burn-flex 0.21's conv backward
+    /// takes the weight gradient through strided copies and a generic convolution.
+    fn pointwise(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: ModelBackend,
+    {
+        let out = B::fused_pointwise_conv(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor());
+        Tensor::from_primitive(TensorPrimitive::Float(out))
     }
 }
 

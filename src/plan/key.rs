@@ -44,8 +44,9 @@ pub fn step_version(kind: &str) -> u32 {
         "split" => 1,
         // 2: shards are written as parts (`train.shard.0000`, ...) instead of one file.
         "prepare" => 2,
-        // 2: BatchNorm + SiLU run as fused kernels (model::fused), with a polynomial `exp`;
-        // weights, and the probabilities computed from them, differ in the last bits.
+        // 2: BatchNorm + SiLU and depthwise convolutions run as fused kernels (model::fused),
+        // with a polynomial `exp`, and 1×1 convolutions as matmuls; weights, and the
+        // probabilities computed from them, differ in the last bits.
         "train" => 2,
         "evaluate" => 2,
         "predict" => 2,

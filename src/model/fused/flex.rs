@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, TensorData, TensorMetadata};
+use burn::tensor::{DType, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
 use super::{ModelBackend, depthwise, float, reference, vmath};
@@ -136,6 +136,26 @@ impl ModelBackend for Flex {
         tensor(y, x.shape())
     }
 
+    fn fused_pointwise_conv_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 2] {
+        let (Some(xc), Some(gc)) = (f32_contiguous(&x), f32_contiguous(&grad)) else {
+            let (dx, dw) = reference::pointwise_conv_backward::<Flex>(float(x), float(weight), float(grad));
+            return [dx.into_primitive().tensor(), dw.into_primitive().tensor()];
+        };
+        let (xs, ws) = (xc.shape(), weight.shape());
+        let ([n, cin, h, w], cout) = ([xs[0], xs[1], xs[2], xs[3]], ws[0]);
+        if !reference::weight_grad_as_one_product(n, cout, cin, h * w) {
+            let (dx, dw) = reference::pointwise_conv_backward::<Flex>(float(xc), float(weight), float(gc));
+            return [dx.into_primitive().tensor(), dw.into_primitive().tensor()];
+        }
+        // One product over N·H·W: flex would move the batch axis through a per-element strided
+        // iterator; rows of H·W stay contiguous, so copy them whole.
+        let grad_rows: Tensor<Flex, 2> = float(tensor(channel_major(slice(&gc), n, cout, h * w), [cout, n * h * w]));
+        let x_rows: Tensor<Flex, 2> = float(tensor(channel_major(slice(&xc), n, cin, h * w), [cin, n * h * w]));
+        let dw = grad_rows.matmul(x_rows.transpose()).reshape([cout, cin, 1, 1]);
+        let dx = reference::pointwise_input_grad::<Flex>(float(weight), float::<Flex, 4>(gc).reshape([n, cout, h * w]));
+        [dx.reshape([n, cin, h, w]).into_primitive().tensor(), dw.into_primitive().tensor()]
+    }
+
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
         let (Some(x), Some(weight)) = (f32_contiguous(&x), f32_contiguous(&weight)) else {
             return reference::depthwise_conv::<Flex>(float(x), float(weight), stride).into_primitive().tensor();
@@ -171,6 +191,24 @@ fn depthwise_geometry(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> dep
         &ws[..]
     );
     depthwise::Geometry::new([xs[0], xs[1], xs[2], xs[3]], ws[2], stride)
+}
+
+/// `[N, C, L]` → `[C, N·L]` (row `c` holds channel `c` of every image in turn).
+fn channel_major(values: &[f32], n: usize, c: usize, len: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(n * c * len);
+    if len > 0 {
+        out.spare_capacity_mut()[..n * c * len].par_chunks_mut(n * len).enumerate().for_each(|(ch, row)| {
+            for (image, dst) in row.chunks_mut(len).enumerate() {
+                let src = &values[(image * c + ch) * len..][..len];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    d.write(v);
+                }
+            }
+        });
+    }
+    // SAFETY: each of the `c` rows of `n·len` values was written above.
+    unsafe { out.set_len(n * c * len) };
+    out
 }
 
 fn f32_contiguous(t: &FlexTensor) -> Option<FlexTensor> {

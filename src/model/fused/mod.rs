@@ -4,18 +4,21 @@
 //! Why it exists: on burn 0.21 a training-mode `BatchNorm → SiLU` built from tensor ops costs
 //! about twenty full passes over the activation between forward and backward (mean, centre,
 //! square, mean, divide, scale, shift, sigmoid, multiply, and the backward of each, plus
-//! `repeat_dim` copies), and flex evaluates `exp` with scalar libm. Profiles of the B0 training
-//! step put those ops and their copies at about half the time. Fused, the forward is two
-//! passes (channel statistics, then normalise + SiLU) and the backward two (channel sums of the
-//! gradient, then the input gradient), with a vectorised `exp`. Depthwise convolutions are the
-//! other hot spot: flex runs their backward as a generic transposed convolution and a weight
-//! convolution over strided copies; here each is one pass per image plane.
+//! `repeat_dim` copies), and flex evaluates `exp` with scalar libm: in a profile of the B0
+//! training step, `expf` alone was 12% and the elementwise ops around it about 20% more.
+//! Fused, the forward is two passes (channel statistics, then normalise + SiLU) and the
+//! backward two (channel sums of the gradient, then the input gradient), with a vectorised
+//! `exp`. Depthwise convolutions are the other hot spot: flex runs their backward as a generic
+//! transposed convolution and a weight convolution over strided copies; here each direction is
+//! one register-blocked pass per image plane. A 1×1 convolution is a matmul; its node sums the
+//! weight gradient over the batch inside one product instead of materialising one `[C_out,
+//! C_in]` product per image, as burn's broadcast matmul backward does.
 //!
 //! The constraint this module keeps: every backend gets the same maths. [`ModelBackend`]'s
 //! default methods are the tensor-op compositions in [`reference`], so CUDA (and any other
-//! backend) runs them unchanged; `Flex` overrides them with the kernels in `flex.rs`, and
-//! `Autodiff<B>` wraps `B`'s forward and backward as one graph node. Tests check the flex
-//! kernels and the autodiff gradients against [`reference`].
+//! backend) runs them unchanged; `Flex` overrides them with the kernels in `flex.rs` and
+//! `depthwise.rs`; `Autodiff<B>` wraps `B`'s forward and backward as one graph node. Tests
+//! check the flex kernels and the autodiff gradients against [`reference`].
 //!
 //! Arithmetic is not bit-identical to the composition: the batch variance comes from shifted
 //! sums and `exp` is a Cephes-style polynomial (within 2 ulp of libm's). Both are deterministic:
@@ -103,6 +106,18 @@ pub trait ModelBackend: Backend {
         reference::channel_affine::<Self>(float(x), float(scale), float(shift), silu).into_primitive().tensor()
     }
 
+    /// 1×1 convolution, stride 1, no bias: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, 1, 1]`.
+    fn fused_pointwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        reference::pointwise_conv::<Self>(float(x), float(weight)).into_primitive().tensor()
+    }
+
+    /// Gradients of [`fused_pointwise_conv`](Self::fused_pointwise_conv) with respect to `x`
+    /// and `weight`, given the output gradient `grad`.
+    fn fused_pointwise_conv_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 2] {
+        let (dx, dw) = reference::pointwise_conv_backward::<Self>(float(x), float(weight), float(grad));
+        [dx.into_primitive().tensor(), dw.into_primitive().tensor()]
+    }
+
     /// Depthwise convolution: `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]`, the given stride,
     /// zero padding `k / 2` on every side, no bias (EfficientNet's depthwise layers).
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
@@ -182,6 +197,34 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         [y, Self::from_inner(mean), Self::from_inner(var)]
+    }
+
+    fn fused_pointwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FusedPointwiseConv;
+
+        impl<B: ModelBackend> Backward<B, 2> for FusedPointwiseConv {
+            /// Inputs `x` and `weight`.
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight) = ops.state;
+                let [dx, dweight] = B::fused_pointwise_conv_backward(x, weight, grad);
+                for (node, grad) in [(node_x, dx), (node_weight, dweight)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let y = B::fused_pointwise_conv(x.primitive.clone(), weight.primitive.clone());
+        match FusedPointwiseConv.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, weight.primitive), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {

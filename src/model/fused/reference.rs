@@ -113,3 +113,46 @@ pub fn depthwise_conv_backward<B: Backend>(
     let float = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
     (float(dx), float(dweight))
 }
+
+/// See [`ModelBackend::fused_pointwise_conv`](super::ModelBackend::fused_pointwise_conv):
+/// `W [1, C_out, C_in] · x [N, C_in, H·W]`, one batched matmul.
+pub fn pointwise_conv<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, cin, h, w] = x.dims();
+    let cout = weight.dims()[0];
+    weight.reshape([1, cout, cin]).matmul(x.reshape([n, cin, h * w])).reshape([n, cout, h, w])
+}
+
+/// See [`ModelBackend::fused_pointwise_conv_backward`](super::ModelBackend::fused_pointwise_conv_backward):
+/// `(dx, dweight)`.
+///
+/// `dweight = Σₙ gₙ · xₙᵀ`. Where the per-image products would be larger than the activations
+/// (late layers: many channels, few pixels), it is one product over `N·H·W`, after moving the
+/// batch axis next to the pixels; otherwise a batched product summed over the batch.
+pub fn pointwise_conv_backward<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, grad: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let [n, cin, h, w] = x.dims();
+    let cout = weight.dims()[0];
+    let hw = h * w;
+    let (x, grad) = (x.reshape([n, cin, hw]), grad.reshape([n, cout, hw]));
+    let dx = pointwise_input_grad(weight.clone(), grad.clone());
+    let dweight = if weight_grad_as_one_product(n, cout, cin, hw) {
+        let grad = grad.swap_dims(0, 1).reshape([cout, n * hw]);
+        let x = x.swap_dims(0, 1).reshape([cin, n * hw]);
+        grad.matmul(x.transpose())
+    } else {
+        grad.matmul(x.swap_dims(1, 2)).sum_dim(0).reshape([cout, cin])
+    };
+    (dx.reshape([n, cin, h, w]), dweight.reshape([cout, cin, 1, 1]))
+}
+
+/// `Wᵀ · gₙ` for every image: `weight` `[C_out, C_in, 1, 1]`, `grad` `[N, C_out, H·W]` →
+/// `[N, C_in, H·W]`.
+pub(super) fn pointwise_input_grad<B: Backend>(weight: Tensor<B, 4>, grad: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [cout, cin, ..] = weight.dims();
+    weight.reshape([cout, cin]).transpose().reshape([1, cin, cout]).matmul(grad)
+}
+
+/// Whether the per-image weight-gradient products (`N·C_out·C_in` values) would outweigh
+/// moving the activations (`N·(C_out + C_in)·H·W`) to make it one product.
+pub(super) fn weight_grad_as_one_product(n: usize, cout: usize, cin: usize, hw: usize) -> bool {
+    n > 1 && n * cout * cin > n * (cout + cin) * hw
+}

@@ -288,3 +288,54 @@ fn depthwise_autodiff_gradients_match_autodiff_through_burns_convolution() {
     assert!(max_rel_diff(&fused[0], &composed[0]) < 1e-5, "dx");
     assert!(max_rel_diff(&fused[1], &composed[1]) < 1e-5, "dweight");
 }
+
+/// Both ways of summing the weight gradient (per-image products, and one product over the
+/// batch) against autodiff through burn's own convolution.
+#[test]
+fn pointwise_conv_gradients_match_autodiff_through_burns_convolution() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    // [N, C_in, H, W], C_out: many pixels (batched products), then few pixels and many channels.
+    for (shape, cout) in [([3, 4, 9, 7], 5), ([4, 24, 2, 3], 40)] {
+        let x = random::<Ad, 4>(&mut rng, shape, 0.0, 1.0);
+        let weight = random::<Ad, 4>(&mut rng, [cout, shape[1], 1, 1], 0.0, 0.5);
+        let outputs_and_grads = |fused: bool| {
+            let (x, weight) = (x.clone().require_grad(), weight.clone().require_grad());
+            let y = if fused {
+                let y = Ad::fused_pointwise_conv(x.clone().into_primitive().tensor(), weight.clone().into_primitive().tensor());
+                Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(y))
+            } else {
+                conv2d(x.clone(), weight.clone(), None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+            };
+            let grads = (y.clone() * y.clone()).sum().backward();
+            [y.into_data(), x.grad(&grads).unwrap().into_data(), weight.grad(&grads).unwrap().into_data()]
+                .map(|d| d.to_vec::<f32>().unwrap())
+        };
+        let (fused, composed) = (outputs_and_grads(true), outputs_and_grads(false));
+        for (name, (a, b)) in ["output", "dx", "dweight"].iter().zip(fused.iter().zip(&composed)) {
+            let d = max_rel_diff(a, b);
+            assert!(d < 1e-5, "{name} differs by {d}, {shape:?} → {cout}");
+        }
+    }
+}
+
+/// The reference (what CUDA runs) and flex's override agree on both weight-gradient layouts.
+#[test]
+fn pointwise_backward_reference_and_flex_agree() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for (shape, cout) in [([3, 4, 9, 7], 5), ([4, 24, 2, 3], 40)] {
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 1.0);
+        let weight = random::<Flex, 4>(&mut rng, [cout, shape[1], 1, 1], 0.0, 0.5);
+        let grad = random::<Flex, 4>(&mut rng, [shape[0], cout, shape[2], shape[3]], 0.0, 1.0);
+        let [dx, dw] = Flex::fused_pointwise_conv_backward(
+            x.clone().into_primitive().tensor(),
+            weight.clone().into_primitive().tensor(),
+            grad.clone().into_primitive().tensor(),
+        );
+        let (dx_ref, dw_ref) = reference::pointwise_conv_backward(x, weight, grad);
+        let f = |t| values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(t)));
+        assert!(max_rel_diff(&f(dx), &values(dx_ref)) < 1e-5, "dx, {shape:?} → {cout}");
+        assert!(max_rel_diff(&f(dw), &values(dw_ref)) < 1e-5, "dweight, {shape:?} → {cout}");
+    }
+}
