@@ -68,7 +68,7 @@ impl Geometry {
 
 dispatch!(fn forward_plane(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) -> () => forward_plane_impl);
 dispatch!(fn input_grad_plane(g: &Geometry, grad: &[f32], filter: &[f32], dx: &mut [f32]) -> () => input_grad_plane_impl);
-dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Vec<f32>) -> () => weight_grad_plane_impl);
+dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Scratch) -> () => weight_grad_plane_impl);
 
 /// `out` (one output plane) = the convolution of `x` (one input plane) by `filter`.
 ///
@@ -195,11 +195,11 @@ fn input_grad_plane_impl(g: &Geometry, grad: &[f32], filter: &[f32], dx: &mut [f
     }
 }
 
-/// `dw[tap]` += Σ over the plane of `grad · x` under that tap. Per output row and tap row,
-/// the `k` column taps accumulate in registers over blocks of [`WBLOCK`] outputs (f32), then
-/// go into `dw` in f64.
+/// `dw[tap]` += Σ over the plane of `grad · x` under that tap. For each tap row, the `k` column
+/// taps accumulate in registers over blocks of [`WBLOCK`] outputs across the whole plane (f32
+/// lanes), and go into `dw` in f64 once per plane.
 #[inline(always)]
-fn weight_grad_plane_impl(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Vec<f32>) {
+fn weight_grad_plane_impl(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Scratch) {
     match (g.stride, g.kernel) {
         (1, 3) => weight_grad_plane_strided::<1, 3>(g, x, grad, dw, scratch),
         (1, 5) => weight_grad_plane_strided::<1, 5>(g, x, grad, dw, scratch),
@@ -214,43 +214,48 @@ const WBLOCK: usize = 8;
 /// Largest kernel the register-blocked weight gradient takes (EfficientNet's is 5).
 const MAX_KERNEL: usize = 7;
 
+/// Buffers a rayon task reuses across its planes.
+#[derive(Default)]
+struct Scratch {
+    padded: Vec<f32>,
+    rows: Vec<f32>,
+}
+
 /// [`weight_grad_plane_impl`] with constant stride and kernel size, as in the forward.
 #[inline(always)]
-fn weight_grad_plane_strided<const S: usize, const K: usize>(
-    g: &Geometry,
-    x: &[f32],
-    grad: &[f32],
-    dw: &mut [f64],
-    scratch: &mut Vec<f32>,
-) {
+fn weight_grad_plane_strided<const S: usize, const K: usize>(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Scratch) {
     let s = if S == 0 { g.stride } else { S };
     let k = if K == 0 { g.kernel } else { K };
-    let ow = g.out_width;
+    let (oh, ow) = (g.out_height, g.out_width);
     assert!(k <= MAX_KERNEL, "depthwise kernels up to {MAX_KERNEL} wide, got {k}");
     let blocks = ow.div_ceil(WBLOCK);
-    // The gradient row, zero-filled to whole blocks (zeros add nothing to the sums).
-    let mut grad_row = vec![0.0f32; blocks * WBLOCK];
-    let padded = Padded::new(g, x, WBLOCK, scratch);
-    {
-        for oy in 0..g.out_height {
-            grad_row[..ow].copy_from_slice(&grad[oy * ow..(oy + 1) * ow]);
-            for ky in 0..k {
-                let in_row = padded.row(oy * s + ky);
-                let mut acc = [[0.0f32; WBLOCK]; MAX_KERNEL];
-                for b in 0..blocks {
-                    let ox = b * WBLOCK;
-                    let gs = &grad_row[ox..ox + WBLOCK];
-                    for (kx, lanes) in acc.iter_mut().enumerate().take(k) {
-                        let src = &in_row[ox * s + kx..][..(WBLOCK - 1) * s + 1];
-                        for i in 0..WBLOCK {
-                            lanes[i] += gs[i] * src[i * s];
-                        }
+    let row_len = blocks * WBLOCK;
+    // The gradient rows, zero-filled to whole blocks (zeros add nothing to the sums).
+    let grad_rows = &mut scratch.rows;
+    grad_rows.clear();
+    grad_rows.resize(oh * row_len, 0.0);
+    for (dst, src) in grad_rows.chunks_exact_mut(row_len).zip(grad.chunks_exact(ow)) {
+        dst[..ow].copy_from_slice(src);
+    }
+    let padded = Padded::new(g, x, WBLOCK, &mut scratch.padded);
+    for ky in 0..k {
+        let mut acc = [[0.0f32; WBLOCK]; MAX_KERNEL];
+        for oy in 0..oh {
+            let in_row = padded.row(oy * s + ky);
+            let grad_row = &grad_rows[oy * row_len..][..row_len];
+            for b in 0..blocks {
+                let ox = b * WBLOCK;
+                let gs = &grad_row[ox..ox + WBLOCK];
+                for (kx, lanes) in acc.iter_mut().enumerate().take(k) {
+                    let src = &in_row[ox * s + kx..][..(WBLOCK - 1) * s + 1];
+                    for i in 0..WBLOCK {
+                        lanes[i] += gs[i] * src[i * s];
                     }
                 }
-                for (kx, lanes) in acc.iter().enumerate().take(k) {
-                    dw[ky * k + kx] += lanes.iter().map(|&v| v as f64).sum::<f64>();
-                }
             }
+        }
+        for (kx, lanes) in acc.iter().enumerate().take(k) {
+            dw[ky * k + kx] += lanes.iter().map(|&v| v as f64).sum::<f64>();
         }
     }
 }
@@ -320,7 +325,7 @@ pub fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         .with_min_len(per_task)
         .flat_map_iter(|c| {
             let mut dw = vec![0.0f64; kk];
-            let mut scratch = Vec::new();
+            let mut scratch = Scratch::default();
             for n in 0..g.batch {
                 let p = n * g.channels + c;
                 let (x, grad) = (&x[p * g.in_plane()..][..g.in_plane()], &grad[p * g.out_plane()..][..g.out_plane()]);
