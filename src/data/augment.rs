@@ -13,7 +13,7 @@
 //!   Pending work is only materialised when a later op needs it (e.g. a resize after a flip
 //!   or after jitter, whose contrast mean depends on the whole image);
 //! - the common end, `u8` pixels with a pending flip and pointwise ops, goes through
-//!   [`fused`]: one pass that writes each output value once (two with a contrast), bit-identical
+//!   `fused`: one pass that writes each output value once (two with a contrast), bit-identical
 //!   to the general path (planes, then one pass per op), which the `f32` case still takes;
 //! - the output may be uninitialised memory ([`augment_into_uninit`]): batches are not zeroed
 //!   first.

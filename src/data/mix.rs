@@ -1,4 +1,4 @@
-//! Batch-level CutMix and MixUp over a [`Batch`](crate::batch::Batch).
+//! Batch-level CutMix and MixUp over a [`Batch`].
 //!
 //! Constraints kept here:
 //! - the draws (which mix, λ, the box, the partner shift) are a pure function of

@@ -1,4 +1,5 @@
-//! The fused BatchNorm kernels on burn-flex tensors.
+//! [`ModelBackend`] on burn-flex: the BatchNorm kernels here, the depthwise ones in
+//! `depthwise.rs`, and the 1×1 weight gradient as one product over the batch.
 //!
 //! Layout: `x` is `[N, C, H, W]`, read as `N·C` rows of `H·W` values; row `r` belongs to
 //! channel `r % C`. Channel statistics run one rayon task per channel, each summing its rows
@@ -6,7 +7,8 @@
 //! into tasks. Each row kernel is compiled twice, with AVX2 and for the baseline, and picked at
 //! run time; both give the same bits (see `vmath`).
 //!
-//! Non-f32 tensors fall back to [`reference`].
+//! Non-f32 tensors fall back to [`reference`](mod@reference), as do the ops flex already runs well (the 1×1
+//! forward, a matmul).
 
 use std::mem::MaybeUninit;
 

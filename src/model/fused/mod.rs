@@ -15,10 +15,10 @@
 //! C_in]` product per image, as burn's broadcast matmul backward does.
 //!
 //! The constraint this module keeps: every backend gets the same maths. [`ModelBackend`]'s
-//! default methods are the tensor-op compositions in [`reference`], so CUDA (and any other
+//! default methods are the tensor-op compositions in [`reference`](mod@reference), so CUDA (and any other
 //! backend) runs them unchanged; `Flex` overrides them with the kernels in `flex.rs` and
 //! `depthwise.rs`; `Autodiff<B>` wraps `B`'s forward and backward as one graph node. Tests
-//! check the flex kernels and the autodiff gradients against [`reference`].
+//! check the flex kernels and the autodiff gradients against [`reference`](mod@reference).
 //!
 //! Arithmetic is not bit-identical to the composition: the batch variance comes from shifted
 //! sums and `exp` is a Cephes-style polynomial (within 2 ulp of libm's). Both are deterministic:
@@ -57,7 +57,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-/// A backend the models run on: burn's [`Backend`] plus the fused BatchNorm kernels.
+/// A backend the models run on: burn's [`Backend`] plus the fused BatchNorm (+ SiLU), 1×1 and
+/// depthwise convolution ops.
 pub trait ModelBackend: Backend {
     /// Training-mode BatchNorm of `x` (`[N, C, H, W]`) with batch statistics and affine
     /// `gamma`, `beta` (`[C]`), followed by SiLU when `silu`. Returns the output, the batch
@@ -157,8 +158,8 @@ impl ModelBackend for burn::backend::Cuda {}
 #[cfg(feature = "ndarray")]
 impl ModelBackend for burn_ndarray::NdArray<f32> {}
 
-/// The training graph sees one node per fused BatchNorm: its backward calls the inner
-/// backend's [`ModelBackend::fused_batch_norm_train_backward`].
+/// The training graph sees one node per fused op: its backward calls the inner backend's
+/// matching `*_backward` method.
 impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
     fn fused_batch_norm_train(
         x: FloatTensor<Self>,
