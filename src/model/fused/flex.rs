@@ -33,8 +33,7 @@ impl ModelBackend for Flex {
         silu: bool,
     ) -> [FloatTensor<Self>; 3] {
         let (Some(x), Some(gamma), Some(beta)) = (f32_contiguous(&x), f32_contiguous(&gamma), f32_contiguous(&beta)) else {
-            let (y, mean, var) = reference::batch_norm_train::<Flex>(float(x), float(gamma), float(beta), epsilon, silu);
-            return [y.into_primitive().tensor(), mean.into_primitive().tensor(), var.into_primitive().tensor()];
+            return reference::on_primitives::batch_norm_train::<Flex>(x, gamma, beta, epsilon, silu);
         };
         let rows = Rows::of(&x);
         let xs = slice(&x);
@@ -80,17 +79,7 @@ impl ModelBackend for Flex {
     ) -> [FloatTensor<Self>; 3] {
         let all = [&x, &gamma, &beta, &mean, &var, &grad].map(f32_contiguous);
         let [Some(x), Some(gamma), Some(beta), Some(mean), Some(var), Some(grad)] = all else {
-            let (dx, dgamma, dbeta) = reference::batch_norm_train_backward::<Flex>(
-                float(x),
-                float(gamma),
-                float(beta),
-                float(mean),
-                float(var),
-                epsilon,
-                silu,
-                float(grad),
-            );
-            return [dx.into_primitive().tensor(), dgamma.into_primitive().tensor(), dbeta.into_primitive().tensor()];
+            return reference::on_primitives::batch_norm_train_backward::<Flex>(x, gamma, beta, mean, var, epsilon, silu, grad);
         };
         let rows = Rows::of(&x);
         let (xs, gs) = (slice(&x), slice(&grad));
@@ -130,7 +119,7 @@ impl ModelBackend for Flex {
 
     fn fused_channel_affine(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, silu: bool) -> FloatTensor<Self> {
         let (Some(x), Some(scale), Some(shift)) = (f32_contiguous(&x), f32_contiguous(&scale), f32_contiguous(&shift)) else {
-            return reference::channel_affine::<Flex>(float(x), float(scale), float(shift), silu).into_primitive().tensor();
+            return reference::on_primitives::channel_affine::<Flex>(x, scale, shift, silu);
         };
         let rows = Rows::of(&x);
         let (xs, scale, shift) = (slice(&x), slice(&scale), slice(&shift));
@@ -140,14 +129,12 @@ impl ModelBackend for Flex {
 
     fn fused_pointwise_conv_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 2] {
         let (Some(xc), Some(gc)) = (f32_contiguous(&x), f32_contiguous(&grad)) else {
-            let (dx, dw) = reference::pointwise_conv_backward::<Flex>(float(x), float(weight), float(grad));
-            return [dx.into_primitive().tensor(), dw.into_primitive().tensor()];
+            return reference::on_primitives::pointwise_conv_backward::<Flex>(x, weight, grad);
         };
         let (xs, ws) = (xc.shape(), weight.shape());
         let ([n, cin, h, w], cout) = ([xs[0], xs[1], xs[2], xs[3]], ws[0]);
         if !reference::weight_grad_as_one_product(n, cout, cin, h * w) {
-            let (dx, dw) = reference::pointwise_conv_backward::<Flex>(float(xc), float(weight), float(gc));
-            return [dx.into_primitive().tensor(), dw.into_primitive().tensor()];
+            return reference::on_primitives::pointwise_conv_backward::<Flex>(xc, weight, gc);
         }
         // One product over N·H·W: flex would move the batch axis through a per-element strided
         // iterator; rows of H·W stay contiguous, so copy them whole.
@@ -160,7 +147,7 @@ impl ModelBackend for Flex {
 
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
         let (Some(x), Some(weight)) = (f32_contiguous(&x), f32_contiguous(&weight)) else {
-            return reference::depthwise_conv::<Flex>(float(x), float(weight), stride).into_primitive().tensor();
+            return reference::on_primitives::depthwise_conv::<Flex>(x, weight, stride);
         };
         let g = depthwise_geometry(&x, &weight, stride);
         let y = depthwise::forward(&g, slice(&x), slice(&weight));
@@ -174,8 +161,7 @@ impl ModelBackend for Flex {
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 2] {
         let (Some(x), Some(weight), Some(grad)) = (f32_contiguous(&x), f32_contiguous(&weight), f32_contiguous(&grad)) else {
-            let (dx, dw) = reference::depthwise_conv_backward::<Flex>(float(x), float(weight), stride, float(grad));
-            return [dx.into_primitive().tensor(), dw.into_primitive().tensor()];
+            return reference::on_primitives::depthwise_conv_backward::<Flex>(x, weight, stride, grad);
         };
         let g = depthwise_geometry(&x, &weight, stride);
         let (xs, ws, gs) = (slice(&x), slice(&weight), slice(&grad));

@@ -70,8 +70,7 @@ pub trait ModelBackend: Backend {
         epsilon: f64,
         silu: bool,
     ) -> [FloatTensor<Self>; 3] {
-        let (y, mean, var) = reference::batch_norm_train::<Self>(float(x), float(gamma), float(beta), epsilon, silu);
-        [y.into_primitive().tensor(), mean.into_primitive().tensor(), var.into_primitive().tensor()]
+        reference::on_primitives::batch_norm_train::<Self>(x, gamma, beta, epsilon, silu)
     }
 
     /// Gradients of [`fused_batch_norm_train`](Self::fused_batch_norm_train) with respect to
@@ -88,41 +87,30 @@ pub trait ModelBackend: Backend {
         silu: bool,
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        let (dx, dgamma, dbeta) = reference::batch_norm_train_backward::<Self>(
-            float(x),
-            float(gamma),
-            float(beta),
-            float(mean),
-            float(var),
-            epsilon,
-            silu,
-            float(grad),
-        );
-        [dx.into_primitive().tensor(), dgamma.into_primitive().tensor(), dbeta.into_primitive().tensor()]
+        reference::on_primitives::batch_norm_train_backward::<Self>(x, gamma, beta, mean, var, epsilon, silu, grad)
     }
 
     /// `x * scale + shift` per channel (`x` `[N, C, H, W]`, `scale` and `shift` `[C]`), then
     /// SiLU when `silu`: eval-mode BatchNorm with its four ops folded into two.
     fn fused_channel_affine(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, silu: bool) -> FloatTensor<Self> {
-        reference::channel_affine::<Self>(float(x), float(scale), float(shift), silu).into_primitive().tensor()
+        reference::on_primitives::channel_affine::<Self>(x, scale, shift, silu)
     }
 
     /// 1×1 convolution, stride 1, no bias: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, 1, 1]`.
     fn fused_pointwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        reference::pointwise_conv::<Self>(float(x), float(weight)).into_primitive().tensor()
+        reference::on_primitives::pointwise_conv::<Self>(x, weight)
     }
 
     /// Gradients of [`fused_pointwise_conv`](Self::fused_pointwise_conv) with respect to `x`
     /// and `weight`, given the output gradient `grad`.
     fn fused_pointwise_conv_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 2] {
-        let (dx, dw) = reference::pointwise_conv_backward::<Self>(float(x), float(weight), float(grad));
-        [dx.into_primitive().tensor(), dw.into_primitive().tensor()]
+        reference::on_primitives::pointwise_conv_backward::<Self>(x, weight, grad)
     }
 
     /// Depthwise convolution: `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]`, the given stride,
     /// zero padding `k / 2` on every side, no bias (EfficientNet's depthwise layers).
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
-        reference::depthwise_conv::<Self>(float(x), float(weight), stride).into_primitive().tensor()
+        reference::on_primitives::depthwise_conv::<Self>(x, weight, stride)
     }
 
     /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
@@ -133,8 +121,7 @@ pub trait ModelBackend: Backend {
         stride: usize,
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 2] {
-        let (dx, dw) = reference::depthwise_conv_backward::<Self>(float(x), float(weight), stride, float(grad));
-        [dx.into_primitive().tensor(), dw.into_primitive().tensor()]
+        reference::on_primitives::depthwise_conv_backward::<Self>(x, weight, stride, grad)
     }
 }
 

@@ -156,3 +156,73 @@ pub(super) fn pointwise_input_grad<B: Backend>(weight: Tensor<B, 4>, grad: Tenso
 pub(super) fn weight_grad_as_one_product(n: usize, cout: usize, cin: usize, hw: usize) -> bool {
     n > 1 && n * cout * cin > n * (cout + cin) * hw
 }
+
+/// The same functions on backend primitives: the trait's default methods, and the flex
+/// kernels' fall-back for tensors they do not take.
+pub(super) mod on_primitives {
+    use burn::tensor::backend::Backend;
+    use burn::tensor::ops::FloatTensor;
+    use burn::tensor::{Tensor, TensorPrimitive};
+
+    fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+        Tensor::from_primitive(TensorPrimitive::Float(t))
+    }
+
+    fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+        t.into_primitive().tensor()
+    }
+
+    pub fn batch_norm_train<B: Backend>(
+        x: FloatTensor<B>,
+        gamma: FloatTensor<B>,
+        beta: FloatTensor<B>,
+        epsilon: f64,
+        silu: bool,
+    ) -> [FloatTensor<B>; 3] {
+        let (y, mean, var) = super::batch_norm_train::<B>(float(x), float(gamma), float(beta), epsilon, silu);
+        [prim(y), prim(mean), prim(var)]
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_train_backward<B: Backend>(
+        x: FloatTensor<B>,
+        gamma: FloatTensor<B>,
+        beta: FloatTensor<B>,
+        mean: FloatTensor<B>,
+        var: FloatTensor<B>,
+        epsilon: f64,
+        silu: bool,
+        grad: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 3] {
+        let (dx, dgamma, dbeta) =
+            super::batch_norm_train_backward::<B>(float(x), float(gamma), float(beta), float(mean), float(var), epsilon, silu, float(grad));
+        [prim(dx), prim(dgamma), prim(dbeta)]
+    }
+
+    pub fn channel_affine<B: Backend>(x: FloatTensor<B>, scale: FloatTensor<B>, shift: FloatTensor<B>, silu: bool) -> FloatTensor<B> {
+        prim(super::channel_affine::<B>(float(x), float(scale), float(shift), silu))
+    }
+
+    pub fn pointwise_conv<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {
+        prim(super::pointwise_conv::<B>(float(x), float(weight)))
+    }
+
+    pub fn pointwise_conv_backward<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, grad: FloatTensor<B>) -> [FloatTensor<B>; 2] {
+        let (dx, dw) = super::pointwise_conv_backward::<B>(float(x), float(weight), float(grad));
+        [prim(dx), prim(dw)]
+    }
+
+    pub fn depthwise_conv<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, stride: usize) -> FloatTensor<B> {
+        prim(super::depthwise_conv::<B>(float(x), float(weight), stride))
+    }
+
+    pub fn depthwise_conv_backward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        stride: usize,
+        grad: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 2] {
+        let (dx, dw) = super::depthwise_conv_backward::<B>(float(x), float(weight), stride, float(grad));
+        [prim(dx), prim(dw)]
+    }
+}
