@@ -16,11 +16,12 @@ use std::time::Instant;
 
 use image::codecs::jpeg::JpegEncoder;
 use maskflow::batch::BatchSource;
-use maskflow::data::augment::{AugOp, Augmenter, SplitMix64, sample_seed};
+use maskflow::data::augment::{AugOp, Augmenter};
 use maskflow::data::loader::{SampleLabel, SampleRef, TrainConfig, TrainSource};
 use maskflow::data::mix::MixParams;
 use maskflow::data::prepare::{Crop, PixelCache, PrepareParams, build_shard, decode_rgb};
 use maskflow::data::shard::Shard;
+use maskflow::rng::{SplitMix64, sample_seed};
 use rayon::prelude::*;
 
 const MEAN: [f64; 3] = [0.485, 0.456, 0.406];

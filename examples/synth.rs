@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use maskflow::data::labels::DEFAULT_AGE_BINS;
 use maskflow::data::layout::{BadImagePolicy, read_train};
-use maskflow::data::stats::{render_table, stats, write_png};
+use maskflow::data::stats::{render_table, stats};
 use maskflow::data::synth::{SynthParams, generate};
+use maskflow::plots::stats_png;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -44,6 +45,6 @@ fn main() -> anyhow::Result<()> {
     print!("{}", render_table(&stats));
     let mut png = out.clone().into_os_string();
     png.push("-stats.png");
-    write_png(&stats, &PathBuf::from(png))?;
+    stats_png(&stats, &PathBuf::from(png))?;
     Ok(())
 }

@@ -137,12 +137,13 @@ kill_trials() {
     rm -rf "$work"
 }
 
-# Runs one test target with its table rows printed; keeps the rows in $ROWS.
+# Runs one area (a module of the one test binary, `tests/it/`) with its table rows printed;
+# keeps the rows in $ROWS.
 ROWS=""
-run_tests() { # target, extra libtest args...
+run_tests() { # module, extra libtest args...
     local t=$1 out
     shift
-    if out=$(cargo test --release --test "$t" -- --nocapture --test-threads=1 "$@" 2>&1); then
+    if out=$(cargo test --release --test it -- --nocapture --test-threads=1 "$t::" "$@" 2>&1); then
         RESULT="ok: $(grep -o '[0-9]* passed; [0-9]* failed; [0-9]* ignored' <<< "$out" | tail -1)"
     else
         RESULT="FAILED: $(grep -o '[0-9]* passed; [0-9]* failed; [0-9]* ignored' <<< "$out" | tail -1) ($(sed -n '/^failures:$/,$p' <<< "$out" | grep -E '^    [a-z0-9_]+$' | sort -u | sed 's/^ *//' | paste -sd, - | sed 's/,/, /g'))"
@@ -158,7 +159,7 @@ test_tables() {
     local t
     echo "### Integration tests (\`cargo test --release --test reliability_*\`)"
     echo
-    echo "| test target | result | known bugs (ignored tests, run with --ignored) |"
+    echo "| test module | result | known bugs (ignored tests, run with --ignored) |"
     echo "|---|---|---|"
     for t in reliability_corruption reliability_concurrency reliability_faults reliability_bad_data reliability_keys reliability_mutate; do
         run_tests "$t"

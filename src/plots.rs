@@ -1,6 +1,9 @@
-//! The evaluate step's charts: an 18×18 confusion matrix and the training curves.
+//! Charts: the evaluate step's 18×18 confusion matrix and training curves, and `data stats`'s
+//! label distributions.
 
-use crate::draw::{INK, Rect, draw_number, draw_number_in, fill, line};
+use crate::data::labels::{NUM_CLASSES, age_class, class_digits};
+use crate::data::stats::Stats;
+use crate::draw::{INK, Rect, draw_number, draw_number_in, fill, line, text_width};
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
 use std::path::Path;
@@ -10,8 +13,8 @@ const MARGIN: u32 = 40;
 
 /// Rows are true classes, columns predicted; a cell's shade is its share of the row, and
 /// the count is printed in it.
-pub fn confusion_png(matrix: &[[u64; 18]; 18], path: &Path) -> Result<()> {
-    let side = MARGIN + 18 * CELL + 8;
+pub fn confusion_png(matrix: &[[u64; NUM_CLASSES]; NUM_CLASSES], path: &Path) -> Result<()> {
+    let side = MARGIN + NUM_CLASSES as u32 * CELL + 8;
     let mut img = RgbImage::from_pixel(side, side, Rgb([255, 255, 255]));
     for (t, row) in matrix.iter().enumerate() {
         let total: u64 = row.iter().sum::<u64>().max(1);
@@ -28,7 +31,7 @@ pub fn confusion_png(matrix: &[[u64; 18]; 18], path: &Path) -> Result<()> {
             }
         }
     }
-    for p in 0..18u32 {
+    for p in 0..NUM_CLASSES as u32 {
         draw_number(&mut img, MARGIN + p * CELL + CELL / 2, MARGIN / 2 - 5, p as u64);
     }
     img.save(path).with_context(|| format!("{}: cannot write", path.display()))
@@ -58,4 +61,76 @@ pub fn curves_png(history: &[crate::train::EpochRecord], path: &Path) -> Result<
         draw_number(&mut img, 25, y_of(tick as f64 / 100.0) as u32 - 5, tick);
     }
     img.save(path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+const WIDTH: u32 = 960;
+const HEIGHT: u32 = 640;
+const MASK_COLOURS: [Rgb<u8>; 3] = [Rgb([66, 133, 244]), Rgb([244, 160, 0]), Rgb([219, 68, 55])];
+const GENDER_COLOURS: [Rgb<u8>; 2] = [Rgb([70, 120, 200]), Rgb([210, 90, 140])];
+const AGE_COLOURS: [Rgb<u8>; 3] = [Rgb([110, 190, 120]), Rgb([60, 140, 80]), Rgb([20, 80, 40])];
+
+/// Writes bar charts: images per class (coloured by mask state) on top; persons per age,
+/// per gender and per age class below. Counts are printed above bars in a small digit font.
+pub fn stats_png(stats: &Stats, path: &Path) -> Result<()> {
+    let mut img = RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255]));
+
+    let classes: Vec<Bar> = (0..NUM_CLASSES)
+        .map(|class| Bar {
+            value: stats.class_images[class],
+            colour: MASK_COLOURS[class_digits(class as u32).0 as usize],
+            label: Some(class as u64),
+        })
+        .collect();
+    draw_bars(&mut img, Rect::new(20, 20, WIDTH - 40, 280), &classes);
+
+    let max_age = stats.ages.keys().next_back().copied().unwrap_or(0);
+    let min_age = stats.ages.keys().next().copied().unwrap_or(0);
+    let ages: Vec<Bar> = (min_age..=max_age)
+        .map(|age| Bar {
+            value: stats.ages.get(&age).copied().unwrap_or(0),
+            colour: AGE_COLOURS[usize::from(age_class(age, stats.age_bins))],
+            label: (age % 10 == 0).then_some(u64::from(age)),
+        })
+        .collect();
+    draw_bars(&mut img, Rect::new(20, 340, 560, 280), &ages);
+
+    let people: Vec<Bar> = (0..2)
+        .map(|g| Bar { value: stats.gender_persons[g], colour: GENDER_COLOURS[g], label: None })
+        .chain((0..3).map(|c| Bar { value: stats.age_class_persons[c], colour: AGE_COLOURS[c], label: None }))
+        .collect();
+    draw_bars(&mut img, Rect::new(620, 340, WIDTH - 640, 280), &people);
+
+    img.save_with_format(path, image::ImageFormat::Png).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+struct Bar {
+    value: usize,
+    colour: Rgb<u8>,
+    /// A number printed under the bar.
+    label: Option<u64>,
+}
+
+/// Draws bars scaled to the largest value inside `area`, leaving room for the digits.
+fn draw_bars(img: &mut RgbImage, area: Rect, bars: &[Bar]) {
+    const TEXT: u32 = 14;
+    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1);
+    let n = bars.len().max(1) as u32;
+    let slot = (area.w / n).max(1);
+    let plot_h = area.h.saturating_sub(2 * TEXT);
+    let base = area.y + TEXT + plot_h;
+    fill(img, Rect::new(area.x, base, area.w, 1), INK);
+    // Counts are printed for all bars or for none, so a missing number never looks like zero.
+    let counts_fit = bars.iter().all(|b| text_width(b.value as u64) <= slot);
+    for (i, bar) in bars.iter().enumerate() {
+        let x = area.x + i as u32 * slot;
+        let h = (plot_h as u64 * bar.value as u64 / max as u64) as u32;
+        let gap = (slot / 6).max(if slot > 2 { 1 } else { 0 });
+        fill(img, Rect::new(x + gap, base - h, slot - 2 * gap, h), bar.colour);
+        if counts_fit {
+            draw_number(img, x + slot / 2, base - h - TEXT + 2, bar.value as u64);
+        }
+        if let Some(label) = bar.label {
+            draw_number(img, x + slot / 2, base + 4, label);
+        }
+    }
 }

@@ -10,8 +10,16 @@
 //!                           digests, metrics and timings
 //!   refs/<pipeline>.json    the last key of each step of a pipeline, for "why did this rerun"
 //!   locks/                  per-step lock files; `cache.lock` (shared by runs, exclusive for gc)
+//!   tmp/                    private build directories of running steps, and files moved
+//!                           aside as corrupt; emptied by `gc`
+//!   work/<step key>/        a training step's checkpoints, kept across a killed run so the
+//!                           next run resumes; removed when the step succeeds
+//!   pixels/ab/cdef…         prepared pixels per (image digest, prepare params): the prepare
+//!                           step's accelerator, never the source of truth
+//!   pixels/parts/ab/cdef…   shard-part memos: a part's recipe → the object holding it
 //!   statcache.bin           file stamps → digests (see `statcache`)
 //! ```
+//! Every folder is named once, by [`Dir`].
 //! Invariants: an object or tree is written under a temporary name and renamed into place
 //! only when complete; a record is written only after its step succeeded and all its
 //! outputs are in place; every read of an object is verified against its name (a file whose
@@ -20,6 +28,7 @@
 
 pub mod manifest;
 pub mod statcache;
+pub mod verify;
 
 use crate::digest::Digest;
 use crate::fsutil;
@@ -84,6 +93,37 @@ pub enum OutputState {
     Corrupt(PathBuf, String),
 }
 
+/// The cache's sub-folders (the layout above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Objects,
+    Trees,
+    Records,
+    Refs,
+    Locks,
+    Tmp,
+    Work,
+    Pixels,
+    PixelParts,
+}
+
+impl Dir {
+    /// The folder's path relative to the cache root.
+    pub fn rel(self) -> &'static str {
+        match self {
+            Dir::Objects => "objects",
+            Dir::Trees => "trees",
+            Dir::Records => "records",
+            Dir::Refs => "refs",
+            Dir::Locks => "locks",
+            Dir::Tmp => "tmp",
+            Dir::Work => "work",
+            Dir::Pixels => "pixels",
+            Dir::PixelParts => "pixels/parts",
+        }
+    }
+}
+
 pub struct Cache {
     root: PathBuf,
     stats: StatCache,
@@ -103,11 +143,11 @@ impl Cache {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Cache, CacheError> {
-        for sub in ["objects", "trees", "records", "refs", "locks", "tmp"] {
-            let dir = root.join(sub);
+        for sub in [Dir::Objects, Dir::Trees, Dir::Records, Dir::Refs, Dir::Locks, Dir::Tmp] {
+            let dir = root.join(sub.rel());
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        let lock_path = root.join("locks/cache.lock");
+        let lock_path = root.join(Dir::Locks.rel()).join("cache.lock");
         let lock = File::options().create(true).append(true).open(&lock_path).map_err(io_err(&lock_path))?;
         if exclusive { lock.lock() } else { lock.lock_shared() }.map_err(io_err(&lock_path))?;
         Ok(Cache { root: root.to_path_buf(), stats: StatCache::load(&root.join("statcache.bin")), _shared: lock, recompute: false })
@@ -115,6 +155,11 @@ impl Cache {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The path of one of the cache's sub-folders.
+    pub fn dir(&self, dir: Dir) -> PathBuf {
+        self.root.join(dir.rel())
     }
 
     /// Whether steps must recompute everything, bypassing their private accelerators
@@ -139,21 +184,21 @@ impl Cache {
 
     pub fn object_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+        self.dir(Dir::Objects).join(&hex[..2]).join(&hex[2..])
     }
 
     pub fn tree_path(&self, manifest: &Digest) -> PathBuf {
-        self.root.join("trees").join(manifest.hex())
+        self.dir(Dir::Trees).join(manifest.hex())
     }
 
     pub fn record_path(&self, key: &Digest) -> PathBuf {
         let hex = key.hex();
-        self.root.join("records").join(&hex[..2]).join(format!("{}.json", &hex[2..]))
+        self.dir(Dir::Records).join(&hex[..2]).join(format!("{}.json", &hex[2..]))
     }
 
     /// A fresh private directory under `cache/tmp/` for a step to build outputs in.
     pub fn temp_dir(&self, label: &str) -> Result<PathBuf, CacheError> {
-        let dir = fsutil::temp_path_for(&self.root.join("tmp").join(label));
+        let dir = fsutil::temp_path_for(&self.dir(Dir::Tmp).join(label));
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         Ok(dir)
     }
@@ -282,7 +327,7 @@ impl Cache {
         if let Ok(meta) = fs::symlink_metadata(path) {
             self.stats.forget(&meta);
         }
-        let aside = fsutil::temp_path_for(&self.root.join("tmp").join("corrupt"));
+        let aside = fsutil::temp_path_for(&self.dir(Dir::Tmp).join("corrupt"));
         let _ = fs::rename(path, aside);
     }
 
@@ -297,11 +342,8 @@ impl Cache {
         };
         let record: Record = serde_json::from_slice(&bytes)
             .map_err(|e| CacheError::Corrupt { path: path.clone(), reason: format!("unreadable record: {e}") })?;
-        let rehashed = if record.key_text.is_empty() {
-            crate::plan::key::hash_key_object(&record.key_object)
-        } else {
-            Digest::of(record.key_text.as_bytes())
-        };
+        let rehashed =
+            if record.key_text.is_empty() { crate::canonical::digest(&record.key_object) } else { Digest::of(record.key_text.as_bytes()) };
         if record.key != *key || rehashed != *key {
             return Err(CacheError::Corrupt { path, reason: "record does not match its key".into() });
         }
@@ -317,7 +359,7 @@ impl Cache {
     /// Every record in the cache (unreadable ones reported as errors).
     pub fn all_records(&self) -> Vec<Result<Record, CacheError>> {
         let mut out = Vec::new();
-        for entry in walkdir::WalkDir::new(self.root.join("records")).sort_by_file_name().into_iter().flatten() {
+        for entry in walkdir::WalkDir::new(self.dir(Dir::Records)).sort_by_file_name().into_iter().flatten() {
             if !entry.file_type().is_file() || entry.path().extension().is_none_or(|e| e != "json") {
                 continue;
             }
@@ -341,7 +383,7 @@ impl Cache {
     /// Takes the exclusive lock of one step key: a second process computing the same step
     /// waits here, then finds the record the first one wrote.
     pub fn lock_step(&self, key: &Digest) -> Result<File, CacheError> {
-        let path = self.root.join("locks").join(format!("{}.lock", key.short()));
+        let path = self.dir(Dir::Locks).join(format!("{}.lock", key.short()));
         let file = File::options().create(true).append(true).open(&path).map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
         Ok(file)
@@ -359,7 +401,7 @@ impl Cache {
     /// Updates some step refs of a pipeline, under a lock so concurrent runs merge.
     pub fn update_refs(&self, pipeline: &str, steps: &BTreeMap<String, RefEntry>) -> Result<(), CacheError> {
         let path = self.refs_path(pipeline);
-        let lock_path = self.root.join("locks/refs.lock");
+        let lock_path = self.dir(Dir::Locks).join("refs.lock");
         let lock = File::options().create(true).append(true).open(&lock_path).map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
         let mut refs = fs::read(&path)
@@ -375,7 +417,7 @@ impl Cache {
     }
 
     fn refs_path(&self, pipeline: &str) -> PathBuf {
-        self.root.join("refs").join(format!("{}.json", Digest::of(pipeline.as_bytes()).short()))
+        self.dir(Dir::Refs).join(format!("{}.json", Digest::of(pipeline.as_bytes()).short()))
     }
 }
 

@@ -11,24 +11,39 @@ pub mod steps;
 use crate::cache::manifest::Manifest;
 use crate::cache::{Cache, OutputState, RECORD_FORMAT, Record, RefEntry};
 use crate::digest::Digest;
-use crate::plan::{Plan, Step, key};
+use crate::plan::{Plan, Role, Step, StepKind, key};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Where a step stands: `plan` says hit or miss; `run` says hit or run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Its record is in the cache with intact outputs.
     Hit,
+    /// It must run (a dry run's word for it).
     Miss,
+    /// It ran in this run.
+    Run,
+}
+
+impl Status {
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Hit => "hit",
+            Status::Miss => "miss",
+            Status::Run => "run",
+        }
+    }
 }
 
 /// A step's cache status and, for a miss, the reasons.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {
     pub step: String,
-    pub kind: String,
+    pub kind: StepKind,
     pub key: String,
     pub status: Status,
     pub reasons: Vec<String>,
@@ -40,10 +55,10 @@ pub struct StepStatus {
 }
 
 /// Decides hit or miss for one step, explaining a miss. Reads records and stamps; writes nothing.
-pub fn status(cache: &mut Cache, plan: &Plan, refs: &BTreeMap<String, RefEntry>, step: &Step, forced: bool) -> StepStatus {
+pub fn status(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &Step, forced: bool) -> StepStatus {
     let mut st = StepStatus {
         step: step.name.clone(),
-        kind: step.kind.to_string(),
+        kind: step.kind,
         key: step.key.hex(),
         status: Status::Miss,
         reasons: Vec::new(),
@@ -98,7 +113,6 @@ pub fn status(cache: &mut Cache, plan: &Plan, refs: &BTreeMap<String, RefEntry>,
         Some(_) => st.reasons.push("no cached result".into()),
         None => st.reasons.push("new step".into()),
     }
-    let _ = plan;
     st
 }
 
@@ -115,28 +129,35 @@ fn describe_file(cache: &mut Cache, step: &Step, name: &str, old: &serde_json::V
 }
 
 pub struct RunOptions {
+    /// Steps to rerun even when cached (names or kinds).
     pub force: Vec<String>,
+    /// Run only this step (a name or kind) and what it needs.
     pub until: Option<String>,
-    pub json: bool,
 }
 
 /// What one step did in a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
     pub step: String,
-    pub kind: String,
+    pub kind: StepKind,
     pub key: String,
-    pub status: String,
+    pub status: Status,
     pub reasons: Vec<String>,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
 }
 
+/// What a run tells its caller while it goes: training progress, and each step as it ends.
+pub enum Event<'a> {
+    Progress { step: &'a Step, progress: crate::train::Progress },
+    Finished(&'a StepReport),
+}
+
 /// The steps to consider: all, or `until` and its ancestors.
 pub fn selected_steps(plan: &Plan, until: Option<&str>) -> Result<Vec<usize>> {
     let Some(target) = until else { return Ok((0..plan.steps.len()).collect()) };
-    let matches: Vec<usize> = plan.steps.iter().enumerate().filter(|(_, s)| s.name == target || s.kind == target).map(|(i, _)| i).collect();
+    let matches: Vec<usize> = plan.steps.iter().enumerate().filter(|(_, s)| s.is_named(target)).map(|(i, _)| i).collect();
     if matches.is_empty() {
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         return Err(anyhow!("no step `{target}` in this pipeline (steps: {})", names.join(", ")));
@@ -151,10 +172,11 @@ pub fn selected_steps(plan: &Plan, until: Option<&str>) -> Result<Vec<usize>> {
     Ok(keep.into_iter().collect())
 }
 
-/// Runs a plan. `emit` receives one human line per step as it finishes.
-pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnMut(&StepReport)) -> Result<Vec<StepReport>> {
+/// Runs a plan: each selected step in dependency order is a hit, or is computed and
+/// recorded. `events` hears of progress and of each step as it ends.
+pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, events: &mut dyn FnMut(Event)) -> Result<Vec<StepReport>> {
     for f in &opts.force {
-        if !plan.steps.iter().any(|s| &s.name == f || s.kind == f) {
+        if !plan.steps.iter().any(|s| s.is_named(f)) {
             return Err(anyhow!("--force: no step `{f}` in this pipeline"));
         }
     }
@@ -166,27 +188,14 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
     let mut failure = None;
     for &i in &selected {
         let step = &plan.steps[i];
-        let forced = opts.force.iter().any(|f| f == &step.name || f == step.kind);
+        let forced = opts.force.iter().any(|f| step.is_named(f));
         let started = Instant::now();
-        let mut st = status(cache, plan, &refs, step, forced);
-        if st.status == Status::Miss {
-            // Another run may be computing the same step: wait for it, then look again.
-            let _lock = cache.lock_step(&step.key)?;
-            if !forced {
-                let again = status(cache, plan, &refs, step, false);
-                if again.status == Status::Hit {
-                    st = again;
-                    st.reasons = vec!["computed by a concurrent run".into()];
-                }
-            }
-            if st.status == Status::Miss {
-                for path in &st.damaged {
-                    cache.quarantine(path);
-                }
-                let inputs: BTreeMap<&'static str, &Record> =
+        let (status, reasons, record, summary) = match hit_or_lock(cache, &refs, step, forced)? {
+            Found::Hit(st) => (Status::Hit, st.reasons, st.record.expect("a hit has a record"), None),
+            Found::Miss(st, _lock) => {
+                let inputs: BTreeMap<Role, &Record> =
                     step.deps.iter().map(|(role, d)| (*role, records.get(d).expect("dependencies run first"))).collect();
-                let result = steps::run_step(cache, plan, step, &inputs);
-                let output = match result {
+                let output = match steps::run_step(cache, plan, step, &inputs, &mut |progress| events(Event::Progress { step, progress })) {
                     Ok(o) => o,
                     Err(e) => {
                         failure = Some(e.context(format!("step `{}` failed", step.name)));
@@ -198,7 +207,7 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
                     kind: step.kind.to_string(),
                     key: step.key,
                     key_object: step.key_object.clone(),
-                    key_text: key::canonical_json(&step.key_object),
+                    key_text: crate::canonical::json(&step.key_object),
                     outputs: output.outputs,
                     metrics: output.metrics,
                     finished: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -206,33 +215,19 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
                     maskflow_version: env!("CARGO_PKG_VERSION").to_string(),
                 };
                 cache.write_record(&record).with_context(|| format!("step `{}`", step.name))?;
-                let report = StepReport {
-                    step: step.name.clone(),
-                    kind: step.kind.to_string(),
-                    key: step.key.hex(),
-                    status: "run".into(),
-                    reasons: st.reasons.clone(),
-                    seconds: started.elapsed().as_secs_f64(),
-                    summary: output.summary,
-                };
-                emit(&report);
-                reports.push(report);
-                records.insert(i, record);
-                new_refs.insert(step.name.clone(), RefEntry { key: step.key, key_object: step.key_object.clone() });
-                continue;
+                (Status::Run, st.reasons, record, output.summary)
             }
-        }
-        let record = st.record.take().expect("a hit has a record");
+        };
         let report = StepReport {
             step: step.name.clone(),
-            kind: step.kind.to_string(),
+            kind: step.kind,
             key: step.key.hex(),
-            status: "hit".into(),
-            reasons: st.reasons.clone(),
+            status,
+            reasons,
             seconds: started.elapsed().as_secs_f64(),
-            summary: None,
+            summary,
         };
-        emit(&report);
+        events(Event::Finished(&report));
         reports.push(report);
         records.insert(i, record);
         new_refs.insert(step.name.clone(), RefEntry { key: step.key, key_object: step.key_object.clone() });
@@ -246,24 +241,56 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, emit: &mut dyn FnM
         return Err(e);
     }
     bookkeeping?;
-    let _ = opts.json;
     Ok(reports)
 }
 
-/// Renders one step report as the single human line `run`/`plan` print.
+/// A step found in the cache, or one to compute, holding its lock.
+enum Found {
+    Hit(StepStatus),
+    Miss(StepStatus, std::fs::File),
+}
+
+/// Decides whether `step` must run. A miss takes the step's lock; if another run was
+/// computing the same step, the lock waits for it and its record then makes this a hit.
+/// Damaged outputs found on the way are moved aside before the step recomputes them.
+fn hit_or_lock(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &Step, forced: bool) -> Result<Found> {
+    let st = status(cache, refs, step, forced);
+    if st.status == Status::Hit {
+        return Ok(Found::Hit(st));
+    }
+    let lock = cache.lock_step(&step.key)?;
+    if !forced {
+        let mut again = status(cache, refs, step, false);
+        if again.status == Status::Hit {
+            again.reasons = vec!["computed by a concurrent run".into()];
+            return Ok(Found::Hit(again));
+        }
+    }
+    for path in &st.damaged {
+        cache.quarantine(path);
+    }
+    Ok(Found::Miss(st, lock))
+}
+
+/// Renders one step report as the single human line `run` prints (and `log.txt` keeps).
 pub fn report_line(r: &StepReport) -> String {
-    let mut line = format!("{} {}", r.status, r.step);
-    if r.status == "run" || r.status == "miss" {
-        if !r.reasons.is_empty() {
-            line.push_str(": ");
-            line.push_str(&r.reasons.join("; "));
+    let mut line = format!("{} {}", r.status.word(), r.step);
+    match r.status {
+        Status::Run | Status::Miss => {
+            if !r.reasons.is_empty() {
+                line.push_str(": ");
+                line.push_str(&r.reasons.join("; "));
+            }
+            if let Some(summary) = &r.summary {
+                line.push_str(" — ");
+                line.push_str(summary);
+            }
         }
-        if let Some(summary) = &r.summary {
-            line.push_str(" — ");
-            line.push_str(summary);
+        Status::Hit => {
+            if !r.reasons.is_empty() {
+                line.push_str(&format!(" ({})", r.reasons.join("; ")));
+            }
         }
-    } else if !r.reasons.is_empty() {
-        line.push_str(&format!(" ({})", r.reasons.join("; ")));
     }
     line
 }

@@ -62,7 +62,7 @@ pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<Pat
         for name in human_outputs(step.kind) {
             let Some(out) = record.outputs.get(*name) else { continue };
             let bytes = cache.read_blob(&out.digest)?;
-            let rel = if step.name == step.kind { name.to_string() } else { format!("{}/{}", step.name, name) };
+            let rel = if step.name == step.kind.name() { name.to_string() } else { format!("{}/{}", step.name, name) };
             write(&rel, &bytes)?;
         }
     }

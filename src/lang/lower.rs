@@ -11,13 +11,9 @@ use super::diag::Kind;
 use super::merge::Doc;
 use super::names;
 use super::source::Span;
+use crate::data::labels::NUM_CLASSES;
 use crate::ir;
 use std::collections::BTreeMap;
-
-/// Known label errors of the competition data, applied by `relabel { known = true }`.
-const KNOWN_TO_MALE: &[&str] = &["006359", "006360", "006361", "006362", "006363", "006364"];
-const KNOWN_TO_FEMALE: &[&str] = &["001498-1", "004432"];
-const KNOWN_SWAPPED: &[&str] = &["000020", "004418", "005227"];
 
 const DEFAULT_SEED: u64 = 42;
 
@@ -153,15 +149,18 @@ fn person_id(cx: &mut Cx<'_>, key: &Ident, quoted_ok: bool) -> Option<String> {
 fn relabel(cx: &mut Cx<'_>, b: &Block) -> ir::Relabel {
     let mut k = Keys::new(cx, b);
     let mut fixes: BTreeMap<String, ir::PersonFix> = BTreeMap::new();
+    // `known = true`: the competition's known label errors, as the data library lists them.
     if k.get("known").and_then(|v| cx.bool(v, "known")).unwrap_or(false) {
-        for id in KNOWN_TO_MALE {
-            fixes.entry(id.to_string()).or_default().gender = Some(ir::Gender::Male);
-        }
-        for id in KNOWN_TO_FEMALE {
-            fixes.entry(id.to_string()).or_default().gender = Some(ir::Gender::Female);
-        }
-        for id in KNOWN_SWAPPED {
-            fixes.entry(id.to_string()).or_default().swap_incorrect_normal = true;
+        for (id, known) in crate::data::relabel::competition_fixes() {
+            let fix = fixes.entry(id).or_default();
+            if let Some(g) = known.gender {
+                fix.gender = Some(match g {
+                    crate::data::labels::Gender::Male => ir::Gender::Male,
+                    crate::data::labels::Gender::Female => ir::Gender::Female,
+                });
+            }
+            fix.age = known.age.or(fix.age);
+            fix.swap_incorrect_normal |= known.swap_incorrect_normal;
         }
     }
     if let Some(v) = k.get("gender") {
@@ -666,8 +665,8 @@ fn loss_kind(cx: &mut Cx<'_>, name: &Ident, args: &[(&str, &Value)]) -> Option<i
 fn class_weights(cx: &mut Cx<'_>, v: &Value, key: &str) -> Option<ir::ClassWeights> {
     match &v.kind {
         ValueKind::List(items) => {
-            if items.len() != 18 {
-                cx.error(Kind::Type, v.span, format!("`{key}` needs 18 class weights, found {}", items.len()));
+            if items.len() != NUM_CLASSES {
+                cx.error(Kind::Type, v.span, format!("`{key}` needs {NUM_CLASSES} class weights, found {}", items.len()));
                 return None;
             }
             let ws: Vec<Option<f64>> = items.iter().map(|x| cx.float(x, key, Bound::Excl(0.0), Bound::Open)).collect();

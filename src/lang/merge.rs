@@ -330,14 +330,36 @@ fn default_call(block: &str, key: &str) -> Option<&'static str> {
     }
 }
 
+/// The path of one `--set PATH=VALUE`: its segments (block, key, and an optional argument
+/// of a call or map value), with spans into the `--set` pseudo-file.
+struct SetOverride {
+    segments: Vec<Ident>,
+    /// The whole text, and the `PATH` part of it.
+    whole: Span,
+    path_span: Span,
+    path_text: String,
+}
+
 /// Applies one `--set PATH=VALUE` to the merged document. The text becomes a pseudo-file
 /// named `--set`, so errors in it (now or in the checker) point into it.
 pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut Sink) {
     let id = sources.add(SourceFile { name: "--set".to_string(), text: set.to_string(), path: None, origin: Origin::SetOverride });
+    let Some((o, value)) = parse_set(id, set, sink) else { return };
+    let Some(pos) = target_block(doc, &o, sink) else { return };
+    let block = &mut doc.blocks[pos];
+    match o.segments.as_slice() {
+        [_, key] => set_key(block, key, value, o.whole, sink),
+        [_, key, arg] => set_argument(block, key, arg, value, &o, sink),
+        _ => unreachable!("parse_set accepts two or three segments"),
+    }
+}
+
+/// Splits and checks `PATH=VALUE`; the value is `.mf` syntax, or else a bare string.
+fn parse_set(id: FileId, set: &str, sink: &mut Sink) -> Option<(SetOverride, Value)> {
     let whole = Span::new(id, 0, set.len());
     let Some(eq) = set.find('=') else {
         sink.error(Kind::Syntax, whole, "expected `PATH=VALUE`");
-        return;
+        return None;
     };
     let path_text = &set[..eq];
     let mut segments: Vec<Ident> = Vec::new();
@@ -349,14 +371,14 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
             && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             sink.error(Kind::Syntax, span, format!("invalid path segment `{seg}`; expected a name"));
-            return;
+            return None;
         }
         segments.push(Ident { name: seg.to_string(), span });
     }
     let value_start = eq + 1;
     if set[value_start..].trim().is_empty() {
         sink.error(Kind::Syntax, Span::new(id, value_start, set.len()), "missing value after `=`");
-        return;
+        return None;
     }
     let raw = &set[value_start..];
     let looks_like_syntax = raw.starts_with(['[', '{', '(', '"', '-']) || raw.starts_with(|c: char| c.is_ascii_digit());
@@ -364,7 +386,7 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
         Ok(v) => v,
         Err(d) if looks_like_syntax => {
             sink.push(d);
-            return;
+            return None;
         }
         // Not `.mf` syntax: take the text as a bare string (`data.root=/data/mask`).
         Err(_) => Value { kind: ValueKind::Str(raw.to_string()), span: Span::new(id, value_start, set.len()) },
@@ -373,20 +395,26 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
     let block_name = &segments[0];
     if !names::BLOCKS.contains(&block_name.name.as_str()) {
         sink.error(Kind::UnknownName, block_name.span, names::unknown("block", &block_name.name, names::BLOCKS));
-        return;
+        return None;
     }
     if matches!(block_name.name.as_str(), "augment" | "oversample") {
         sink.error(Kind::Conflict, block_name.span, format!("`--set` cannot address `{}` blocks", block_name.name));
-        return;
+        return None;
     }
     if segments.len() < 2 {
         sink.error(Kind::Syntax, path_span, format!("expected a key after `{}.`", block_name.name));
-        return;
+        return None;
     }
     if segments.len() > 3 {
         sink.error(Kind::Syntax, path_span, format!("path `{path_text}` is too deep"));
-        return;
+        return None;
     }
+    Some((SetOverride { segments, whole, path_span, path_text: path_text.to_string() }, value))
+}
+
+/// The index of the block an override addresses, added (empty) when the file has none.
+fn target_block(doc: &mut Doc, o: &SetOverride, sink: &mut Sink) -> Option<usize> {
+    let block_name = &o.segments[0];
     let pos = match doc.blocks.iter().position(|b| b.kind.name == block_name.name) {
         Some(p) => p,
         None => {
@@ -395,44 +423,51 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
                 qualifiers: vec![],
                 predicate: vec![],
                 body: Body::Stmts(vec![]),
-                span: whole,
+                span: o.whole,
             });
             doc.blocks.len() - 1
         }
     };
-    let block = &mut doc.blocks[pos];
-    if matches!(block.body, Body::Expr(_)) {
-        sink.error(Kind::Conflict, path_span, format!("cannot set `{path_text}` on a weighted-sum `loss`"));
-        return;
+    if matches!(doc.blocks[pos].body, Body::Expr(_)) {
+        sink.error(Kind::Conflict, o.path_span, format!("cannot set `{}` on a weighted-sum `loss`", o.path_text));
+        return None;
     }
-    let key = &segments[1];
-    if segments.len() == 2 {
-        match (block.kind.name.as_str(), key.name.as_str()) {
-            ("model", "arch" | "name") | ("loss", "kind") => {
-                let ValueKind::Ident(name) = &value.kind else {
-                    sink.error(Kind::Type, value.span, format!("expected a name, found {}", value.kind.describe()));
-                    return;
-                };
-                if block.kind.name == "loss" && block.qualifier_text() != *name {
-                    block.body = Body::Stmts(vec![]);
-                }
-                block.qualifiers = vec![Ident { name: name.clone(), span: value.span }];
+    Some(pos)
+}
+
+/// `BLOCK.KEY=VALUE`. A model's architecture and a loss's kind are the block's qualifier;
+/// a synthetic source given a `root` becomes a directory source.
+fn set_key(block: &mut Block, key: &Ident, value: Value, whole: Span, sink: &mut Sink) {
+    match (block.kind.name.as_str(), key.name.as_str()) {
+        ("model", "arch" | "name") | ("loss", "kind") => {
+            let ValueKind::Ident(name) = &value.kind else {
+                sink.error(Kind::Type, value.span, format!("expected a name, found {}", value.kind.describe()));
                 return;
+            };
+            if block.kind.name == "loss" && block.qualifier_text() != *name {
+                block.body = Body::Stmts(vec![]);
             }
-            ("data", "root") if is_synthetic(block) => {
-                block.qualifiers.clear();
-                if let Body::Stmts(stmts) = &mut block.body {
-                    stmts.retain(|s| {
-                        !matches!(s, Stmt::Assign { key, .. } if matches!(key.name.as_str(), "persons" | "eval_persons" | "seed" | "size"))
-                    });
-                }
-            }
-            _ => {}
+            block.qualifiers = vec![Ident { name: name.clone(), span: value.span }];
+            return;
         }
-        upsert_stmt(block, Stmt::Assign { key: key.clone(), value, span: whole });
-        return;
+        ("data", "root") if is_synthetic(block) => {
+            block.qualifiers.clear();
+            if let Body::Stmts(stmts) = &mut block.body {
+                stmts.retain(
+                    |s| !matches!(s, Stmt::Assign { key, .. } if matches!(key.name.as_str(), "persons" | "eval_persons" | "seed" | "size")),
+                );
+            }
+        }
+        _ => {}
     }
-    let arg = segments[2].clone();
+    upsert_stmt(block, Stmt::Assign { key: key.clone(), value, span: whole });
+}
+
+/// `BLOCK.KEY.ARG=VALUE`: an argument of a call (`train.optimizer.lr`) or an entry of a map.
+/// A key the file does not write takes its default call (`adamw`, `cosine`) first.
+fn set_argument(block: &mut Block, key: &Ident, arg: &Ident, value: Value, o: &SetOverride, sink: &mut Sink) {
+    let block_name = block.kind.name.clone();
+    let default = default_call(&block_name, &key.name);
     let Body::Stmts(stmts) = &mut block.body else {
         return;
     };
@@ -442,13 +477,13 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
     });
     let target = match slot {
         Some(v) => v,
-        None => match default_call(&block.kind.name, &key.name) {
+        None => match default {
             Some(call) => {
                 let name = Ident { name: call.to_string(), span: key.span };
                 stmts.push(Stmt::Assign {
                     key: key.clone(),
-                    value: Value { kind: ValueKind::Call { name, args: vec![] }, span: whole },
-                    span: whole,
+                    value: Value { kind: ValueKind::Call { name, args: vec![] }, span: o.whole },
+                    span: o.whole,
                 });
                 match stmts.last_mut() {
                     Some(Stmt::Assign { value, .. }) => value,
@@ -456,11 +491,7 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
                 }
             }
             None => {
-                sink.error(
-                    Kind::Missing,
-                    key.span,
-                    format!("`{}.{}` is not set, so `{path_text}` cannot be set", block_name.name, key.name),
-                );
+                sink.error(Kind::Missing, key.span, format!("`{block_name}.{}` is not set, so `{}` cannot be set", key.name, o.path_text));
                 return;
             }
         },
@@ -472,17 +503,17 @@ pub fn apply_set(doc: &mut Doc, set: &str, sources: &mut SourceMap, sink: &mut S
     match &mut target.kind {
         ValueKind::Call { args, .. } => match args.iter_mut().find(|a| a.name.as_ref().is_some_and(|n| n.name == arg.name)) {
             Some(a) => a.value = value,
-            None => args.push(Arg { name: Some(arg), value }),
+            None => args.push(Arg { name: Some(arg.clone()), value }),
         },
         ValueKind::Map(entries) => match entries.iter_mut().find(|e| e.key.name == arg.name) {
             Some(e) => e.value = value,
-            None => entries.push(MapEntry { key: arg, quoted: false, value }),
+            None => entries.push(MapEntry { key: arg.clone(), quoted: false, value }),
         },
         other => {
             sink.error(
                 Kind::Type,
-                path_span,
-                format!("`{}.{}` is {}, not a call; cannot set `{}`", block_name.name, key.name, other.describe(), arg.name),
+                o.path_span,
+                format!("`{block_name}.{}` is {}, not a call; cannot set `{}`", key.name, other.describe(), arg.name),
             );
         }
     }

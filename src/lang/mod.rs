@@ -25,7 +25,7 @@ pub use diag::Diagnostics;
 use crate::ir;
 use diag::{Kind, Sink};
 use source::SourceMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,10 +38,16 @@ pub struct Loaded {
     pub variants: Vec<ir::Variant>,
     /// The file and its `extends` chain, the loaded file first.
     pub files: Vec<PathBuf>,
+    /// The pipelines its `ensemble` blocks name, loaded through the same front end (their
+    /// diagnostics are this load's diagnostics), keyed by the member path as written. Members
+    /// are loaded one level deep: a member's own members are not (the planner rejects a
+    /// member that is itself an ensemble).
+    pub members: BTreeMap<String, Loaded>,
 }
 
 /// Loads a pipeline file with its `extends` chain, applies `--set PATH=VALUE` overrides,
-/// expands sweeps and checks and lowers each variant. All errors are returned together.
+/// expands sweeps and checks and lowers each variant, then loads its ensemble members. All
+/// errors are returned together.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Diagnostics> {
     load_inner(path, None, sets)
 }
@@ -56,37 +62,52 @@ pub fn load_source(path: &Path, bytes: Vec<u8>, sets: &[String]) -> Result<Loade
 fn load_inner(path: &Path, bytes: Option<Vec<u8>>, sets: &[String]) -> Result<Loaded, Diagnostics> {
     let mut sources = SourceMap::default();
     let mut sink = Sink::default();
+    let loaded = load_one(path, bytes, sets, &mut sources, &mut sink).map(|mut loaded| {
+        // Member paths are relative to the file that names them.
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let names: BTreeSet<String> =
+            loaded.variants.iter().filter_map(|v| v.pipeline.ensemble.as_ref()).flat_map(|e| e.members.iter().cloned()).collect();
+        // A member that is not a file was already reported by the checker, at its name.
+        for name in names.into_iter().filter(|n| dir.join(n).is_file()) {
+            if let Some(member) = load_one(&dir.join(&name), None, &[], &mut sources, &mut sink) {
+                loaded.members.insert(name, member);
+            }
+        }
+        loaded
+    });
+    match loaded {
+        Some(loaded) if sink.is_empty() => Ok(loaded),
+        _ => Err(finish(sources, sink)),
+    }
+}
+
+/// One file through every stage, its diagnostics into `sink`; `None` when a stage could not
+/// produce anything for the next.
+fn load_one(path: &Path, bytes: Option<Vec<u8>>, sets: &[String], sources: &mut SourceMap, sink: &mut Sink) -> Option<Loaded> {
     let (doc, files) = {
-        let mut loader = merge::Loader { sources: &mut sources, sink: &mut sink, files: Vec::new() };
+        let mut loader = merge::Loader { sources: &mut *sources, sink: &mut *sink, files: Vec::new() };
         let doc = loader.load_with(path, bytes, None, &mut Vec::new());
         (doc, loader.files)
     };
     let fatal = |sink: &Sink| sink.items().iter().any(|d| matches!(d.kind, Kind::Syntax | Kind::Encoding | Kind::Include | Kind::Limit));
-    let Some(mut doc) = doc else {
-        return Err(finish(sources, sink));
-    };
-    if fatal(&sink) {
-        return Err(finish(sources, sink));
+    let mut doc = doc?;
+    if fatal(sink) {
+        return None;
     }
     for set in sets {
-        merge::apply_set(&mut doc, set, &mut sources, &mut sink);
+        merge::apply_set(&mut doc, set, sources, sink);
     }
-    let Some(expanded) = sweep::expand(&doc, &mut sink) else {
-        return Err(finish(sources, sink));
-    };
+    let expanded = sweep::expand(&doc, sink)?;
     let mut variants = Vec::with_capacity(expanded.len());
     for e in expanded {
-        let mut cx = check::Cx { sink: &mut sink, sources: &sources };
+        let mut cx = check::Cx { sink: &mut *sink, sources };
         let pipeline = lower::lower(&mut cx, &e.doc);
         let name = e.assignments.iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>().join(",");
         let assignments: BTreeMap<String, String> = e.assignments.into_iter().collect();
         variants.push(ir::Variant { name, assignments, pipeline });
     }
-    if !sink.is_empty() {
-        return Err(finish(sources, sink));
-    }
     let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-    Ok(Loaded { path: path.to_path_buf(), name, variants, files })
+    Some(Loaded { path: path.to_path_buf(), name, variants, files, members: BTreeMap::new() })
 }
 
 /// The canonical text of one file (its `extends` line and comments kept; bases not read).

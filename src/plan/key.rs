@@ -27,73 +27,31 @@
 //! - thread counts: every step is written to give the same bytes whatever the parallelism;
 //! - output locations (`saved/`, `predict.output`): where results are copied is not what they are.
 //!
-//! The same key object feeds the hash ([`hash_key_object`]) and the explanation of a rerun
+//! The same key object feeds the hash ([`crate::canonical::digest`], over [`crate::canonical::json`])
+//! and the explanation of a rerun
 //! ([`explain`]), which diffs the old key object against the new one, so the reason printed
 //! for a rerun can never disagree with the cache decision.
 
-use crate::digest::Digest;
+use super::StepKind;
 use serde_json::Value;
-use std::fmt::Write;
 
 /// Implementation versions of each step kind. Bump one when its output changes for the same inputs.
-pub fn step_version(kind: &str) -> u32 {
+pub fn step_version(kind: StepKind) -> u32 {
     match kind {
         // The synthetic generator has its own version in the source params.
-        "source" => 1,
-        "relabel" => 1,
-        "split" => 1,
+        StepKind::Source => 1,
+        StepKind::Relabel => 1,
+        StepKind::Split => 1,
         // 2: shards are written as parts (`train.shard.0000`, ...) instead of one file.
-        "prepare" => 2,
+        StepKind::Prepare => 2,
         // 2: BatchNorm + SiLU and depthwise convolutions run as fused kernels (model::fused),
         // with a polynomial `exp`, and 1×1 convolutions as matmuls; weights, and the
         // probabilities computed from them, differ in the last bits.
-        "train" => 2,
-        "evaluate" => 2,
-        "predict" => 2,
-        "ensemble" => 1,
-        _ => 0,
+        StepKind::Train => 2,
+        StepKind::Evaluate => 2,
+        StepKind::Predict => 2,
+        StepKind::Ensemble => 1,
     }
-}
-
-/// Writes `value` as canonical JSON: object keys sorted, no whitespace.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k.as_str()], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-pub fn hash_key_object(object: &Value) -> Digest {
-    Digest::of(canonical_json(object).as_bytes())
 }
 
 /// A change between two key objects, found by [`diff`].
@@ -187,15 +145,7 @@ pub fn explain(old: &Value, new: &Value, describe_file: &mut dyn FnMut(&str, &Va
         }
     }
     if !changed_deps.is_empty() {
-        let mut line = String::new();
-        for (i, d) in changed_deps.iter().enumerate() {
-            if i > 0 {
-                line.push_str(", ");
-            }
-            let _ = write!(line, "{d}");
-        }
-        line.push_str(" changed");
-        reasons.push(line);
+        reasons.push(format!("{} changed", changed_deps.join(", ")));
     }
     reasons
 }
@@ -204,22 +154,6 @@ pub fn explain(old: &Value, new: &Value, describe_file: &mut dyn FnMut(&str, &Va
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
-        let a = json!({"b": 1, "a": {"z": [1, {"y": 2, "x": 3}], "c": 0.5}});
-        assert_eq!(canonical_json(&a), r#"{"a":{"c":0.5,"z":[1,{"x":3,"y":2}]},"b":1}"#);
-    }
-
-    #[test]
-    fn equal_objects_hash_equal_whatever_the_insertion_order() {
-        let a = json!({"kind": "split", "params": {"seed": 42, "val": 0.2}});
-        let mut b = serde_json::Map::new();
-        b.insert("params".into(), json!({"val": 0.2, "seed": 42}));
-        b.insert("kind".into(), json!("split"));
-        assert_eq!(hash_key_object(&a), hash_key_object(&Value::Object(b)));
-        assert_ne!(hash_key_object(&a), hash_key_object(&json!({"kind": "split", "params": {"seed": 7, "val": 0.2}})));
-    }
 
     #[test]
     fn explain_names_params_deps_and_files() {

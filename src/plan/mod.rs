@@ -5,21 +5,26 @@
 //! gets a name suffix (`train[fold=1]`) only when its kind has several distinct steps.
 //! Planning reads nothing but file stamps for an unchanged dataset: the source manifest is
 //! built through the stat cache.
+//!
+//! Paths written in a pipeline (`data.root`, a relabel CSV, pretrained weights) are relative
+//! to the current directory, the project root, like `cache/` and `saved/`; `extends` and
+//! ensemble members are relative to the file that names them (the front end resolves those).
 
 pub mod key;
+mod step;
+
+pub use step::{FileRole, Role, Step, StepKind};
 
 use crate::cache::Cache;
 use crate::cache::manifest::Manifest;
 use crate::digest::Digest;
 use crate::ir::{self, Pipeline, Source, SplitScheme};
+use crate::lang::Loaded;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Step kinds in pipeline order.
-pub const KINDS: &[&str] = &["source", "relabel", "split", "prepare", "train", "evaluate", "predict", "ensemble"];
 
 /// A directory source, scanned during planning and reused by the executor.
 #[derive(Debug)]
@@ -30,29 +35,12 @@ pub struct ScannedSource {
     pub manifest: Manifest,
 }
 
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub name: String,
-    pub kind: &'static str,
-    pub key: Digest,
-    pub key_object: Value,
-    /// Dependencies by role (`split`, `prepare`, …) → index into `Plan::steps`.
-    pub deps: Vec<(&'static str, usize)>,
-    /// The first variant that uses this step (its IR is what the step reads).
-    pub variant: usize,
-    /// The fold, for per-fold steps of a k-fold split.
-    pub fold: Option<u32>,
-    pub scanned: Option<Arc<ScannedSource>>,
-    /// Resolved paths of files the step reads directly (relabel CSV, weights), by role.
-    pub files: Vec<(&'static str, PathBuf)>,
-}
-
 #[derive(Debug)]
 pub struct Plan {
     /// The pipeline path as the user gave it (the refs and `saved/` are named from it).
     pub pipeline: String,
     pub name: String,
-    pub base_dir: PathBuf,
+    /// This pipeline's variants, then those of its ensemble members.
     pub variants: Vec<ir::Variant>,
     pub steps: Vec<Step>,
 }
@@ -67,19 +55,21 @@ impl Plan {
     }
 }
 
-/// Resolves a path written in a pipeline: relative paths are relative to the pipeline file.
-pub fn resolve(base_dir: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) }
+/// What planning does about an input file (a dataset, weights) that is not on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingInputs {
+    /// Fail, naming the file: what `run`, `plan` and `verify` need.
+    Fail,
+    /// Stand in a placeholder digest ([`missing_placeholder`]): the keys of the steps that
+    /// read the file are then not real, but two pipelines naming the same missing input still
+    /// share those steps, which is all `diff` and `runs` need.
+    Placeholder,
 }
 
 struct Builder<'a> {
     cache: &'a mut Cache,
     scans: HashMap<String, Arc<ScannedSource>>,
-    /// Plan with placeholder digests for inputs that are missing (for `diff` of pipelines
-    /// whose data is not on this machine) instead of failing.
-    tolerate_missing: bool,
-    base_dir: PathBuf,
+    missing: MissingInputs,
     steps: Vec<Step>,
     by_key: HashMap<Digest, usize>,
     /// (step index) → the (variant, fold) labels that use it.
@@ -90,26 +80,26 @@ impl Builder<'_> {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
-        kind: &'static str,
+        kind: StepKind,
         params: Value,
-        deps: Vec<(&'static str, usize)>,
-        files: Vec<(&'static str, PathBuf, Digest)>,
+        deps: Vec<(Role, usize)>,
+        files: Vec<(FileRole, PathBuf, Digest)>,
         env: Option<Value>,
         variant: usize,
         fold: Option<u32>,
         scanned: Option<Arc<ScannedSource>>,
     ) -> usize {
         let mut object = json!({
-            "kind": kind,
+            "kind": kind.name(),
             "version": key::step_version(kind),
             "params": params,
             "deps": deps.iter().map(|(role, i)| (role.to_string(), Value::String(self.steps[*i].key.hex()))).collect::<serde_json::Map<_, _>>(),
-            "files": files.iter().map(|(role, _, d)| (role.to_string(), Value::String(d.hex()))).collect::<serde_json::Map<_, _>>(),
+            "files": files.iter().map(|(role, _, d)| (role.name().to_string(), Value::String(d.hex()))).collect::<serde_json::Map<_, _>>(),
         });
         if let Some(env) = env {
             object["env"] = env;
         }
-        let key = key::hash_key_object(&object);
+        let key = crate::canonical::digest(&object);
         if let Some(&i) = self.by_key.get(&key) {
             self.users[i].push((variant, fold));
             return i;
@@ -125,6 +115,7 @@ impl Builder<'_> {
             fold,
             scanned,
             files: files.into_iter().map(|(role, path, _)| (role, path)).collect(),
+            member_weights: Vec::new(),
         });
         self.by_key.insert(key, i);
         self.users.push(vec![(variant, fold)]);
@@ -132,7 +123,7 @@ impl Builder<'_> {
     }
 
     fn file_digest(&mut self, path: &Path, what: &str) -> Result<Digest> {
-        if self.tolerate_missing && !path.exists() {
+        if self.missing == MissingInputs::Placeholder && !path.exists() {
             return Ok(missing_placeholder(path));
         }
         let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read {what}", path.display()))?;
@@ -143,13 +134,13 @@ impl Builder<'_> {
     }
 
     fn scan_source(&mut self, root: &str, eval: &Option<String>) -> Result<Arc<ScannedSource>> {
-        let root = resolve(&self.base_dir, root);
+        let root = PathBuf::from(root);
         let train_dir = root.join("train");
         if !train_dir.is_dir() {
             bail!("{}: data directory not found (expected the competition layout: train/train.csv, train/images/)", train_dir.display());
         }
         let eval_dir = match eval {
-            Some(e) => Some(resolve(&self.base_dir, e)),
+            Some(e) => Some(PathBuf::from(e)),
             None => Some(root.join("eval")).filter(|d| d.is_dir()),
         };
         let mut manifest = Manifest::scan(&train_dir, self.cache.stats())?;
@@ -182,15 +173,14 @@ pub fn model_env(backend: ir::Backend) -> Value {
 impl Builder<'_> {
     /// Adds the steps of one variant; returns its predict steps (one per fold).
     fn add_variant(&mut self, v: usize, p: &Pipeline) -> Result<Vec<usize>> {
-        let base_dir = self.base_dir.clone();
         let mut predicts = Vec::new();
         // source
         let source = match &p.data.source {
-            Source::Dir { root, eval } if self.tolerate_missing && !resolve(&base_dir, root).join("train").is_dir() => {
-                let root_path = resolve(&base_dir, root);
+            Source::Dir { root, .. } if self.missing == MissingInputs::Placeholder && !Path::new(root).join("train").is_dir() => {
+                let root_path = PathBuf::from(root);
                 let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
                 let placeholder = missing_placeholder(&root_path);
-                self.add("source", params, vec![], vec![("manifest", root_path, placeholder)], None, v, None, None)
+                self.add(StepKind::Source, params, vec![], vec![(FileRole::Manifest, root_path, placeholder)], None, v, None, None)
             }
             Source::Dir { root, eval } => {
                 let scan_key = format!("{root}\0{eval:?}");
@@ -205,7 +195,8 @@ impl Builder<'_> {
                 let manifest_digest = scanned.manifest.digest();
                 let params = json!({ "on_bad_image": to_value(&p.data.on_bad_image) });
                 let root_path = scanned.train_dir.parent().unwrap_or(Path::new(".")).to_path_buf();
-                self.add("source", params, vec![], vec![("manifest", root_path, manifest_digest)], None, v, None, Some(scanned))
+                let files = vec![(FileRole::Manifest, root_path, manifest_digest)];
+                self.add(StepKind::Source, params, vec![], files, None, v, None, Some(scanned))
             }
             Source::Synthetic { .. } => {
                 let params = json!({
@@ -213,22 +204,22 @@ impl Builder<'_> {
                     "generator": crate::data::synth::GENERATOR_VERSION,
                     "on_bad_image": to_value(&p.data.on_bad_image),
                 });
-                self.add("source", params, vec![], vec![], None, v, None, None)
+                self.add(StepKind::Source, params, vec![], vec![], None, v, None, None)
             }
         };
         // relabel
         let mut files = Vec::new();
         if let Some(csv) = &p.relabel.csv {
-            let path = resolve(&base_dir, csv);
+            let path = PathBuf::from(csv);
             let d = self.file_digest(&path, "relabel file")?;
-            files.push(("relabel_csv", path, d));
+            files.push((FileRole::RelabelCsv, path, d));
         }
         let params = json!({ "fixes": to_value(&p.relabel.fixes), "age_bins": to_value(&p.data.age_bins) });
-        let relabel = self.add("relabel", params, vec![("source", source)], files, None, v, None, None);
+        let relabel = self.add(StepKind::Relabel, params, vec![(Role::Source, source)], files, None, v, None, None);
         // split
-        let split = self.add("split", to_value(&p.split), vec![("relabel", relabel)], vec![], None, v, None, None);
+        let split = self.add(StepKind::Split, to_value(&p.split), vec![(Role::Relabel, relabel)], vec![], None, v, None, None);
         // prepare
-        let prepare = self.add("prepare", to_value(&p.prepare), vec![("source", source)], vec![], None, v, None, None);
+        let prepare = self.add(StepKind::Prepare, to_value(&p.prepare), vec![(Role::Source, source)], vec![], None, v, None, None);
         // per-fold training, evaluation and prediction
         let folds: Vec<Option<u32>> = match p.split.scheme {
             SplitScheme::Holdout { .. } => vec![None],
@@ -236,9 +227,9 @@ impl Builder<'_> {
         };
         let mut weights = Vec::new();
         if let Some(w) = &p.model.pretrained {
-            let path = resolve(&base_dir, w);
+            let path = PathBuf::from(w);
             let d = self.file_digest(&path, "pretrained weights")?;
-            weights.push(("pretrained", path, d));
+            weights.push((FileRole::Pretrained, path, d));
         }
         for fold in folds {
             let params = json!({
@@ -250,15 +241,15 @@ impl Builder<'_> {
                 "train": train_params(&p.train),
             });
             let env = Some(model_env(p.train.backend));
-            let deps = vec![("split", split), ("relabel", relabel), ("prepare", prepare)];
-            let train = self.add("train", params, deps, weights.clone(), env.clone(), v, fold, None);
+            let deps = vec![(Role::Split, split), (Role::Relabel, relabel), (Role::Prepare, prepare)];
+            let train = self.add(StepKind::Train, params, deps, weights.clone(), env.clone(), v, fold, None);
             let params = json!({ "fold": fold, "augment": to_value(&p.augment.eval), "evaluate": to_value(&p.evaluate) });
-            let deps = vec![("train", train), ("split", split), ("relabel", relabel), ("prepare", prepare)];
-            self.add("evaluate", params, deps, vec![], env.clone(), v, fold, None);
+            let deps = vec![(Role::Train, train), (Role::Split, split), (Role::Relabel, relabel), (Role::Prepare, prepare)];
+            self.add(StepKind::Evaluate, params, deps, vec![], env.clone(), v, fold, None);
             if let Some(predict) = &p.predict {
                 let params = json!({ "augment": to_value(&p.augment.eval), "tta": to_value(&predict.tta) });
-                let deps = vec![("train", train), ("prepare", prepare), ("source", source)];
-                predicts.push(self.add("predict", params, deps, vec![], env, v, fold, None));
+                let deps = vec![(Role::Train, train), (Role::Prepare, prepare), (Role::Source, source)];
+                predicts.push(self.add(StepKind::Predict, params, deps, vec![], env, v, fold, None));
             }
         }
 
@@ -271,36 +262,11 @@ pub fn missing_placeholder(path: &Path) -> Digest {
     Digest::of(format!("maskflow: missing input {}", path.display()).as_bytes())
 }
 
-/// Builds the plan for every variant of a loaded pipeline.
-pub fn build(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Variant], cache: &mut Cache) -> Result<Plan> {
-    build_with(pipeline, name, base_dir, variants, cache, false)
-}
-
-/// Like [`build`], but inputs missing on this machine (a dataset, weights) get placeholder
-/// digests instead of failing: the keys of the steps that read them are then not real,
-/// but two pipelines naming the same missing input still share those steps.
-pub fn build_tolerant(pipeline: &str, name: &str, base_dir: &Path, variants: &[ir::Variant], cache: &mut Cache) -> Result<Plan> {
-    build_with(pipeline, name, base_dir, variants, cache, true)
-}
-
-fn build_with(
-    pipeline: &str,
-    name: &str,
-    base_dir: &Path,
-    variants: &[ir::Variant],
-    cache: &mut Cache,
-    tolerate_missing: bool,
-) -> Result<Plan> {
-    let mut b = Builder {
-        cache,
-        scans: HashMap::new(),
-        tolerate_missing,
-        base_dir: base_dir.to_path_buf(),
-        steps: Vec::new(),
-        by_key: HashMap::new(),
-        users: Vec::new(),
-    };
-    let mut variants = variants.to_vec();
+/// Builds the plan for every variant of a loaded pipeline and of its ensemble members.
+/// `pipeline` is the pipeline as the user named it (refs and `saved/` are named from it).
+pub fn build(pipeline: &str, loaded: &Loaded, cache: &mut Cache, missing: MissingInputs) -> Result<Plan> {
+    let mut b = Builder { cache, scans: HashMap::new(), missing, steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
+    let mut variants = loaded.variants.clone();
     let mut prefixes: Vec<Option<String>> = vec![None; variants.len()];
     let own = variants.len();
     for v in 0..own {
@@ -308,24 +274,23 @@ fn build_with(
         let Some(ensemble) = variants[v].pipeline.ensemble.clone() else { continue };
         // Members are planned here, into the same graph: steps they share with this pipeline
         // (or with each other) stay one step, and a changed member reruns alone.
-        let dir = Path::new(pipeline).parent().unwrap_or(Path::new(""));
         // This pipeline's own predictions weigh 1; each member's (all its variants and
         // folds) weigh its entry in `weights` (1 when none is given).
         let mut weights = vec![1.0; own_predicts.len()];
         let mut predicts = own_predicts;
         for (m, member) in ensemble.members.iter().enumerate() {
-            let path = dir.join(member);
-            let loaded =
-                crate::lang::load(&path, &[]).map_err(|d| anyhow::anyhow!("ensemble member {}:\n{}", path.display(), d.render()))?;
+            let member_loaded =
+                loaded.members.get(member).with_context(|| format!("internal: ensemble member `{member}` was not loaded"))?;
+            let path = member_loaded.path.display();
             let weight = ensemble.weights.get(m).copied().unwrap_or(1.0);
-            for mv in loaded.variants {
+            for mv in &member_loaded.variants {
                 if mv.pipeline.ensemble.is_some() {
-                    bail!("{}: an ensemble member cannot itself be an ensemble", path.display());
+                    bail!("{path}: an ensemble member cannot itself be an ensemble");
                 }
                 if mv.pipeline.predict.is_none() {
-                    bail!("{}: an ensemble member needs a `predict` block", path.display());
+                    bail!("{path}: an ensemble member needs a `predict` block");
                 }
-                let label = if mv.name.is_empty() { loaded.name.clone() } else { format!("{}[{}]", loaded.name, mv.name) };
+                let label = if mv.name.is_empty() { member_loaded.name.clone() } else { format!("{}[{}]", member_loaded.name, mv.name) };
                 variants.push(ir::Variant { name: label.clone(), assignments: mv.assignments.clone(), pipeline: mv.pipeline.clone() });
                 prefixes.push(Some(label));
                 let mi = variants.len() - 1;
@@ -337,11 +302,11 @@ fn build_with(
         if predicts.is_empty() {
             bail!("{pipeline}: the ensemble has no member predictions");
         }
-        // Roles name members by position; they must be `'static` like every dependency role.
-        let deps: Vec<(&'static str, usize)> =
-            predicts.iter().enumerate().map(|(i, &s)| (&*Box::leak(format!("member{i:02}").into_boxed_str()), s)).collect();
+        let deps: Vec<(Role, usize)> = predicts.iter().enumerate().map(|(i, &s)| (Role::Member(i as u16), s)).collect();
         let params = json!({ "vote": to_value(&ensemble.vote), "weights": weights });
-        b.add("ensemble", params, deps, vec![], None, v, None, None);
+        let i = b.add(StepKind::Ensemble, params, deps, vec![], None, v, None, None);
+        // The weights are in the key, so a step shared under this key has these weights.
+        b.steps[i].member_weights = weights;
     }
     name_steps(&mut b.steps, &b.users, &variants, own);
     // Member steps (not shared with this pipeline) are named after their member.
@@ -350,7 +315,7 @@ fn build_with(
             step.name = format!("{prefix}/{}", step.name);
         }
     }
-    Ok(Plan { pipeline: pipeline.to_string(), name: name.to_string(), base_dir: base_dir.to_path_buf(), variants, steps: b.steps })
+    Ok(Plan { pipeline: pipeline.to_string(), name: loaded.name.clone(), variants, steps: b.steps })
 }
 
 /// The model params, less the weights path: the weights enter by content digest (`files`).
@@ -374,12 +339,12 @@ fn train_params(t: &ir::Train) -> Value {
 /// `own` is the number of this pipeline's variants; later ones belong to ensemble members,
 /// whose steps are prefixed by the member's name instead.
 fn name_steps(steps: &mut [Step], users: &[Vec<(usize, Option<u32>)>], variants: &[ir::Variant], own: usize) {
-    let mut per_kind: HashMap<&str, usize> = HashMap::new();
+    let mut per_kind: HashMap<StepKind, usize> = HashMap::new();
     for s in steps.iter() {
         *per_kind.entry(s.kind).or_default() += 1;
     }
     for (i, s) in steps.iter_mut().enumerate() {
-        if per_kind[s.kind] <= 1 {
+        if per_kind[&s.kind] <= 1 {
             continue;
         }
         let (variant, fold) = users[i][0];

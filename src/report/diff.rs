@@ -54,7 +54,7 @@ impl ParamChange {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepDiff {
     pub step: String,
-    pub kind: String,
+    pub kind: crate::plan::StepKind,
     pub state: StepState,
     pub changes: Vec<ParamChange>,
     /// Dependencies (by role) whose keys changed.
@@ -140,7 +140,7 @@ pub fn diff_plans(old: &Plan, new: &Plan, all: bool) -> PipelineDiff {
             leaves("", &step.key_object["params"], &mut unchanged);
             unchanged.retain(|(p, _)| !changes.iter().any(|c| &c.path == p));
         }
-        StepDiff { step: step.name.clone(), kind: step.kind.to_string(), state, changes, changed_deps: deps, unchanged }
+        StepDiff { step: step.name.clone(), kind: step.kind, state, changes, changed_deps: deps, unchanged }
     };
     for s in &new.steps {
         let d = match old.step(&s.name) {
@@ -170,7 +170,7 @@ pub fn add_metrics(d: &mut PipelineDiff, cache: &mut Cache, old: &Plan, new: &Pl
     let evaluated = |cache: &mut Cache, plan: &Plan| -> Vec<(String, crate::cache::Record)> {
         plan.steps
             .iter()
-            .filter(|s| s.kind == "evaluate")
+            .filter(|s| s.kind == crate::plan::StepKind::Evaluate)
             .filter_map(|s| match cache.read_record(&s.key) {
                 Ok(Some(r)) if r.metrics.is_some() => Some((s.name.clone(), r)),
                 _ => None,

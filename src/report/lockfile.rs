@@ -9,7 +9,7 @@
 
 use crate::cache::Cache;
 use crate::exec::StepReport;
-use crate::plan::{KINDS, Plan, key};
+use crate::plan::{Plan, StepKind, key};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,7 +50,7 @@ pub fn build(cache: &Cache, plan: &Plan, reports: &[StepReport]) -> Result<Lockf
         let Some(step) = plan.step(&r.step) else { continue };
         let record = cache.read_record(&step.key)?.with_context(|| format!("step `{}` has no record after the run", step.name))?;
         let metrics =
-            record.metrics.as_ref().filter(|_| step.kind == "evaluate").map(|m| {
+            record.metrics.as_ref().filter(|_| step.kind == StepKind::Evaluate).map(|m| {
                 ["macro_f1", "accuracy"].iter().filter_map(|k| Some((k.to_string(), m[*k].as_f64()?))).collect::<BTreeMap<_, _>>()
             });
         steps.insert(
@@ -66,7 +66,7 @@ pub fn build(cache: &Cache, plan: &Plan, reports: &[StepReport]) -> Result<Lockf
     }
     Ok(Lockfile {
         maskflow_version: env!("CARGO_PKG_VERSION").to_string(),
-        step_versions: KINDS.iter().map(|k| (k.to_string(), key::step_version(k))).collect(),
+        step_versions: StepKind::ALL.iter().map(|k| (k.to_string(), key::step_version(*k))).collect(),
         steps,
     })
 }

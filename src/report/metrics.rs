@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The number of classes (mask × gender × age).
-pub const CLASSES: usize = 18;
+pub const CLASSES: usize = crate::data::labels::NUM_CLASSES;
 
 /// One row of `val_predictions.csv` (`path,person,true,pred,p0,…,p17`).
 #[derive(Debug, Clone, PartialEq)]

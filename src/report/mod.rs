@@ -5,8 +5,8 @@
 //! (next to the pipeline); `verify` may put re-computed outputs into the object store (it is
 //! content-addressed, so that never changes what a record means) but never writes records or refs.
 
-pub mod commands;
 pub mod diff;
+pub mod git;
 pub mod lockfile;
 pub mod metrics;
 pub mod runs;

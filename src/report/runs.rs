@@ -31,7 +31,7 @@ pub fn collect(cache: &crate::cache::Cache, plans: &[&Plan]) -> Vec<Row> {
     let mut all_leaves: Vec<BTreeMap<String, Value>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for plan in plans {
-        for step in plan.steps.iter().filter(|s| s.kind == "evaluate") {
+        for step in plan.steps.iter().filter(|s| s.kind == crate::plan::StepKind::Evaluate) {
             let Ok(Some(record)) = cache.read_record(&step.key) else { continue };
             let Some(m) = record.metrics else { continue };
             if !seen.insert(step.key) {

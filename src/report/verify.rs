@@ -8,7 +8,7 @@
 
 use crate::cache::{Cache, OutputState, Record};
 use crate::exec::steps;
-use crate::plan::Plan;
+use crate::plan::{Plan, Role, Step};
 use anyhow::{Result, anyhow};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -73,16 +73,22 @@ impl StepVerdict {
     }
 }
 
-/// Verifies the named steps (names or kinds; all when empty), in plan order.
-pub fn verify(cache: &mut Cache, plan: &Plan, only: &[String]) -> Result<Vec<StepVerdict>> {
+/// Verifies the named steps (names or kinds; all when empty), in plan order. Re-executed
+/// training reports its progress to `progress`.
+pub fn verify(
+    cache: &mut Cache,
+    plan: &Plan,
+    only: &[String],
+    progress: &mut dyn FnMut(&Step, crate::train::Progress),
+) -> Result<Vec<StepVerdict>> {
     for name in only {
-        if !plan.steps.iter().any(|s| &s.name == name || s.kind == name) {
+        if !plan.steps.iter().any(|s| s.is_named(name)) {
             let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
             return Err(anyhow!("--steps: no step `{name}` in this pipeline (steps: {})", names.join(", ")));
         }
     }
     let mut verdicts = Vec::new();
-    for step in plan.steps.iter().filter(|s| only.is_empty() || only.iter().any(|n| n == &s.name || n == s.kind)) {
+    for step in plan.steps.iter().filter(|s| only.is_empty() || only.iter().any(|n| s.is_named(n))) {
         let mut v = StepVerdict { step: step.name.clone(), outcome: Outcome::Reproducible, differences: Vec::new(), error: None };
         let record = match cache.read_record(&step.key) {
             Ok(Some(r)) => r,
@@ -108,12 +114,12 @@ pub fn verify(cache: &mut Cache, plan: &Plan, only: &[String]) -> Result<Vec<Ste
             };
             v.differences.push(Difference { output: name.clone(), cached: Some(out.digest.hex()), recomputed: None, corrupt: Some(why) });
         }
-        let mut deps: BTreeMap<&'static str, Record> = BTreeMap::new();
+        let mut deps: BTreeMap<Role, Record> = BTreeMap::new();
         let mut missing_dep = None;
         for (role, d) in &step.deps {
             match cache.read_record(&plan.steps[*d].key) {
                 Ok(Some(r)) => {
-                    deps.insert(role, r);
+                    deps.insert(*role, r);
                 }
                 _ => missing_dep = Some(plan.steps[*d].name.clone()),
             }
@@ -124,9 +130,9 @@ pub fn verify(cache: &mut Cache, plan: &Plan, only: &[String]) -> Result<Vec<Ste
             verdicts.push(v);
             continue;
         }
-        let inputs: BTreeMap<&'static str, &Record> = deps.iter().map(|(k, r)| (*k, r)).collect();
+        let inputs: BTreeMap<Role, &Record> = deps.iter().map(|(k, r)| (*k, r)).collect();
         cache.set_recomputing(true);
-        let recomputed = steps::run_step(cache, plan, step, &inputs);
+        let recomputed = steps::run_step(cache, plan, step, &inputs, &mut |p| progress(step, p));
         cache.set_recomputing(false);
         match recomputed {
             Ok(output) => {

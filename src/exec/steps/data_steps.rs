@@ -4,12 +4,12 @@ use super::{Inputs, StepOutput, put_json};
 use crate::cache::Cache;
 use crate::cache::manifest::Manifest;
 use crate::data::labels::Gender as DataGender;
-use crate::data::layout::{self, BadImagePolicy, EvalIndex, TrainIndex};
+use crate::data::layout::{self, EvalIndex, TrainIndex};
 use crate::data::relabel::{self, Fix, Fixes, RelabelReport, Sample};
 use crate::data::split::{self, SplitFile, StratifyKey};
 use crate::data::synth;
 use crate::ir::{self, Source, SplitScheme};
-use crate::plan::{Plan, Step, resolve};
+use crate::plan::{FileRole, Plan, Role, Step};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -29,25 +29,12 @@ pub struct Labels {
     pub samples: Vec<Sample>,
 }
 
-fn policy(p: ir::BadImagePolicy) -> BadImagePolicy {
-    match p {
-        ir::BadImagePolicy::Error => BadImagePolicy::Error,
-        ir::BadImagePolicy::Skip => BadImagePolicy::Skip,
-    }
-}
-
 /// Where the dataset of a source step lives now: the scanned directory, or the cached
 /// synthetic tree. Used by every step that reads images.
-pub fn dataset_dirs(
-    cache: &mut Cache,
-    plan: &Plan,
-    source_step: &Step,
-    source_record: &crate::cache::Record,
-) -> Result<(PathBuf, Option<PathBuf>)> {
+pub fn dataset_dirs(cache: &mut Cache, source_step: &Step, source_record: &crate::cache::Record) -> Result<(PathBuf, Option<PathBuf>)> {
     if let Some(scanned) = &source_step.scanned {
         return Ok((scanned.train_dir.clone(), scanned.eval_dir.clone()));
     }
-    let _ = plan;
     let tree = source_record.outputs.get("dataset").context("the source record has no dataset; rerun with --force source")?.clone();
     let root = cache.tree_dir(&tree)?;
     let eval = Some(root.join("eval")).filter(|d| d.is_dir());
@@ -81,7 +68,7 @@ pub fn source(cache: &mut Cache, plan: &Plan, step: &Step) -> Result<StepOutput>
         }
         (Source::Dir { .. }, None) => anyhow::bail!("internal: directory source was not scanned"),
     };
-    let train = layout::read_train(&train_dir, policy(ir.data.on_bad_image))?;
+    let train = layout::read_train(&train_dir, super::bad_image_policy(ir.data.on_bad_image))?;
     let eval = match &eval_dir {
         Some(dir) => Some(layout::read_eval(dir)?),
         None => None,
@@ -113,11 +100,11 @@ fn to_data_fix(f: &ir::PersonFix) -> Fix {
 
 pub fn relabel(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
     let ir = plan.pipeline_ir(step);
-    let index: SourceIndex = inputs.json(cache, "source", "index.json")?;
+    let index: SourceIndex = inputs.json(cache, Role::Source, "index.json")?;
     let mut train = index.train;
     // Fixes from the CSV first; inline fixes in the pipeline override them per person.
-    let mut fixes: Fixes = match &ir.relabel.csv {
-        Some(csv) => relabel::read_fixes_csv(&resolve(&plan.base_dir, csv))?,
+    let mut fixes: Fixes = match step.file(FileRole::RelabelCsv) {
+        Some(csv) => relabel::read_fixes_csv(csv)?,
         None => Fixes::new(),
     };
     for (id, f) in &ir.relabel.fixes {
@@ -136,7 +123,7 @@ pub fn relabel(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
 
 pub fn split(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
     let ir = plan.pipeline_ir(step);
-    let labels: Labels = inputs.json(cache, "relabel", "labels.json")?;
+    let labels: Labels = inputs.json(cache, Role::Relabel, "labels.json")?;
     let stratify: Vec<StratifyKey> = ir
         .split
         .stratify

@@ -3,18 +3,19 @@
 //! `data` loaders and the `train` library.
 
 use super::data_steps::{Labels, SourceIndex};
-use super::prepare::{ShardRows, dep_step};
+use super::prepare::ShardRows;
 use super::{Inputs, StepOutput, put_json};
-use crate::batch::{BatchSource, NUM_CLASSES};
+use crate::batch::BatchSource;
 use crate::cache::Cache;
 use crate::data::augment::AugOp;
+use crate::data::labels::NUM_CLASSES;
 use crate::data::loader::{self, EvalSource, SampleLabel, SampleRef, TrainSource};
 use crate::data::mix::MixParams;
 use crate::data::shard::Shard;
 use crate::data::split::SplitFile;
 use crate::ir::{self, Cmp, LabelField, Pipeline};
 use crate::model::{HeadKind, ModelSpec};
-use crate::plan::{Plan, Step, resolve};
+use crate::plan::{FileRole, Plan, Role, Step};
 use crate::train::{self, ClassWeights, LossConfig, LossKind, LossTerm, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use anyhow::{Context, Result, bail};
 use std::collections::HashSet;
@@ -139,9 +140,9 @@ struct FoldSamples {
 }
 
 fn fold_samples(cache: &mut Cache, step: &Step, inputs: &Inputs) -> Result<FoldSamples> {
-    let labels: Labels = inputs.json(cache, "relabel", "labels.json")?;
-    let split: SplitFile = inputs.json(cache, "split", "split.json")?;
-    let rows: ShardRows = inputs.json(cache, "prepare", "rows.json")?;
+    let labels: Labels = inputs.json(cache, Role::Relabel, "labels.json")?;
+    let split: SplitFile = inputs.json(cache, Role::Split, "split.json")?;
+    let rows: ShardRows = inputs.json(cache, Role::Prepare, "rows.json")?;
     let fold = step.fold.unwrap_or(0) as usize;
     let fold = split.folds.get(fold).with_context(|| format!("the split has no fold {fold}"))?;
     let train_ids: HashSet<&str> = fold.train.iter().map(String::as_str).collect();
@@ -171,7 +172,7 @@ fn fold_samples(cache: &mut Cache, step: &Step, inputs: &Inputs) -> Result<FoldS
 
 /// A directory that survives a killed run, so the next run of the same step resumes.
 fn work_dir(cache: &Cache, step: &Step) -> PathBuf {
-    cache.root().join("work").join(step.key.hex())
+    cache.dir(crate::cache::Dir::Work).join(step.key.hex())
 }
 
 pub fn train(
@@ -204,7 +205,7 @@ pub fn train(
     cfg.schedule = schedule(&p.train, lr, train_source.num_batches(0));
     cfg.loss = loss_config(p, &fs.class_counts);
     cfg.early_stopping_patience = p.train.early_stop.map(|n| n as usize);
-    cfg.pretrained = p.model.pretrained.as_ref().map(|w| resolve(&plan.base_dir, w));
+    cfg.pretrained = step.file(FileRole::Pretrained).map(|w| w.to_path_buf());
     let dir = work_dir(cache, step);
     let outcome = train::train_on(backend_name(p.train.backend), &cfg, &train_source, &val_source, &dir, progress)?;
     let mut out = StepOutput::default();
@@ -220,8 +221,9 @@ pub fn train(
         "weights_digest": outcome.best_digest,
     }));
     out.summary = Some(format!(
-        "{} epochs{}, best val macro-F1 {:.4} at epoch {}",
+        "{} epoch{}{}, best val macro-F1 {:.4} at epoch {}",
         outcome.epochs_done,
+        if outcome.epochs_done == 1 { "" } else { "s" },
         outcome.resumed_from.map(|e| format!(" (resumed after epoch {e})")).unwrap_or_default(),
         outcome.best_val_f1,
         outcome.best_epoch + 1
@@ -232,7 +234,7 @@ pub fn train(
 
 /// The trained weights of the `train` dependency, as a file burn can load.
 fn model_path(cache: &mut Cache, inputs: &Inputs) -> Result<PathBuf> {
-    let out = inputs.output("train", "model.safetensors")?.clone();
+    let out = inputs.output(Role::Train, "model.safetensors")?.clone();
     Ok(cache.object_path(&out.digest))
 }
 
@@ -278,16 +280,16 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
 }
 
 fn dep_history(cache: &mut Cache, inputs: &Inputs) -> Option<Vec<train::EpochRecord>> {
-    inputs.json(cache, "train", "history.json").ok()
+    inputs.json(cache, Role::Train, "history.json").ok()
 }
 
 pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
     let p = plan.pipeline_ir(step);
-    let index: SourceIndex = inputs.json(cache, "source", "index.json")?;
+    let index: SourceIndex = inputs.json(cache, Role::Source, "index.json")?;
     let Some(eval) = index.eval else {
         bail!("predict needs an eval set (eval/info.csv and eval/images/) next to the train data");
     };
-    let rows: ShardRows = inputs.json(cache, "prepare", "rows.json")?;
+    let rows: ShardRows = inputs.json(cache, Role::Prepare, "rows.json")?;
     let shard = Arc::new(super::prepare::open_shard(cache, inputs, "eval")?);
     // Eval images carry no labels: any valid label will do for the loader.
     let dummy = SampleLabel { mask: 0, gender: 0, age: 0, years: 0 };
@@ -321,7 +323,6 @@ pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
     out.outputs.insert("submission.csv".into(), cache.put_bytes(csv.as_bytes())?);
     out.outputs.insert("probabilities.csv".into(), cache.put_bytes(probs_csv.as_bytes())?);
     out.summary = Some(format!("{} eval images predicted", answers.len()));
-    let _ = dep_step;
     Ok(out)
 }
 
@@ -357,14 +358,13 @@ fn read_probabilities(bytes: &[u8], what: &str) -> Result<Vec<(String, [f64; NUM
 pub fn ensemble(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
     let p = plan.pipeline_ir(step);
     let vote = p.ensemble.as_ref().map(|e| e.vote).unwrap_or(ir::Vote::Soft);
-    let weights: Vec<f64> =
-        step.key_object["params"]["weights"].as_array().map(|a| a.iter().filter_map(|w| w.as_f64()).collect()).unwrap_or_default();
+    let weights = &step.member_weights;
     let mut ids: Vec<String> = Vec::new();
     let mut summed: Vec<[f64; NUM_CLASSES]> = Vec::new();
     let mut votes: Vec<[f64; NUM_CLASSES]> = Vec::new();
     for (m, (role, dep)) in step.deps.iter().enumerate() {
         let what = format!("probabilities of {}", plan.steps[*dep].name);
-        let digest = inputs.output(role, "probabilities.csv")?.digest;
+        let digest = inputs.output(*role, "probabilities.csv")?.digest;
         let rows = read_probabilities(&cache.read_blob(&digest)?, &what)?;
         if m == 0 {
             ids = rows.iter().map(|(id, _)| id.clone()).collect();

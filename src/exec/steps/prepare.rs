@@ -14,12 +14,13 @@
 use super::data_steps::{SourceIndex, dataset_dirs};
 use super::{Inputs, StepOutput, put_json};
 use crate::cache::manifest::Manifest;
-use crate::cache::{Cache, Output, OutputState};
-use crate::data::prepare::{self, Crop, OnBadImage, PixelCache, PrepareParams};
+use crate::cache::{Cache, Dir, Output, OutputState};
+use crate::data::layout::BadImagePolicy;
+use crate::data::prepare::{self, Crop, PixelCache, PrepareParams};
 use crate::data::shard::Shard;
 use crate::digest::Digest;
 use crate::ir;
-use crate::plan::{Plan, Step};
+use crate::plan::{Plan, Role, Step};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ pub fn params(p: &ir::Prepare) -> PrepareParams {
 }
 
 /// The step that a role of `step` depends on.
-pub fn dep_step<'p>(plan: &'p Plan, step: &Step, role: &str) -> Result<&'p Step> {
+pub fn dep_step<'p>(plan: &'p Plan, step: &Step, role: Role) -> Result<&'p Step> {
     let (_, i) =
         step.deps.iter().find(|(r, _)| *r == role).with_context(|| format!("internal: `{}` has no `{role}` dependency", step.name))?;
     Ok(&plan.steps[*i])
@@ -55,11 +56,11 @@ pub fn dep_step<'p>(plan: &'p Plan, step: &Step, role: &str) -> Result<&'p Step>
 
 pub fn run(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Result<StepOutput> {
     let ir = plan.pipeline_ir(step);
-    let source_step = dep_step(plan, step, "source")?;
-    let source_record = inputs.record("source")?.clone();
-    let (train_dir, eval_dir) = dataset_dirs(cache, plan, source_step, &source_record)?;
-    let index: SourceIndex = inputs.json(cache, "source", "index.json")?;
-    let manifest_bytes = cache.read_blob(&inputs.output("source", "manifest")?.digest.clone())?;
+    let source_step = dep_step(plan, step, Role::Source)?;
+    let source_record = inputs.record(Role::Source)?.clone();
+    let (train_dir, eval_dir) = dataset_dirs(cache, source_step, &source_record)?;
+    let index: SourceIndex = inputs.json(cache, Role::Source, "index.json")?;
+    let manifest_bytes = cache.read_blob(&inputs.output(Role::Source, "manifest")?.digest.clone())?;
     let manifest = Manifest::from_text(&String::from_utf8_lossy(&manifest_bytes)).context("the source manifest does not parse")?;
     let digests: HashMap<&str, [u8; 32]> = manifest.files.iter().map(|f| (f.path.as_str(), f.digest.0)).collect();
     let lookup = |prefix: &str, dir: &Path, rel: &Path| -> Result<(PathBuf, [u8; 32])> {
@@ -77,11 +78,8 @@ pub fn run(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Resu
     let tmp = cache.temp_dir("prepare")?;
     // `maskflow verify` recomputes: a throwaway pixel cache and no part reuse.
     let recompute = cache.recomputing();
-    let pixels = PixelCache::new(if recompute { tmp.join("pixels") } else { cache.root().join("pixels") });
-    let on_bad = match ir.data.on_bad_image {
-        ir::BadImagePolicy::Error => OnBadImage::Fail,
-        ir::BadImagePolicy::Skip => OnBadImage::Skip,
-    };
+    let pixels = PixelCache::new(if recompute { tmp.join("pixels") } else { cache.dir(Dir::Pixels) });
+    let on_bad = super::bad_image_policy(ir.data.on_bad_image);
     let mut out = StepOutput::default();
     let mut parts = PartBuilder { cache, params: &params, pixels: &pixels, tmp: &tmp, reuse: !recompute };
     let train_stats = parts.build("train", &train_images, on_bad, &mut out)?;
@@ -90,7 +88,7 @@ pub fn run(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> Resu
     let mut eval_rows = Vec::new();
     if !eval_images.is_empty() {
         // Eval images are never skipped: a submission needs every row.
-        let eval_stats = parts.build("eval", &eval_images, OnBadImage::Fail, &mut out)?;
+        let eval_stats = parts.build("eval", &eval_images, BadImagePolicy::Error, &mut out)?;
         decoded += eval_stats.decoded;
         reused += eval_stats.reused;
         eval_rows = eval_stats.kept;
@@ -125,7 +123,7 @@ struct PartBuilder<'a> {
 impl PartBuilder<'_> {
     fn memo_path(&self, recipe: &[u8; 32]) -> PathBuf {
         let hex = Digest(*recipe).hex();
-        self.cache.root().join("pixels").join("parts").join(&hex[..2]).join(&hex[2..])
+        self.cache.dir(Dir::PixelParts).join(&hex[..2]).join(&hex[2..])
     }
 
     /// The intact object a memo names, if any.
@@ -140,7 +138,7 @@ impl PartBuilder<'_> {
         &mut self,
         split: &str,
         images: &[(PathBuf, [u8; 32])],
-        on_bad: OnBadImage,
+        on_bad: BadImagePolicy,
         out: &mut StepOutput,
     ) -> Result<prepare::ShardStats> {
         let mut stats = prepare::ShardStats::default();
@@ -182,7 +180,7 @@ impl PartBuilder<'_> {
 /// Opens a split's shard (`train` or `eval`) from the prepare record: its parts in order, or
 /// the single `<split>.shard` output of records written before shards had parts.
 pub fn open_shard(cache: &Cache, inputs: &Inputs, split: &str) -> Result<Shard> {
-    let record = inputs.record("prepare")?;
+    let record = inputs.record(Role::Prepare)?;
     let prefix = format!("{split}.shard.");
     let mut paths: Vec<PathBuf> =
         record.outputs.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(_, o)| cache.object_path(&o.digest)).collect();

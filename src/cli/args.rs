@@ -1,0 +1,235 @@
+//! The command line's shape (clap): every verb, flag and default, and nothing else.
+
+use crate::data::labels::NUM_CLASSES;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "maskflow", version, about = "Declarative, cached pipelines for image-classification experiments")]
+pub struct Cli {
+    /// Cache directory (content-addressed step outputs).
+    #[arg(long, global = true, env = "MASKFLOW_CACHE", default_value = "cache")]
+    pub cache: PathBuf,
+    /// Where human-facing results go (`saved/<pipeline>/<run-id>/`).
+    #[arg(long, global = true, env = "MASKFLOW_SAVED", default_value = "saved")]
+    pub saved: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// The pipeline file (`.mf`).
+    pub file: PathBuf,
+    /// Override a field of the pipeline, e.g. `--set split.seed=7` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the pipeline's steps in dependency order, skipping those already cached.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Rerun this step even if it is cached (a step name or kind; repeatable).
+        #[arg(long, value_name = "STEP")]
+        force: Vec<String>,
+        /// Stop after this step (and run only what it needs).
+        #[arg(long, value_name = "STEP")]
+        until: Option<String>,
+        /// Print a JSON report instead of step lines.
+        #[arg(long)]
+        json: bool,
+        /// Fail if the plan no longer matches `FILE.lock` (for CI); the lock is not rewritten.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Compare two pipeline versions (or a file with its git HEAD / --rev): changed parameters,
+    /// rerun and shared steps, and metrics side by side when both have results.
+    Diff {
+        /// The old version (or, alone, the working file to compare with git).
+        old: PathBuf,
+        /// The new version.
+        new: Option<PathBuf>,
+        /// With one file: the git revision to compare against (default HEAD).
+        #[arg(long)]
+        rev: Option<String>,
+        /// Also list the unchanged parameters of each step.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// List every evaluated variant found in the cache, sorted by macro-F1.
+    Runs {
+        /// Pipelines to look at (default: every `.mf` under `pipelines/`).
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Write `saved/index.html` (the runs table and the latest plots) instead of printing.
+        #[arg(long, conflicts_with_all = ["json", "csv"])]
+        html: bool,
+    },
+    /// Re-execute cached steps ignoring the cache and compare outputs bit for bit.
+    Verify {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Steps to verify (names or kinds, comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every step with hit or miss and why, without running or writing anything.
+    Plan {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check pipelines for errors without running them.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Print pipelines in canonical form (or, with --check, fail if they are not).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Exit non-zero if a file is not in canonical form; change nothing.
+        #[arg(long)]
+        check: bool,
+        /// Rewrite the files in place.
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+    },
+    /// Print the key object of one step (what its cache key is computed from).
+    Explain {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The step name, as `maskflow plan` shows it.
+        step: String,
+    },
+    /// Remove cache entries that no pipeline references.
+    Gc {
+        /// Pipelines whose steps to keep (default: every `.mf` under `pipelines/`).
+        files: Vec<PathBuf>,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cache maintenance.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Write a synthetic dataset in the competition layout (train/ and eval/).
+    Synth {
+        /// Persons in train/ (7 photos each).
+        #[arg(long, default_value_t = 2700)]
+        persons: usize,
+        /// Persons in eval/ (7 photos each).
+        #[arg(long, default_value_t = 1800)]
+        eval_persons: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Image size, width x height.
+        #[arg(long, default_value = "384x512", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Output directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Model tools: parameter counts, timm weight checks.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Score a submission (ImageID,ans) against known labels (ImageID,class), e.g. the
+    /// synthetic eval set's eval/labels.csv.
+    Score {
+        submission: PathBuf,
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dataset tools.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Print an architecture's parameter count (timm's counting: BatchNorm statistics excluded).
+    Info {
+        /// `tiny_cnn`, `efficientnet_nano` or `efficientnet_b0` … `efficientnet_b7`.
+        name: String,
+        #[arg(long, default_value_t = NUM_CLASSES)]
+        classes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load timm-named weights, run IO["input"] in eval mode and compare with IO["logits"].
+    CheckWeights {
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = NUM_CLASSES)]
+        classes: usize,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        io: PathBuf,
+        #[arg(long, default_value_t = 1e-4)]
+        tol: f64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Print the class, gender and age distribution of a dataset and write a PNG of it.
+    Stats {
+        /// A dataset root (holding train/) or a train directory (holding train.csv).
+        dir: PathBuf,
+        /// Age bin lower bounds.
+        #[arg(long, default_value = "30,60", value_parser = parse_bins)]
+        age_bins: [u32; 2],
+        /// Where to write the chart (default: stats.png in the current directory).
+        #[arg(long, default_value = "stats.png")]
+        png: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("`{s}` is not a size like 384x512"))?;
+    let w = w.parse().map_err(|_| format!("`{s}` is not a size like 384x512"))?;
+    let h = h.parse().map_err(|_| format!("`{s}` is not a size like 384x512"))?;
+    Ok((w, h))
+}
+
+fn parse_bins(s: &str) -> Result<[u32; 2], String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [a, b] => {
+            let a: u32 = a.trim().parse().map_err(|_| format!("`{s}`: expected two ages like 30,60"))?;
+            let b: u32 = b.trim().parse().map_err(|_| format!("`{s}`: expected two ages like 30,60"))?;
+            if a < b { Ok([a, b]) } else { Err(format!("`{s}`: the first bound must be below the second")) }
+        }
+        _ => Err(format!("`{s}`: expected two ages like 30,60")),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Re-hash every object, tree and record; exit non-zero on any mismatch.
+    Verify,
+}

@@ -1,0 +1,67 @@
+//! The command-line interface: the only module that prints. Each verb turns the library's
+//! values into lines on stdout; every error is drawn once, by [`render_error`], on stderr,
+//! and becomes a non-zero exit status.
+
+mod args;
+mod pipeline;
+mod report;
+mod store;
+mod tools;
+
+pub use args::{Cli, Command};
+
+use anyhow::Result;
+use args::{CacheCommand, DataCommand, ModelCommand};
+use clap::Parser;
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", render_error(&e));
+            1
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let (cache, saved) = (&cli.cache, &cli.saved);
+    match cli.command {
+        Command::Run { pipeline, force, until, json, locked } => pipeline::run(cache, saved, &pipeline, force, until, json, locked),
+        Command::Plan { pipeline, json } => pipeline::plan(cache, &pipeline, json),
+        Command::Check { files, sets } => pipeline::check(&files, &sets),
+        Command::Fmt { files, check, write } => pipeline::fmt(&files, check, write),
+        Command::Explain { pipeline, step } => pipeline::explain(cache, &pipeline, &step),
+        Command::Diff { old, new, rev, all, json, sets } => report::diff(cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json),
+        Command::Runs { files, json, csv, html } => report::runs(cache, saved, &files, json, csv, html),
+        Command::Verify { pipeline, steps, json } => report::verify(cache, &pipeline, &steps, json),
+        Command::Gc { files, dry_run } => store::gc(cache, &files, dry_run),
+        Command::Cache { command: CacheCommand::Verify } => store::verify(cache),
+        Command::Synth { persons, eval_persons, seed, size, out } => tools::synth(persons, eval_persons, seed, size, &out),
+        Command::Model { command: ModelCommand::Info { name, classes, json } } => tools::model_info(&name, classes, json),
+        Command::Model { command: ModelCommand::CheckWeights { model, classes, weights, io, tol } } => {
+            tools::check_weights(&model, classes, &weights, &io, tol)
+        }
+        Command::Score { submission, labels, json } => tools::score(&submission, &labels, json),
+        Command::Data { command: DataCommand::Stats { dir, age_bins, png } } => tools::data_stats(&dir, age_bins, &png),
+    }
+}
+
+/// Draws an error for stderr: its context lines, outermost first, as `error: …`, and, where
+/// the cause is a pipeline's diagnostics, those drawn with their `file:line:col` and caret.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut messages = Vec::new();
+    for cause in e.chain() {
+        if let Some(diagnostics) = cause.downcast_ref::<crate::lang::Diagnostics>() {
+            if !messages.is_empty() {
+                out.push_str(&format!("error: {}\n", messages.join(": ")));
+            }
+            out.push_str(&diagnostics.render());
+            return out;
+        }
+        messages.push(cause.to_string());
+    }
+    format!("error: {}\n", messages.join(": "))
+}

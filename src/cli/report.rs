@@ -1,0 +1,146 @@
+//! The report verbs: `diff`, `runs`, `verify`, and the `saved/index.html` page that `run`
+//! refreshes.
+
+use super::args::PipelineArgs;
+use super::pipeline::{Progress, load_plan};
+use crate::cache::Cache;
+use crate::plan::{MissingInputs, Plan};
+use crate::project;
+use crate::report::{diff, git, runs, table, verify};
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+/// Loads and plans a pipeline, tolerating missing data and weights (placeholder digests).
+fn plan_tolerant(cache: &mut Cache, file: &Path, sets: &[String], label: &str) -> Result<Plan> {
+    project::plan_labelled(cache, file, sets, MissingInputs::Placeholder, label)
+}
+
+/// `maskflow diff OLD NEW` or `maskflow diff FILE [--rev REV]` (REV defaults to HEAD).
+pub(super) fn diff(
+    cache_dir: &Path,
+    old: &Path,
+    new: Option<&Path>,
+    rev: Option<&str>,
+    sets: &[String],
+    all: bool,
+    json: bool,
+) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let (old_plan, new_plan) = match new {
+        Some(new) => {
+            if rev.is_some() {
+                bail!("--rev compares one file with a git revision; give one file");
+            }
+            let a = plan_tolerant(&mut cache, old, sets, &old.display().to_string())?;
+            (a, plan_tolerant(&mut cache, new, sets, &new.display().to_string())?)
+        }
+        None => {
+            let rev = rev.unwrap_or("HEAD");
+            let copy = git::git_copy(old, rev)?;
+            let a = plan_tolerant(&mut cache, &copy.0, sets, &format!("{}@{rev}", old.display()))?;
+            drop(copy);
+            (a, plan_tolerant(&mut cache, old, sets, &old.display().to_string())?)
+        }
+    };
+    let mut d = diff::diff_plans(&old_plan, &new_plan, all);
+    diff::add_metrics(&mut d, &mut cache, &old_plan, &new_plan, 0);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", diff::render(&d, table::stdout_colour()));
+    }
+    Ok(0)
+}
+
+/// Writes `saved/index.html`: the runs table of `plans` and their latest plots.
+fn write_index(cache: &Cache, saved: &Path, plans: &[&Plan]) -> Result<PathBuf> {
+    let rows = runs::collect(cache, plans);
+    let path = saved.join("index.html");
+    std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
+    crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(path)
+}
+
+/// Refreshes `saved/index.html` after `maskflow run FILE`: the default pipelines plus FILE,
+/// whose `plan` the run already built. A pipeline that no longer plans is left out of the
+/// page with a note, never an error: the run itself succeeded.
+pub(super) fn refresh_index(cache: &mut Cache, saved: &Path, file: &Path, plan: &Plan) -> Result<PathBuf> {
+    let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let mut others = Vec::new();
+    let mut order = Vec::new(); // None: the run's own plan.
+    for f in project::default_pipelines() {
+        if same(&f, file) {
+            order.push(None);
+            continue;
+        }
+        match plan_tolerant(cache, &f, &[], &f.display().to_string()) {
+            Ok(p) => {
+                order.push(Some(others.len()));
+                others.push(p);
+            }
+            Err(e) => eprintln!(
+                "note: {} leaves out {}: {}",
+                saved.join("index.html").display(),
+                f.display(),
+                super::render_error(&e).lines().next().unwrap_or("").trim_start_matches("error: ")
+            ),
+        }
+    }
+    if !order.contains(&None) {
+        order.push(None);
+    }
+    let plans: Vec<&Plan> = order.iter().map(|o| o.map_or(plan, |i| &others[i])).collect();
+    write_index(cache, saved, &plans)
+}
+
+/// `maskflow runs [PIPELINES…]` (default: `pipelines/*.mf`).
+pub(super) fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool, csv: bool, html: bool) -> Result<i32> {
+    let files = if files.is_empty() { project::default_pipelines() } else { files.to_vec() };
+    let mut cache = Cache::open(cache_dir)?;
+    let mut plans = Vec::new();
+    for f in &files {
+        plans.push(plan_tolerant(&mut cache, f, &[], &f.display().to_string())?);
+    }
+    let plans: Vec<&Plan> = plans.iter().collect();
+    if html {
+        let path = write_index(&cache, saved, &plans)?;
+        println!("wrote {}", path.display());
+        return Ok(0);
+    }
+    let rows = runs::collect(&cache, &plans);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if csv {
+        print!("{}", runs::render_csv(&rows)?);
+    } else {
+        print!("{}", runs::render_text(&rows, table::stdout_colour()));
+    }
+    Ok(0)
+}
+
+/// `maskflow verify FILE [--steps a,b]`: non-zero exit on any difference or uncached step.
+pub(super) fn verify(cache_dir: &Path, args: &PipelineArgs, steps: &[String], json: bool) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = load_plan(&mut cache, args)?;
+    let mut progress = Progress::default();
+    let verdicts = verify::verify(&mut cache, &plan, steps, &mut |step, p| progress.show(&step.name, p));
+    progress.finish();
+    let verdicts = verdicts?;
+    let bad = verdicts.iter().filter(|v| v.outcome != verify::Outcome::Reproducible).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdicts)?);
+    } else {
+        for v in &verdicts {
+            println!("{}", v.line());
+        }
+        println!(
+            "{} step{} verified: {} reproducible, {} not",
+            verdicts.len(),
+            if verdicts.len() == 1 { "" } else { "s" },
+            verdicts.len() - bad,
+            bad
+        );
+    }
+    Ok(if bad == 0 { 0 } else { 1 })
+}

@@ -1,0 +1,98 @@
+//! The tools around pipelines: `synth`, `data stats`, `model info`, `model check-weights`,
+//! `score`.
+
+use crate::data::labels::NUM_CLASSES;
+use anyhow::{Context, Result, anyhow};
+use std::path::Path;
+
+pub(super) fn synth(persons: usize, eval_persons: usize, seed: u64, size: (u32, u32), out: &Path) -> Result<i32> {
+    if out.exists() {
+        return Err(anyhow!("{}: already exists; choose a new --out directory", out.display()));
+    }
+    let started = std::time::Instant::now();
+    let params = crate::data::synth::SynthParams { persons, eval_persons, seed, width: size.0, height: size.1 };
+    let summary = crate::data::synth::generate(&params, out)?;
+    println!(
+        "wrote {} ({} train persons, {} eval persons, {} images) in {:.1}s",
+        out.display(),
+        persons,
+        eval_persons,
+        summary.train_images + summary.eval_images,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+pub(super) fn data_stats(dir: &Path, age_bins: [u32; 2], png: &Path) -> Result<i32> {
+    let train_dir = if dir.join("train.csv").is_file() { dir.to_path_buf() } else { dir.join("train") };
+    let index = crate::data::layout::read_train(&train_dir, crate::data::layout::BadImagePolicy::Error)?;
+    let stats = crate::data::stats::stats(&index, age_bins);
+    print!("{}", crate::data::stats::render_table(&stats));
+    crate::plots::stats_png(&stats, png)?;
+    println!("chart: {}", png.display());
+    Ok(0)
+}
+
+pub(super) fn model_info(name: &str, classes: usize, json: bool) -> Result<i32> {
+    let info = crate::model::info(name, classes)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!(
+            "{}: {} trainable parameters with {} classes (default input {}x{})",
+            info.arch, info.params, info.classes, info.default_input, info.default_input
+        );
+    }
+    Ok(0)
+}
+
+pub(super) fn check_weights(model: &str, classes: usize, weights: &Path, io: &Path, tol: f64) -> Result<i32> {
+    let report = crate::model::check_weights(model, classes, weights, io, tol)?;
+    let verdict = if report.passed { "ok" } else { "FAILED" };
+    println!("{}: max |Δlogit| = {:.3e} (tolerance {:.1e}): {verdict}", weights.display(), report.max_abs_diff, report.tol);
+    Ok(if report.passed { 0 } else { 1 })
+}
+
+/// Reads a two-column CSV (`id,value`) with a header, keyed by id.
+fn read_id_csv(path: &Path, value_column: &str) -> Result<Vec<(String, u32)>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let headers = reader.headers().with_context(|| format!("{}: no header", path.display()))?.clone();
+    let id_col = headers.iter().position(|h| h == "ImageID").with_context(|| format!("{}: no `ImageID` column", path.display()))?;
+    let val_col =
+        headers.iter().position(|h| h == value_column).with_context(|| format!("{}: no `{value_column}` column", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.with_context(|| format!("{}:{line}: malformed row", path.display()))?;
+        let value = record.get(val_col).unwrap_or("").trim();
+        let class: u32 = value
+            .parse()
+            .ok()
+            .filter(|c| (*c as usize) < NUM_CLASSES)
+            .with_context(|| format!("{}:{line}: `{value}` is not a class 0..{}", path.display(), NUM_CLASSES - 1))?;
+        rows.push((record.get(id_col).unwrap_or("").to_string(), class));
+    }
+    Ok(rows)
+}
+
+pub(super) fn score(submission: &Path, labels: &Path, json: bool) -> Result<i32> {
+    let predicted = read_id_csv(submission, "ans")?;
+    let truth: std::collections::HashMap<String, u32> = read_id_csv(labels, "class")?.into_iter().collect();
+    let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
+    for (id, ans) in &predicted {
+        let t = truth.get(id).with_context(|| format!("{}: image `{id}` has no label in {}", submission.display(), labels.display()))?;
+        y_true.push(*t);
+        y_pred.push(*ans);
+    }
+    if y_true.len() != truth.len() {
+        return Err(anyhow!("{}: {} rows, but {} has {} labels", submission.display(), y_true.len(), labels.display(), truth.len()));
+    }
+    let f1 = crate::metrics::macro_f1(&y_true, &y_pred);
+    let acc = crate::metrics::accuracy(&y_true, &y_pred);
+    if json {
+        println!("{}", serde_json::json!({ "macro_f1": f1, "accuracy": acc, "images": y_true.len() }));
+    } else {
+        println!("macro-F1 {f1:.4}, accuracy {acc:.4} over {} images", y_true.len());
+    }
+    Ok(0)
+}

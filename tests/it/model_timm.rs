@@ -1,0 +1,142 @@
+//! timm weight import against the fixture made by scripts/make_timm_fixture.py
+//! (efficientnet_b0, 18 classes, BatchNorm statistics/affine and biases randomised).
+
+use std::path::{Path, PathBuf};
+
+use maskflow::model;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm").join(name)
+}
+
+fn weights() -> PathBuf {
+    fixture("efficientnet_b0_18.safetensors")
+}
+
+fn io() -> PathBuf {
+    fixture("efficientnet_b0_18_io.safetensors")
+}
+
+#[test]
+fn timm_b0_logits_match_within_1e_4() {
+    let _rng = crate::common::burn_rng_lock();
+    let report = model::check_weights("efficientnet_b0", 18, &weights(), &io(), 1e-4).unwrap();
+    eprintln!("timm b0 fixture: max |Δlogit| = {:e}", report.max_abs_diff);
+    assert!(report.passed, "max |Δ| = {}", report.max_abs_diff);
+    assert!(report.max_abs_diff < 1e-4);
+}
+
+/// Rewrites `src` as safetensors with `edit` applied to each (name, shape, f32 values).
+fn rewrite(src: &Path, dst: &Path, edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> (Vec<usize>, Vec<f32>)) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            owned.push((name, view.dtype(), view.shape().to_vec(), view.data().to_vec()));
+            continue;
+        }
+        let values: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let (shape, values) = edit(&name, view.shape().to_vec(), values);
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        owned.push((name, safetensors::Dtype::F32, shape, data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, dt, shape, data)| (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, dst).unwrap();
+}
+
+#[test]
+fn perturbed_logits_fail_the_check() {
+    let _rng = crate::common::burn_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_io = dir.path().join("io.safetensors");
+    rewrite(&io(), &bad_io, |name, shape, mut v| {
+        if name == "logits" {
+            v[5] += 1e-3;
+        }
+        (shape, v)
+    });
+    let report = model::check_weights("efficientnet_b0", 18, &weights(), &bad_io, 1e-4).unwrap();
+    assert!(!report.passed);
+    assert!((report.max_abs_diff - 1e-3).abs() < 1e-4, "{}", report.max_abs_diff);
+}
+
+#[test]
+fn wrong_shape_weights_are_a_clear_error() {
+    let _rng = crate::common::burn_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    // A stem with 24 instead of 32 output channels.
+    rewrite(
+        &weights(),
+        &bad,
+        |name, shape, v| {
+            if name == "conv_stem.weight" { (vec![24, 3, 3, 3], v[..24 * 27].to_vec()) } else { (shape, v) }
+        },
+    );
+    let err = model::check_weights("efficientnet_b0", 18, &bad, &io(), 1e-4).unwrap_err().to_string();
+    eprintln!("wrong shape: {err}");
+    assert!(err.contains("bad.safetensors"), "{err}");
+    assert!(err.contains("stem.conv.weight") || err.contains("do not fit"), "{err}");
+}
+
+#[test]
+fn wrong_class_count_is_a_clear_error() {
+    let _rng = crate::common::burn_rng_lock();
+    let err = model::check_weights("efficientnet_b0", 10, &weights(), &io(), 1e-4).unwrap_err().to_string();
+    eprintln!("wrong classes: {err}");
+    assert!(err.contains("classifier"), "{err}");
+}
+
+#[test]
+fn non_safetensors_file_is_a_clear_error() {
+    let _rng = crate::common::burn_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("weights.safetensors");
+    std::fs::write(&junk, b"this is not a tensor file at all").unwrap();
+    let err = model::check_weights("efficientnet_b0", 18, &junk, &io(), 1e-4).unwrap_err().to_string();
+    assert!(err.contains("not a safetensors file"), "{err}");
+    let err = model::check_weights("efficientnet_b0", 18, &weights(), &junk, 1e-4).unwrap_err().to_string();
+    assert!(err.contains("not a safetensors file"), "{err}");
+    let err = model::check_weights("tiny_cnn", 18, &weights(), &io(), 1e-4).unwrap_err().to_string();
+    assert!(err.contains("not a timm EfficientNet"), "{err}");
+}
+
+/// The fixture's `conv_stem.weight` as f32 values.
+fn stem_from_file() -> Vec<f32> {
+    let bytes = std::fs::read(weights()).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor("conv_stem.weight").unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[test]
+fn pretrained_backbones_load_and_mismatched_classifiers_stay_fresh() {
+    let _rng = crate::common::burn_rng_lock();
+    use burn::backend::Flex;
+    use maskflow::model::{Backbone, Classifier, HeadKind, ModelSpec};
+    let device = Default::default();
+    let want = stem_from_file();
+    let stem = |net: &Backbone<Flex>| match net {
+        Backbone::EfficientNet(n) => n.stem.conv.weight.val().into_data().to_vec::<f32>().unwrap(),
+        Backbone::Tiny(_) => panic!("expected an EfficientNet"),
+    };
+    // Multi head: 8 outputs, so the 18-class classifier in the file is skipped.
+    let mut multi = ModelSpec::new("efficientnet_b0", HeadKind::Multi).build::<Flex>(&device).unwrap();
+    model::load_pretrained(&mut multi, "efficientnet_b0", &weights()).unwrap();
+    let Classifier::Multi(net) = &multi else { panic!("multi head expected") };
+    assert_eq!(stem(net), want);
+    // Separate heads: all three backbones get the weights.
+    let mut sep = ModelSpec::new("efficientnet_b0", HeadKind::Separate).build::<Flex>(&device).unwrap();
+    model::load_pretrained(&mut sep, "efficientnet_b0", &weights()).unwrap();
+    let Classifier::Separate(nets) = &sep else { panic!("separate heads expected") };
+    for net in [&nets.mask, &nets.gender, &nets.age] {
+        assert_eq!(stem(net), want);
+    }
+    // Another architecture does not fit.
+    let mut b1 = ModelSpec::new("efficientnet_b1", HeadKind::Single).build::<Flex>(&device).unwrap();
+    let err = model::load_pretrained(&mut b1, "efficientnet_b1", &weights()).unwrap_err().to_string();
+    assert!(err.contains("missing") || err.contains("do not fit"), "{err}");
+}
