@@ -60,10 +60,8 @@ pub fn collect(cache: &mut Cache, plans: &[Plan], dry_run: bool) -> Result<Colle
     // Records first, so an interrupted gc never leaves a record whose outputs are gone.
     for (dir, live) in [(Dir::Records, &live_records), (Dir::Objects, &live_objects)] {
         for entry in walkdir::WalkDir::new(cache.dir(dir)).into_iter().flatten() {
-            if entry.file_type().is_file() {
-                if !live.contains(entry.path()) {
-                    remove(entry.path(), false)?;
-                }
+            if entry.file_type().is_file() && !live.contains(entry.path()) {
+                remove(entry.path(), false)?;
             }
         }
     }

@@ -16,6 +16,7 @@ pub use maskflow_ml::{BURN_VERSION, alloc, batch, data, fsutil, metrics, model, 
 pub mod cache;
 pub mod canonical;
 pub mod cli;
+pub mod config;
 pub mod digest;
 pub mod draw;
 pub mod exec;
@@ -25,4 +26,5 @@ pub mod lang;
 pub mod plan;
 pub mod plots;
 pub mod project;
+pub mod remote;
 pub mod report;

@@ -13,6 +13,16 @@ pub struct Cli {
     /// Where human-facing results go (`saved/<pipeline>/<run-id>/`).
     #[arg(long, global = true, env = "MASKFLOW_SAVED", default_value = "saved")]
     pub saved: PathBuf,
+    /// The shared remote cache (`http://host/ns` or `file:///path`); overrides `maskflow.toml`
+    /// and MASKFLOW_REMOTE.
+    #[arg(long, global = true, value_name = "URL")]
+    pub remote: Option<String>,
+    /// Use no remote cache, whatever `maskflow.toml` or MASKFLOW_REMOTE say.
+    #[arg(long, global = true, conflicts_with = "remote")]
+    pub no_remote: bool,
+    /// Upload what this run computes, signed with the key in MASKFLOW_SIGNING_KEY.
+    #[arg(long, global = true)]
+    pub remote_upload: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -130,6 +140,22 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Upload what the pipeline's steps computed here to the remote cache, signed (for CI,
+    /// after `maskflow verify`).
+    Push {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Fetch everything the pipeline's steps produced from the remote cache, for offline work.
+    Pull {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Signing keys for the remote cache.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Write a synthetic dataset in the competition layout (train/ and eval/).
     Synth {
         /// Persons in train/ (7 photos each).
@@ -232,4 +258,17 @@ fn parse_bins(s: &str) -> Result<[u32; 2], String> {
 pub enum CacheCommand {
     /// Re-hash every object, tree and record; exit non-zero on any mismatch.
     Verify,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a new ed25519 key pair: the secret to FILE (mode 600), the public key on stdout
+    /// as `NAME:BASE64`, the form `trusted_keys` takes.
+    Generate {
+        /// The key's name, e.g. `ci-1` (a number allows rotation).
+        name: String,
+        /// Where to write the secret key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }

@@ -4,6 +4,7 @@
 
 mod args;
 mod pipeline;
+mod remote;
 mod report;
 mod store;
 mod tools;
@@ -11,8 +12,9 @@ mod tools;
 pub use args::{Cli, Command};
 
 use anyhow::Result;
-use args::{CacheCommand, DataCommand, ModelCommand};
+use args::{CacheCommand, DataCommand, KeyCommand, ModelCommand};
 use clap::Parser;
+use std::path::Path;
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -27,9 +29,20 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     let (cache, saved) = (&cli.cache, &cli.saved);
+    let flags = crate::config::RemoteFlags { url: cli.remote.clone(), disabled: cli.no_remote, upload: cli.remote_upload };
+    let open_remote = || -> Result<Option<crate::remote::Remote>> {
+        let env = |name: &str| std::env::var(name).ok();
+        let settings = crate::config::remote_settings(Path::new("."), &flags, &env)?;
+        settings.map(|s| crate::remote::Remote::open(&s)).transpose()
+    };
     match cli.command {
-        Command::Run { pipeline, force, until, json, locked } => pipeline::run(cache, saved, &pipeline, force, until, json, locked),
-        Command::Plan { pipeline, json } => pipeline::plan(cache, &pipeline, json),
+        Command::Run { pipeline, force, until, json, locked } => {
+            pipeline::run(cache, saved, open_remote()?.as_ref(), &pipeline, force, until, json, locked)
+        }
+        Command::Plan { pipeline, json } => pipeline::plan(cache, open_remote()?.as_ref(), &pipeline, json),
+        Command::Push { pipeline } => remote::push(cache, open_remote()?.as_ref(), &pipeline),
+        Command::Pull { pipeline } => remote::pull(cache, open_remote()?.as_ref(), &pipeline),
+        Command::Key { command: KeyCommand::Generate { name, out } } => remote::generate_key(&name, &out),
         Command::Check { files, sets } => pipeline::check(&files, &sets),
         Command::Fmt { files, check, write } => pipeline::fmt(&files, check, write),
         Command::Explain { pipeline, step } => pipeline::explain(cache, &pipeline, &step),

@@ -7,6 +7,7 @@ use crate::exec::{self, Event, RunOptions, Status};
 use crate::lang;
 use crate::plan::{MissingInputs, Plan};
 use crate::project;
+use crate::remote::Remote;
 use crate::report::lockfile;
 use anyhow::{Context, Result, anyhow};
 use std::io::Write;
@@ -21,6 +22,7 @@ pub(super) fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> 
 pub(super) fn run(
     cache_dir: &Path,
     saved: &Path,
+    remote: Option<&Remote>,
     args: &PipelineArgs,
     force: Vec<String>,
     until: Option<String>,
@@ -36,8 +38,9 @@ pub(super) fn run(
     let opts = RunOptions { force, until };
     let mut progress = Progress::default();
     let stdout = std::io::stdout();
-    let reports = exec::run(&mut cache, &plan, &opts, &mut |event| match event {
+    let outcome = exec::run(&mut cache, &plan, &opts, remote, &mut |event| match event {
         Event::Progress { step, progress: p } => progress.show(&step.name, p),
+        Event::Warning(w) => progress.println(&format!("warning: {w}")),
         Event::Finished(report) => {
             progress.finish();
             if !json {
@@ -46,12 +49,13 @@ pub(super) fn run(
         }
     });
     progress.finish();
-    let reports = reports?;
+    let exec::RunOutcome { reports, records } = outcome?;
     if !locked {
-        lockfile::write(&cache, &plan, &reports, &args.file)?;
+        lockfile::write(&plan, &reports, &records, &args.file)?;
     }
     let canonical = lang::format_file(&args.file).ok();
-    let run_dir = exec::saved::write(saved, &mut cache, &exec::saved::SavedRun { plan: &plan, reports: &reports, canonical })?;
+    let saved_run = exec::saved::SavedRun { plan: &plan, reports: &reports, records: &records, canonical };
+    let run_dir = exec::saved::write(saved, &mut cache, &saved_run)?;
     refresh_index(&mut cache, saved, &args.file, &plan)?;
     let ran = reports.iter().filter(|r| r.status == Status::Run).count();
     if json {
@@ -118,6 +122,14 @@ impl Progress {
         }
     }
 
+    /// A line on stderr above the bar (or alone, when no bar is drawn).
+    pub(super) fn println(&self, line: &str) {
+        match &self.bar {
+            Some((_, bar)) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+
     pub(super) fn finish(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
             bar.finish_and_clear();
@@ -125,17 +137,20 @@ impl Progress {
     }
 }
 
-pub(super) fn plan(cache_dir: &Path, args: &PipelineArgs, json: bool) -> Result<i32> {
+pub(super) fn plan(cache_dir: &Path, remote: Option<&Remote>, args: &PipelineArgs, json: bool) -> Result<i32> {
     let mut cache = Cache::open(cache_dir)?;
     let plan = load_plan(&mut cache, args)?;
     let refs = cache.read_refs(&plan.pipeline);
-    let statuses: Vec<_> = plan.steps.iter().map(|s| exec::status(&mut cache, &refs, s, false)).collect();
+    let statuses: Vec<_> = plan.steps.iter().map(|s| exec::plan_status(&mut cache, &refs, s, remote)).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
         for st in &statuses {
             let word = if st.status == Status::Hit { "hit " } else { "miss" };
             let mut line = format!("{word} {}  {}", st.step, &st.key[..12]);
+            if let Some(signer) = &st.remote {
+                line.push_str(&format!(" (remote, signed by {signer})"));
+            }
             if st.status == Status::Miss && !st.reasons.is_empty() {
                 line.push_str(": ");
                 line.push_str(&st.reasons.join("; "));

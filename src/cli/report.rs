@@ -7,7 +7,7 @@ use crate::cache::Cache;
 use crate::plan::{MissingInputs, Plan};
 use crate::project;
 use crate::report::{diff, git, runs, table, verify};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
 /// Loads and plans a pipeline, tolerating missing data and weights (placeholder digests).
@@ -52,16 +52,6 @@ pub(super) fn diff(
     Ok(0)
 }
 
-/// Writes `saved/index.html`: the runs table of `plans` and their latest plots.
-fn write_index(cache: &Cache, saved: &Path, plans: &[&Plan]) -> Result<PathBuf> {
-    let rows = runs::collect(cache, plans);
-    let path = saved.join("index.html");
-    std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
-    crate::fsutil::write_atomic(&path, runs::render_html(&rows, saved).as_bytes())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(path)
-}
-
 /// Refreshes `saved/index.html` after `maskflow run FILE`: the default pipelines plus FILE,
 /// whose `plan` the run already built. A pipeline that no longer plans is left out of the
 /// page with a note, never an error: the run itself succeeded.
@@ -91,7 +81,7 @@ pub(super) fn refresh_index(cache: &mut Cache, saved: &Path, file: &Path, plan: 
         order.push(None);
     }
     let plans: Vec<&Plan> = order.iter().map(|o| o.map_or(plan, |i| &others[i])).collect();
-    write_index(cache, saved, &plans)
+    runs::write_index(cache, saved, &plans)
 }
 
 /// `maskflow runs [PIPELINES…]` (default: `pipelines/*.mf`).
@@ -104,7 +94,7 @@ pub(super) fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool
     }
     let plans: Vec<&Plan> = plans.iter().collect();
     if html {
-        let path = write_index(&cache, saved, &plans)?;
+        let path = runs::write_index(&cache, saved, &plans)?;
         println!("wrote {}", path.display());
         return Ok(0);
     }

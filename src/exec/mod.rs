@@ -9,9 +9,10 @@ pub mod saved;
 pub mod steps;
 
 use crate::cache::manifest::Manifest;
-use crate::cache::{Cache, OutputState, RECORD_FORMAT, Record, RefEntry};
+use crate::cache::{Cache, Output, OutputState, RECORD_FORMAT, Record, RefEntry};
 use crate::digest::Digest;
 use crate::plan::{Plan, Role, Step, StepKind, key};
+use crate::remote::{Lookup, Remote, RemoteHit};
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +48,9 @@ pub struct StepStatus {
     pub key: String,
     pub status: Status,
     pub reasons: Vec<String>,
+    /// For a hit on the remote: the key that signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     #[serde(skip)]
     pub record: Option<Record>,
     /// Files found damaged while checking (to quarantine before a rerun).
@@ -62,6 +66,7 @@ pub fn status(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &Step,
         key: step.key.hex(),
         status: Status::Miss,
         reasons: Vec::new(),
+        remote: None,
         record: None,
         damaged: Vec::new(),
     };
@@ -116,6 +121,26 @@ pub fn status(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &Step,
     st
 }
 
+/// [`status`] for a dry run with a remote: a local miss that the remote holds is a hit
+/// there. A remote that cannot answer leaves the miss, its words among the reasons.
+pub fn plan_status(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &Step, remote: Option<&Remote>) -> StepStatus {
+    let mut st = status(cache, refs, step, false);
+    if st.status == Status::Miss
+        && let Some(remote) = remote
+    {
+        match remote.lookup(&step.key) {
+            Lookup::Hit(hit) => {
+                st.status = Status::Hit;
+                st.reasons.clear();
+                st.remote = Some(hit.signer);
+            }
+            Lookup::Ignored(why) => st.reasons.push(why),
+            Lookup::Absent => {}
+        }
+    }
+    st
+}
+
 /// Words for a changed input file digest: for the data manifest, how many files changed.
 fn describe_file(cache: &mut Cache, step: &Step, name: &str, old: &serde_json::Value) -> Option<String> {
     if name != "manifest" {
@@ -148,9 +173,11 @@ pub struct StepReport {
     pub summary: Option<String>,
 }
 
-/// What a run tells its caller while it goes: training progress, and each step as it ends.
+/// What a run tells its caller while it goes: training progress, warnings (a remote that
+/// failed, as an accelerator that failed), and each step as it ends.
 pub enum Event<'a> {
     Progress { step: &'a Step, progress: crate::train::Progress },
+    Warning(String),
     Finished(&'a StepReport),
 }
 
@@ -172,9 +199,23 @@ pub fn selected_steps(plan: &Plan, until: Option<&str>) -> Result<Vec<usize>> {
     Ok(keep.into_iter().collect())
 }
 
-/// Runs a plan: each selected step in dependency order is a hit, or is computed and
-/// recorded. `events` hears of progress and of each step as it ends.
-pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, events: &mut dyn FnMut(Event)) -> Result<Vec<StepReport>> {
+/// What a run did: one report per selected step, and the record each step has now (a
+/// local record, or a remote one whose outputs are fetched only where needed), by step name.
+pub struct RunOutcome {
+    pub reports: Vec<StepReport>,
+    pub records: BTreeMap<String, Record>,
+}
+
+/// Runs a plan: each selected step in dependency order is a hit (local, or on the remote),
+/// or is computed and recorded. `events` hears of progress, warnings and each step as it
+/// ends. With a remote that uploads, every step of the run ends up on it.
+pub fn run(
+    cache: &mut Cache,
+    plan: &Plan,
+    opts: &RunOptions,
+    remote: Option<&Remote>,
+    events: &mut dyn FnMut(Event),
+) -> Result<RunOutcome> {
     for f in &opts.force {
         if !plan.steps.iter().any(|s| s.is_named(f)) {
             return Err(anyhow!("--force: no step `{f}` in this pipeline"));
@@ -182,7 +223,7 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, events: &mut dyn F
     }
     let selected = selected_steps(plan, opts.until.as_deref())?;
     let refs = cache.read_refs(&plan.pipeline);
-    let mut records: BTreeMap<usize, Record> = BTreeMap::new();
+    let mut ex = Executor { cache, plan, remote, events, have: BTreeMap::new() };
     let mut reports = Vec::new();
     let mut new_refs = BTreeMap::new();
     let mut failure = None;
@@ -190,32 +231,17 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, events: &mut dyn F
         let step = &plan.steps[i];
         let forced = opts.force.iter().any(|f| step.is_named(f));
         let started = Instant::now();
-        let (status, reasons, record, summary) = match hit_or_lock(cache, &refs, step, forced)? {
-            Found::Hit(st) => (Status::Hit, st.reasons, st.record.expect("a hit has a record"), None),
-            Found::Miss(st, _lock) => {
-                let inputs: BTreeMap<Role, &Record> =
-                    step.deps.iter().map(|(role, d)| (*role, records.get(d).expect("dependencies run first"))).collect();
-                let output = match steps::run_step(cache, plan, step, &inputs, &mut |progress| events(Event::Progress { step, progress })) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        failure = Some(e.context(format!("step `{}` failed", step.name)));
-                        break;
-                    }
-                };
-                let record = Record {
-                    format: RECORD_FORMAT,
-                    kind: step.kind.to_string(),
-                    key: step.key,
-                    key_object: step.key_object.clone(),
-                    key_text: crate::canonical::json(&step.key_object),
-                    outputs: output.outputs,
-                    metrics: output.metrics,
-                    finished: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-                    seconds: started.elapsed().as_secs_f64(),
-                    maskflow_version: env!("CARGO_PKG_VERSION").to_string(),
-                };
-                cache.write_record(&record).with_context(|| format!("step `{}`", step.name))?;
-                (Status::Run, st.reasons, record, output.summary)
+        let outcome = ex.hit_or_run(i, &refs, forced).and_then(|done| {
+            if remote.is_some_and(|r| r.upload) {
+                ex.publish(i)?;
+            }
+            Ok(done)
+        });
+        let (status, reasons, summary) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                failure = Some(e.context(format!("step `{}` failed", step.name)));
+                break;
             }
         };
         let report = StepReport {
@@ -227,49 +253,168 @@ pub fn run(cache: &mut Cache, plan: &Plan, opts: &RunOptions, events: &mut dyn F
             seconds: started.elapsed().as_secs_f64(),
             summary,
         };
-        events(Event::Finished(&report));
+        (ex.events)(Event::Finished(&report));
         reports.push(report);
-        records.insert(i, record);
         new_refs.insert(step.name.clone(), RefEntry { key: step.key, key_object: step.key_object.clone() });
     }
     // Refs and stamps are bookkeeping: they are updated even when a step failed, so the
     // next explanation compares against what actually ran.
     // A failed step's error is what the user needs; a bookkeeping error (say, the disk
     // filled up) comes second.
-    let bookkeeping = cache.update_refs(&plan.pipeline, &new_refs).and_then(|()| cache.flush());
+    let bookkeeping = ex.cache.update_refs(&plan.pipeline, &new_refs).and_then(|()| ex.cache.flush());
     if let Some(e) = failure {
         return Err(e);
     }
     bookkeeping?;
-    Ok(reports)
+    let records = ex.have.into_iter().map(|(i, have)| (plan.steps[i].name.clone(), have.into_record())).collect();
+    Ok(RunOutcome { reports, records })
 }
 
-/// A step found in the cache, or one to compute, holding its lock.
-enum Found {
-    Hit(StepStatus),
-    Miss(StepStatus, std::fs::File),
+/// Where a step's record is: here with all its outputs, or on the remote.
+enum Have {
+    Local(Record),
+    Remote(RemoteHit),
 }
 
-/// Decides whether `step` must run. A miss takes the step's lock; if another run was
-/// computing the same step, the lock waits for it and its record then makes this a hit.
-/// Damaged outputs found on the way are moved aside before the step recomputes them.
-fn hit_or_lock(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &Step, forced: bool) -> Result<Found> {
-    let st = status(cache, refs, step, forced);
-    if st.status == Status::Hit {
-        return Ok(Found::Hit(st));
-    }
-    let lock = cache.lock_step(&step.key)?;
-    if !forced {
-        let mut again = status(cache, refs, step, false);
-        if again.status == Status::Hit {
-            again.reasons = vec!["computed by a concurrent run".into()];
-            return Ok(Found::Hit(again));
+impl Have {
+    fn record(&self) -> &Record {
+        match self {
+            Have::Local(r) => r,
+            Have::Remote(hit) => &hit.record,
         }
     }
-    for path in &st.damaged {
-        cache.quarantine(path);
+
+    fn into_record(self) -> Record {
+        match self {
+            Have::Local(r) => r,
+            Have::Remote(hit) => hit.record,
+        }
     }
-    Ok(Found::Miss(st, lock))
+}
+
+struct Executor<'r, 'p> {
+    cache: &'r mut Cache,
+    plan: &'p Plan,
+    remote: Option<&'r Remote>,
+    events: &'r mut dyn FnMut(Event<'_>),
+    have: BTreeMap<usize, Have>,
+}
+
+impl Executor<'_, '_> {
+    fn warn(&mut self, message: String) {
+        (self.events)(Event::Warning(message));
+    }
+
+    /// Step `i`'s status, reasons and summary after making it available: a local hit, a
+    /// remote hit, or a local computation (which takes the step's lock; a concurrent run
+    /// computing the same step is waited for and its record reused).
+    fn hit_or_run(&mut self, i: usize, refs: &BTreeMap<String, RefEntry>, forced: bool) -> Result<(Status, Vec<String>, Option<String>)> {
+        let plan = self.plan;
+        let step = &plan.steps[i];
+        let st = status(self.cache, refs, step, forced);
+        if st.status == Status::Hit {
+            self.have.insert(i, Have::Local(st.record.expect("a hit has a record")));
+            return Ok((Status::Hit, st.reasons, None));
+        }
+        if !forced && let Some(remote) = self.remote {
+            match remote.lookup(&step.key) {
+                // What `saved/` shows (metrics, plots, the submission) is fetched now, so that
+                // a hit is reported only when it is usable; the rest waits for a step that
+                // needs it.
+                Lookup::Hit(hit) => match self.fetch_shown(step, &hit.record) {
+                    Ok(()) => {
+                        let reasons = vec![format!("remote, signed by {}", hit.signer)];
+                        self.have.insert(i, Have::Remote(*hit));
+                        return Ok((Status::Hit, reasons, None));
+                    }
+                    Err(e) => self.warn(format!("{e:#}; computing `{}` here", step.name)),
+                },
+                Lookup::Ignored(why) => self.warn(format!("{why}; computing `{}` here", step.name)),
+                Lookup::Absent => {}
+            }
+        }
+        let _lock = self.cache.lock_step(&step.key)?;
+        if !forced {
+            let mut again = status(self.cache, refs, step, false);
+            if again.status == Status::Hit {
+                self.have.insert(i, Have::Local(again.record.take().expect("a hit has a record")));
+                return Ok((Status::Hit, vec!["computed by a concurrent run".into()], None));
+            }
+        }
+        for path in &st.damaged {
+            self.cache.quarantine(path);
+        }
+        let summary = self.compute(i)?;
+        Ok((Status::Run, st.reasons, summary))
+    }
+
+    /// Computes step `i` here, its dependencies' outputs made local first.
+    fn compute(&mut self, i: usize) -> Result<Option<String>> {
+        let plan = self.plan;
+        let step = &plan.steps[i];
+        let started = Instant::now();
+        for &(_, d) in &step.deps {
+            self.localize(d)?;
+        }
+        let inputs: BTreeMap<Role, &Record> = step.deps.iter().map(|(role, d)| (*role, self.have[d].record())).collect();
+        let events = &mut *self.events;
+        let output = steps::run_step(self.cache, plan, step, &inputs, &mut |progress| events(Event::Progress { step, progress }))?;
+        let record = Record {
+            format: RECORD_FORMAT,
+            kind: step.kind.to_string(),
+            key: step.key,
+            key_object: step.key_object.clone(),
+            key_text: crate::canonical::json(&step.key_object),
+            outputs: output.outputs,
+            metrics: output.metrics,
+            finished: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            maskflow_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        self.cache.write_record(&record).with_context(|| format!("step `{}`", step.name))?;
+        self.have.insert(i, Have::Local(record));
+        Ok(output.summary)
+    }
+
+    /// Makes every output of step `i` local: a remote hit's outputs are fetched (and its
+    /// record then written here); when that fails, the step is computed here instead.
+    fn localize(&mut self, i: usize) -> Result<()> {
+        let Some(Have::Remote(hit)) = self.have.get(&i) else { return Ok(()) };
+        let record = hit.record.clone();
+        let fetched = record.outputs.values().try_for_each(|out| self.fetch(out));
+        let plan = self.plan;
+        let step = &plan.steps[i];
+        match fetched {
+            Ok(()) => {
+                self.cache.write_record(&record).with_context(|| format!("step `{}`", step.name))?;
+                self.have.insert(i, Have::Local(record));
+                Ok(())
+            }
+            Err(e) => {
+                self.warn(format!("{e:#}; computing `{}` here", step.name));
+                let _lock = self.cache.lock_step(&step.key)?;
+                self.compute(i).map(|_| ())
+            }
+        }
+    }
+
+    /// Fetches the outputs of a remote record that `saved/` shows.
+    fn fetch_shown(&mut self, step: &Step, record: &Record) -> Result<()> {
+        let shown: Vec<Output> = steps::human_outputs(step.kind).iter().filter_map(|name| record.outputs.get(*name).cloned()).collect();
+        shown.iter().try_for_each(|out| self.fetch(out))
+    }
+
+    fn fetch(&mut self, out: &Output) -> Result<()> {
+        self.remote.expect("remote hits come from a remote").fetch(self.cache, out)
+    }
+
+    /// Uploads step `i`'s record and outputs when it is local (a remote hit is there already).
+    fn publish(&mut self, i: usize) -> Result<()> {
+        let (Some(remote), Some(Have::Local(record))) = (self.remote, self.have.get(&i)) else { return Ok(()) };
+        let record = record.clone();
+        remote.upload(self.cache, &record)?;
+        Ok(())
+    }
 }
 
 /// Renders one step report as the single human line `run` prints (and `log.txt` keeps).

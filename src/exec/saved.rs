@@ -10,11 +10,15 @@ use crate::cache::{Cache, Record};
 use crate::fsutil;
 use crate::plan::Plan;
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct SavedRun<'a> {
     pub plan: &'a Plan,
     pub reports: &'a [StepReport],
+    /// The record of each reported step, by step name (a remote hit's record too: the
+    /// outputs copied here were fetched by the run).
+    pub records: &'a BTreeMap<String, Record>,
     /// The canonical (formatted) pipeline text, when available.
     pub canonical: Option<String>,
 }
@@ -56,9 +60,7 @@ pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<Pat
     write("steps.json", &serde_json::to_vec_pretty(run.reports)?)?;
     // Human-facing outputs of every step of this run, hit or run.
     for report in run.reports {
-        let Some(step) = run.plan.step(&report.step) else { continue };
-        let Ok(Some(record)) = cache.read_record(&step.key) else { continue };
-        let record: Record = record;
+        let (Some(step), Some(record)) = (run.plan.step(&report.step), run.records.get(&report.step)) else { continue };
         for name in human_outputs(step.kind) {
             let Some(out) = record.outputs.get(*name) else { continue };
             let bytes = cache.read_blob(&out.digest)?;

@@ -7,7 +7,7 @@
 //! explained (pipeline IR, data manifest or code version) from the same object that hashes
 //! to the key.
 
-use crate::cache::Cache;
+use crate::cache::Record;
 use crate::exec::StepReport;
 use crate::plan::{Plan, StepKind, key};
 use anyhow::{Context, Result, bail};
@@ -43,12 +43,12 @@ pub fn path_for(pipeline: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The lock of the steps a run reported (hit or run), read back from their records.
-pub fn build(cache: &Cache, plan: &Plan, reports: &[StepReport]) -> Result<Lockfile> {
+/// The lock of the steps a run reported (hit or run), from their records (by step name).
+pub fn build(plan: &Plan, reports: &[StepReport], records: &BTreeMap<String, Record>) -> Result<Lockfile> {
     let mut steps = BTreeMap::new();
     for r in reports {
         let Some(step) = plan.step(&r.step) else { continue };
-        let record = cache.read_record(&step.key)?.with_context(|| format!("step `{}` has no record after the run", step.name))?;
+        let record = records.get(&step.name).with_context(|| format!("step `{}` has no record after the run", step.name))?;
         let metrics =
             record.metrics.as_ref().filter(|_| step.kind == StepKind::Evaluate).map(|m| {
                 ["macro_f1", "accuracy"].iter().filter_map(|k| Some((k.to_string(), m[*k].as_f64()?))).collect::<BTreeMap<_, _>>()
@@ -80,8 +80,8 @@ pub fn to_text(lock: &Lockfile) -> String {
 }
 
 /// Writes `FILE.lock` for a finished run (only when its text changed).
-pub fn write(cache: &Cache, plan: &Plan, reports: &[StepReport], pipeline: &Path) -> Result<()> {
-    let text = to_text(&build(cache, plan, reports)?);
+pub fn write(plan: &Plan, reports: &[StepReport], records: &BTreeMap<String, Record>, pipeline: &Path) -> Result<()> {
+    let text = to_text(&build(plan, reports, records)?);
     let path = path_for(pipeline);
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(());

@@ -165,3 +165,14 @@ pub fn render_html(rows: &[Row], saved_root: &std::path::Path) -> String {
     out.push_str("</body></html>\n");
     out
 }
+
+/// Writes `saved/index.html`: the runs table of `plans` and their latest plots.
+pub fn write_index(cache: &crate::cache::Cache, saved: &std::path::Path, plans: &[&Plan]) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let rows = collect(cache, plans);
+    let path = saved.join("index.html");
+    std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
+    crate::fsutil::write_atomic(&path, render_html(&rows, saved).as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(path)
+}

@@ -72,16 +72,22 @@ impl Space {
         self.run_env(args, &[])
     }
 
+    /// `maskflow ARGS` in this space, with only `env` of maskflow's own settings: none the
+    /// developer's shell may hold (a cache, a remote, keys) leaks into a test.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_maskflow"));
+        command.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1");
+        for (name, _) in std::env::vars() {
+            if name.starts_with("MASKFLOW_") {
+                command.env_remove(name);
+            }
+        }
+        command.envs(env.iter().copied());
+        command
+    }
+
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
-        let out: Output = Command::new(env!("CARGO_BIN_EXE_maskflow"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("MASKFLOW_CACHE")
-            .env_remove("MASKFLOW_SAVED")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run maskflow");
+        let out: Output = self.command(args, env).output().expect("run maskflow");
         Ran {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

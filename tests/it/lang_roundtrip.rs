@@ -95,7 +95,7 @@ const BREAK: char = '\u{2}';
 /// `items` between `open` and `close` in one of several layouts.
 fn seq(open: &str, close: &str, items: &[String], style: u8) -> String {
     if items.is_empty() {
-        return if style % 2 == 0 { format!("{open}{close}") } else { format!("{open} {close}") };
+        return if style.is_multiple_of(2) { format!("{open}{close}") } else { format!("{open} {close}") };
     }
     match style % 5 {
         0 => format!("{open}{}{close}", items.join(", ")),

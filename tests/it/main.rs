@@ -32,6 +32,7 @@ mod reliability_corruption;
 mod reliability_faults;
 mod reliability_keys;
 mod reliability_mutate;
+mod remote_cache;
 mod report_browser;
 mod report_cli;
 mod report_metrics;

@@ -129,9 +129,12 @@ fn mutate(rng: &mut Rng, corpus: &[(String, Vec<u8>)]) -> Vec<u8> {
     bytes
 }
 
+/// Inputs that loaded, inputs diagnosed, and the panics (mutation index, message, bytes).
+type Tally = (usize, usize, Vec<(usize, String, Vec<u8>)>);
+
 /// Runs `n` mutations from `seed`; returns how many loaded, failed with diagnostics, and the
 /// panics (with the input that caused them).
-fn run(seed: u64, n: usize) -> (usize, usize, Vec<(usize, String, Vec<u8>)>) {
+fn run(seed: u64, n: usize) -> Tally {
     let corpus = corpus();
     let dir = tempfile::tempdir().unwrap();
     // Bases the corpus extends, so `extends` resolves as it does in pipelines/.
@@ -165,11 +168,11 @@ fn run(seed: u64, n: usize) -> (usize, usize, Vec<(usize, String, Vec<u8>)>) {
 }
 
 /// In a thread with the main thread's stack size, as the binary would run it.
-fn run_on_big_stack(seed: u64, n: usize) -> (usize, usize, Vec<(usize, String, Vec<u8>)>) {
+fn run_on_big_stack(seed: u64, n: usize) -> Tally {
     std::thread::Builder::new().stack_size(8 << 20).spawn(move || run(seed, n)).unwrap().join().unwrap()
 }
 
-fn report(n: usize, (ok, diagnosed, panics): &(usize, usize, Vec<(usize, String, Vec<u8>)>)) {
+fn report(n: usize, (ok, diagnosed, panics): &Tally) {
     println!(
         "\n@row fuzz | mutations of pipelines/ and the catalogue | {n} | {ok} loaded, {diagnosed} diagnosed, {} panics |",
         panics.len()

@@ -262,6 +262,8 @@ struct Session<'a, B: TrainBackend> {
 }
 
 /// Where [`Session::start_or_resume`] leaves a call: nothing to do, or epochs to run.
+/// One value per training call, moved once: boxing the model would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Start<B: TrainBackend> {
     Finished(TrainOutcome),
     Run { model: Classifier<B>, optim: Optimizer<B>, state: RunState },
