@@ -54,6 +54,9 @@ http {
         root $dir/data;
         client_max_body_size 0;
         location /maskflow/ {
+            # `maskflow cache verify --remote` lists v1/ac/ and v1/cas/ through the index.
+            autoindex on;
+            autoindex_format json;
             dav_methods PUT;
             create_full_put_path on;
             dav_access user:rw group:r all:r;

@@ -14,9 +14,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "MASKFLOW_SAVED", default_value = "saved")]
     pub saved: PathBuf,
     /// The shared remote cache (`http://host/ns` or `file:///path`); overrides `maskflow.toml`
-    /// and MASKFLOW_REMOTE.
-    #[arg(long, global = true, value_name = "URL")]
-    pub remote: Option<String>,
+    /// and MASKFLOW_REMOTE. Without a URL: the configured one (`cache verify --remote`).
+    #[arg(long, global = true, value_name = "URL", num_args = 0..=1, value_parser = parse_remote_url)]
+    pub remote: Option<Option<String>>,
     /// Use no remote cache, whatever `maskflow.toml` or MASKFLOW_REMOTE say.
     #[arg(long, global = true, conflicts_with = "remote")]
     pub no_remote: bool,
@@ -235,6 +235,11 @@ pub enum DataCommand {
     },
 }
 
+/// A remote's URL; anything else (a pipeline path after a bare `--remote`) is refused here.
+fn parse_remote_url(s: &str) -> Result<String, String> {
+    if s.contains("://") { Ok(s.to_string()) } else { Err(format!("`{s}` is not a URL (`http://host/ns` or `file:///path`)")) }
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s.split_once('x').ok_or_else(|| format!("`{s}` is not a size like 384x512"))?;
     let w = w.parse().map_err(|_| format!("`{s}` is not a size like 384x512"))?;
@@ -256,7 +261,8 @@ fn parse_bins(s: &str) -> Result<[u32; 2], String> {
 
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
-    /// Re-hash every object, tree and record; exit non-zero on any mismatch.
+    /// Re-hash every object, tree and record; exit non-zero on any mismatch. With `--remote`:
+    /// the remote cache's every record (signature, key, outputs) and every object's digest.
     Verify,
 }
 

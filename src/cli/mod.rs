@@ -29,7 +29,7 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     let (cache, saved) = (&cli.cache, &cli.saved);
-    let flags = crate::config::RemoteFlags { url: cli.remote.clone(), disabled: cli.no_remote, upload: cli.remote_upload };
+    let flags = crate::config::RemoteFlags { url: cli.remote.clone().flatten(), disabled: cli.no_remote, upload: cli.remote_upload };
     let open_remote = || -> Result<Option<crate::remote::Remote>> {
         let env = |name: &str| std::env::var(name).ok();
         let settings = crate::config::remote_settings(Path::new("."), &flags, &env)?;
@@ -50,6 +50,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Runs { files, json, csv, html } => report::runs(cache, saved, &files, json, csv, html),
         Command::Verify { pipeline, steps, json } => report::verify(cache, &pipeline, &steps, json),
         Command::Gc { files, dry_run } => store::gc(cache, &files, dry_run),
+        Command::Cache { command: CacheCommand::Verify } if cli.remote.is_some() => store::verify_remote(open_remote()?.as_ref()),
         Command::Cache { command: CacheCommand::Verify } => store::verify(cache),
         Command::Synth { persons, eval_persons, seed, size, out } => tools::synth(persons, eval_persons, seed, size, &out),
         Command::Model { command: ModelCommand::Info { name, classes, json } } => tools::model_info(&name, classes, json),

@@ -9,7 +9,8 @@ use crate::remote::sync::{self, Synced};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-fn need(remote: Option<&Remote>) -> Result<&Remote> {
+/// The remote, or what to do for one.
+pub(super) fn need(remote: Option<&Remote>) -> Result<&Remote> {
     remote.context("no remote cache: set `[remote] url` in maskflow.toml, MASKFLOW_REMOTE, or --remote URL")
 }
 

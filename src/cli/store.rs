@@ -29,15 +29,23 @@ pub(super) fn gc(cache_dir: &Path, files: &[PathBuf], dry_run: bool) -> Result<i
 /// `maskflow cache verify`: one line per problem, exit 1 if there is any.
 pub(super) fn verify(cache_dir: &Path) -> Result<i32> {
     let cache = Cache::open(cache_dir)?;
-    let problems = crate::cache::verify::verify(&cache);
-    for p in &problems {
+    Ok(print_problems(&crate::cache::verify::verify(&cache), "cache ok"))
+}
+
+/// `maskflow cache verify --remote`.
+pub(super) fn verify_remote(remote: Option<&crate::remote::Remote>) -> Result<i32> {
+    Ok(print_problems(&super::remote::need(remote)?.verify_all()?, "remote ok"))
+}
+
+fn print_problems(problems: &[String], ok: &str) -> i32 {
+    for p in problems {
         println!("{p}");
     }
     if problems.is_empty() {
-        println!("cache ok");
-        Ok(0)
+        println!("{ok}");
+        0
     } else {
         println!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" });
-        Ok(1)
+        1
     }
 }

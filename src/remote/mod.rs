@@ -158,6 +158,54 @@ impl Remote {
         Ok(RemoteHit { record, signer: signed.signer })
     }
 
+    /// `maskflow cache verify --remote`: every record's signature (and the rest of what makes
+    /// it count) and every object's digest, re-read from the remote. One line per problem.
+    pub fn verify_all(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for name in self.store.list("ac")? {
+            let rel = format!("ac/{name}");
+            let url = self.store.url(&rel);
+            let Some(key) = Digest::from_hex(&name) else {
+                problems.push(format!("stray entry: {url}"));
+                continue;
+            };
+            match self.store.get_bytes(&rel) {
+                Ok(Some(bytes)) => {
+                    if let Err(why) = self.check(&key, &bytes) {
+                        problems.push(format!("bad record: {url}: {why}"));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => problems.push(format!("unreadable record: {e}")),
+            }
+        }
+        let objects = self.store.list("cas")?;
+        let found = std::sync::Mutex::new(Vec::new());
+        in_parallel(&objects, |name| {
+            let rel = format!("cas/{name}");
+            let problem = match Digest::from_hex(name) {
+                None => Some(format!("stray entry: {}", self.store.url(&rel))),
+                Some(digest) => {
+                    let mut hasher = HashingSink(blake3::Hasher::new());
+                    match self.store.get_into(&rel, &mut hasher) {
+                        Ok(_) if Digest(*hasher.0.finalize().as_bytes()) == digest => None,
+                        Ok(_) => Some(format!(
+                            "corrupt object: {} (content hashes to {})",
+                            self.store.url(&rel),
+                            Digest(*hasher.0.finalize().as_bytes()).short()
+                        )),
+                        Err(e) => Some(format!("unreadable object: {e}")),
+                    }
+                }
+            };
+            found.lock().unwrap_or_else(|e| e.into_inner()).extend(problem);
+            Ok(())
+        })?;
+        problems.extend(found.into_inner().unwrap_or_else(|e| e.into_inner()));
+        problems.sort();
+        Ok(problems)
+    }
+
     /// Puts one output of a remote record into the local cache, verifying every byte.
     pub fn fetch(&self, cache: &mut Cache, out: &Output) -> Result<()> {
         if cache.check_output(out) == OutputState::Ok {
@@ -258,6 +306,20 @@ impl Remote {
             files.push((cache.object_path(&out.digest), out.digest));
         }
         Ok(files)
+    }
+}
+
+/// A sink that only hashes what it is given.
+struct HashingSink(blake3::Hasher);
+
+impl std::io::Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -154,6 +154,41 @@ impl Store {
         }
     }
 
+    /// The names of the entries in a folder of the layout (`ac` or `cas`). Over HTTP this reads
+    /// the server's JSON directory index (nginx: `autoindex on; autoindex_format json;`).
+    pub fn list(&self, folder: &str) -> Result<Vec<String>, StoreError> {
+        let url = self.url(&format!("{folder}/"));
+        let io = |e: std::io::Error| StoreError::Transport { url: url.clone(), message: e.to_string() };
+        let mut names = match self {
+            Store::Dir(d) => match std::fs::read_dir(d.join("v1").join(folder)) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(io(e)),
+            },
+            Store::Http(_) => {
+                let Some(bytes) = self.get_bytes(&format!("{folder}/"))? else { return Ok(Vec::new()) };
+                #[derive(serde::Deserialize)]
+                struct Entry {
+                    name: String,
+                    #[serde(rename = "type")]
+                    kind: String,
+                }
+                let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| StoreError::Transport {
+                    url: url.clone(),
+                    message: format!("not a JSON directory index ({e}); enable `autoindex on; autoindex_format json;`"),
+                })?;
+                entries.into_iter().filter(|e| e.kind == "file").map(|e| e.name).collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
     /// Writes the entry from bytes in memory (records).
     pub fn put_bytes(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let url = self.url(rel);

@@ -257,6 +257,23 @@ fn writing_needs_credentials_reading_does_not() {
     let b = Machine::new(&server, &public, &tiny());
     let lines = b.run(&["run", "p.mf", "--until", "split"]).step_lines();
     assert!(lines.iter().all(|l| l.ends_with("(remote, signed by ci-1)")), "{lines:?}");
+    // `cache verify --remote` re-reads all of it, and names what was damaged on the server.
+    assert_eq!(b.run(&["cache", "verify", "--remote"]).ok().trim(), "remote ok");
+    let keys = a.keys();
+    let split: SignedRecord =
+        serde_json::from_slice(&std::fs::read(server.file(&format!("ac/{}", key_of(&keys, "split")))).unwrap()).unwrap();
+    let object = server.file(&format!("cas/{}", split.parse_record().unwrap().outputs["split.json"].digest.hex()));
+    std::fs::write(&object, b"{}").unwrap();
+    let mut unsigned = split.clone();
+    unsigned.signature.clear();
+    std::fs::write(server.file(&format!("ac/{}", key_of(&keys, "split"))), serde_json::to_vec(&unsigned).unwrap()).unwrap();
+    let verify = b.run(&["cache", "verify", "--remote"]);
+    assert_eq!(verify.status, 1, "{}", verify.stdout);
+    let problems: Vec<&str> = verify.stdout.lines().collect();
+    assert_eq!(problems.len(), 3, "{}", verify.stdout);
+    assert!(problems[0].starts_with("bad record: ") && problems[0].ends_with(": unsigned"), "{}", problems[0]);
+    assert!(problems[1].starts_with("corrupt object: ") && problems[1].contains(&server.url), "{}", problems[1]);
+    assert_eq!(problems[2], "2 problems found");
 }
 
 #[test]
