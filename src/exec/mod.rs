@@ -135,7 +135,7 @@ pub fn plan_status(cache: &mut Cache, refs: &BTreeMap<String, RefEntry>, step: &
                 st.remote = Some(hit.signer);
             }
             Lookup::Ignored(why) => st.reasons.push(why),
-            Lookup::Absent => {}
+            Lookup::Absent | Lookup::Down => {}
         }
     }
     st
@@ -330,7 +330,7 @@ impl Executor<'_, '_> {
                     Err(e) => self.warn(format!("{e:#}; computing `{}` here", step.name)),
                 },
                 Lookup::Ignored(why) => self.warn(format!("{why}; computing `{}` here", step.name)),
-                Lookup::Absent => {}
+                Lookup::Absent | Lookup::Down => {}
             }
         }
         let _lock = self.cache.lock_step(&step.key)?;

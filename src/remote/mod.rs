@@ -76,6 +76,9 @@ pub enum Lookup {
     Absent,
     /// A record, or the remote itself, that cannot be used; the words say why, naming the URL.
     Ignored(String),
+    /// The remote failed earlier in this command and is not asked again (its warning was
+    /// given once, with that failure).
+    Down,
 }
 
 /// What an upload did.
@@ -92,6 +95,9 @@ pub struct Remote {
     trusted: TrustedKeys,
     signer: Option<SecretKey>,
     pub upload: bool,
+    /// Set by the first read that finds the server unreachable, timing out or failing: the
+    /// rest of the command computes locally at once instead of waiting on it step by step.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
@@ -106,7 +112,7 @@ impl Remote {
             }
             (None, false) => None,
         };
-        Ok(Remote { store, trusted, signer, upload: settings.upload })
+        Ok(Remote { store, trusted, signer, upload: settings.upload, down: Default::default() })
     }
 
     fn record_rel(key: &Digest) -> String {
@@ -117,14 +123,22 @@ impl Remote {
         format!("cas/{}", digest.hex())
     }
 
-    /// Looks a step up. Never fails: a remote that cannot answer is [`Lookup::Ignored`].
+    /// Looks a step up. Never fails: a remote that cannot answer is [`Lookup::Ignored`] the
+    /// first time and [`Lookup::Down`] after that.
     pub fn lookup(&self, key: &Digest) -> Lookup {
+        use std::sync::atomic::Ordering;
+        if self.down.load(Ordering::Relaxed) {
+            return Lookup::Down;
+        }
         let rel = Self::record_rel(key);
         let url = self.store.url(&rel);
         let bytes = match self.store.get_bytes(&rel) {
             Ok(Some(b)) => b,
             Ok(None) => return Lookup::Absent,
-            Err(e) => return Lookup::Ignored(format!("remote unavailable: {e}")),
+            Err(e) => {
+                self.down.store(true, Ordering::Relaxed);
+                return Lookup::Ignored(format!("remote unavailable: {e}; not asked again in this run"));
+            }
         };
         match self.check(key, &bytes) {
             Ok(hit) => Lookup::Hit(Box::new(hit)),

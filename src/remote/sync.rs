@@ -58,6 +58,7 @@ pub fn pull(cache: &mut Cache, plan: &Plan, remote: &Remote) -> Result<Vec<(Stri
                 },
                 Lookup::Absent => Synced::Missing,
                 Lookup::Ignored(why) => Synced::Failed(why),
+                Lookup::Down => Synced::Failed("the remote is unavailable (see above)".into()),
             }
         };
         out.push((step.name.clone(), outcome));

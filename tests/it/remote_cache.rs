@@ -361,3 +361,18 @@ fn a_file_remote_on_a_shared_folder_works_the_same_way() {
     assert_eq!(untrusted.step_lines(), ["run source: new step — 30 persons, 210 images, 28 eval images"]);
     assert!(untrusted.stderr.contains("which is not in trusted_keys"), "{}", untrusted.stderr);
 }
+
+#[test]
+fn an_unreachable_remote_costs_one_warning_and_the_run_computes_locally() {
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/maskflow");
+    let s = Space::new();
+    s.write("p.mf", TINY);
+    let run = s.run_env(&["run", "p.mf", "--until", "split"], &[("MASKFLOW_REMOTE", url.as_str())]);
+    run.ok();
+    assert_eq!(run.step_lines().iter().filter(|l| l.starts_with("run ")).count(), 3, "{}", run.stdout);
+    let w = warnings(&run);
+    assert_eq!(w.len(), 1, "{}", run.stderr);
+    assert!(w[0].contains(&url) && w[0].contains("not asked again"), "{}", w[0]);
+}
