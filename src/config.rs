@@ -21,6 +21,26 @@
 //! | `remote.connect_timeout` | | `MASKFLOW_REMOTE_CONNECT_TIMEOUT` |
 //! | `remote.timeout` | | `MASKFLOW_REMOTE_TIMEOUT` |
 //!
+//! ```toml
+//! [executor]
+//! kind = "slurm"             # or "local" (the default)
+//! jobs = 4                   # steps at once (local; on Slurm, the limit of an array: --array=0-N%jobs)
+//! partition = "gpu"          # the rest only for Slurm; each is left out of sbatch when unset
+//! account = "lab"
+//! qos = "normal"
+//! time = "04:00:00"
+//! gpus_per_step = 1          # for steps that train or run a model
+//! cpus_per_step = 4
+//! mem = "16G"
+//! extra = ["--constraint=a100"]
+//! grace = 60                 # seconds a finished job's record may take to appear (NFS lag)
+//! ```
+//!
+//! | setting | flag | environment |
+//! |---|---|---|
+//! | `executor.kind` | `--executor local\|slurm` | `MASKFLOW_EXECUTOR` |
+//! | `executor.jobs` | `--jobs N` | |
+//!
 //! Secrets never live in the file: credentials come from `MASKFLOW_REMOTE_AUTH=user:password`
 //! (HTTP basic) or `MASKFLOW_REMOTE_TOKEN` (bearer), and the signing key from the file that
 //! `MASKFLOW_SIGNING_KEY` names.
@@ -38,6 +58,102 @@ pub const FILE_NAME: &str = "maskflow.toml";
 struct ConfigFile {
     #[serde(default)]
     remote: RemoteSection,
+    #[serde(default)]
+    executor: ExecutorSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecutorSection {
+    kind: Option<String>,
+    jobs: Option<usize>,
+    partition: Option<String>,
+    account: Option<String>,
+    qos: Option<String>,
+    time: Option<String>,
+    gpus_per_step: Option<u32>,
+    cpus_per_step: Option<u32>,
+    mem: Option<String>,
+    #[serde(default)]
+    extra: Vec<String>,
+    grace: Option<f64>,
+}
+
+/// Where steps are computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutorSettings {
+    /// On this machine: `jobs` at once, model steps each on one of `gpus` (when given).
+    Local { jobs: usize, gpus: Vec<String> },
+    Slurm(SlurmSettings),
+}
+
+/// `sbatch` options for each job, and how long a finished job's record may take to appear.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlurmSettings {
+    /// The most tasks of one array running at once (`--array=0-N%jobs`); `None`: no limit.
+    pub jobs: Option<usize>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub time: Option<String>,
+    pub gpus_per_step: Option<u32>,
+    pub cpus_per_step: Option<u32>,
+    pub mem: Option<String>,
+    pub extra: Vec<String>,
+    pub grace: Duration,
+}
+
+/// What the command line says about the executor.
+#[derive(Debug, Default, Clone)]
+pub struct ExecutorFlags {
+    pub kind: Option<String>,
+    pub jobs: Option<usize>,
+    pub gpus: Vec<String>,
+}
+
+fn read_file(root: &Path) -> Result<ConfigFile> {
+    let path = root.join(FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    }
+}
+
+/// Resolves the executor: the flags, then `MASKFLOW_EXECUTOR`, then `[executor]`, then
+/// local with one job at a time.
+pub fn executor_settings(root: &Path, flags: &ExecutorFlags, env: &dyn Fn(&str) -> Option<String>) -> Result<ExecutorSettings> {
+    let file = read_file(root)?.executor;
+    let kind = flags.kind.clone().or_else(|| env("MASKFLOW_EXECUTOR").filter(|v| !v.trim().is_empty())).or(file.kind);
+    let jobs = flags.jobs.or(file.jobs);
+    if jobs == Some(0) {
+        bail!("jobs must be at least 1");
+    }
+    match kind.as_deref().unwrap_or("local") {
+        "local" => Ok(ExecutorSettings::Local { jobs: jobs.unwrap_or(1), gpus: flags.gpus.clone() }),
+        "slurm" => {
+            if !flags.gpus.is_empty() {
+                bail!("--gpus picks devices on this machine; on Slurm, set `gpus_per_step` in [executor]");
+            }
+            let grace = file.grace.unwrap_or(60.0);
+            if !(grace >= 0.0 && grace.is_finite()) {
+                bail!("executor.grace must be a number of seconds, found {grace}");
+            }
+            Ok(ExecutorSettings::Slurm(SlurmSettings {
+                jobs,
+                partition: file.partition,
+                account: file.account,
+                qos: file.qos,
+                time: file.time,
+                gpus_per_step: file.gpus_per_step,
+                cpus_per_step: file.cpus_per_step,
+                mem: file.mem,
+                extra: file.extra,
+                grace: Duration::from_secs_f64(grace),
+            }))
+        }
+        other => bail!("unknown executor `{other}`: `local` or `slurm`"),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,12 +191,7 @@ pub struct RemoteSettings {
 /// Resolves the remote settings: `None` when no remote is configured or `--no-remote` is
 /// given. `env` reads an environment variable (a parameter, so tests need not set any).
 pub fn remote_settings(root: &Path, flags: &RemoteFlags, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<RemoteSettings>> {
-    let path = root.join(FILE_NAME);
-    let file: ConfigFile = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    };
+    let file = read_file(root)?;
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     if flags.disabled {
         return Ok(None);
@@ -117,6 +228,33 @@ pub fn remote_settings(root: &Path, flags: &RemoteFlags, env: &dyn Fn(&str) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_executor_comes_from_flags_then_environment_then_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = |_: &str| None;
+        let flags = ExecutorFlags::default();
+        assert_eq!(executor_settings(dir.path(), &flags, &none).unwrap(), ExecutorSettings::Local { jobs: 1, gpus: vec![] });
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[executor]\nkind = \"slurm\"\npartition = \"gpu\"\ngpus_per_step = 1\nextra = [\"--constraint=a100\"]\njobs = 2\n",
+        )
+        .unwrap();
+        let ExecutorSettings::Slurm(s) = executor_settings(dir.path(), &flags, &none).unwrap() else { panic!("slurm expected") };
+        assert_eq!((s.partition.as_deref(), s.gpus_per_step, s.jobs, s.grace), (Some("gpu"), Some(1), Some(2), Duration::from_secs(60)));
+        assert_eq!(s.extra, ["--constraint=a100"]);
+        let local = ExecutorFlags { kind: Some("local".into()), jobs: Some(3), gpus: vec!["0".into(), "1".into()] };
+        assert_eq!(
+            executor_settings(dir.path(), &local, &none).unwrap(),
+            ExecutorSettings::Local { jobs: 3, gpus: vec!["0".into(), "1".into()] }
+        );
+        let env = |n: &str| (n == "MASKFLOW_EXECUTOR").then(|| "local".to_string());
+        assert!(matches!(executor_settings(dir.path(), &flags, &env).unwrap(), ExecutorSettings::Local { jobs: 2, .. }));
+        let bad = ExecutorFlags { kind: Some("pbs".into()), ..Default::default() };
+        assert!(executor_settings(dir.path(), &bad, &none).unwrap_err().to_string().contains("unknown executor `pbs`"));
+        std::fs::write(dir.path().join(FILE_NAME), "[executor]\npartitio = \"x\"\n").unwrap();
+        assert!(executor_settings(dir.path(), &flags, &none).unwrap_err().to_string().contains("unknown field"));
+    }
 
     fn settings(file: Option<&str>, flags: RemoteFlags, env: &[(&str, &str)]) -> Result<Option<RemoteSettings>> {
         let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,27 @@ pub struct PipelineArgs {
     pub sets: Vec<String>,
 }
 
+/// Where and how many steps run at once (`run`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExecArgs {
+    /// Compute up to N independent steps at once, each in its own process with its share of
+    /// the cores (default: `[executor] jobs` in maskflow.toml, else 1). On Slurm: the most
+    /// tasks of one job array running at once.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// GPU ids for steps that train or run a model, one step per GPU at a time: the step runs
+    /// with CUDA_VISIBLE_DEVICES=<id> (burn's CUDA device 0 is then that GPU).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub gpus: Vec<String>,
+    /// After a failure, go on with every step that does not depend on it.
+    #[arg(long, short = 'k')]
+    pub keep_going: bool,
+    /// Where steps are computed: `local` (default) or `slurm` (sbatch; see "Running on a
+    /// cluster" in the README). Overrides MASKFLOW_EXECUTOR and `[executor] kind`.
+    #[arg(long, value_name = "KIND", value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the pipeline's steps in dependency order, skipping those already cached.
@@ -54,6 +75,26 @@ pub enum Command {
         /// Fail if the plan no longer matches `FILE.lock` (for CI); the lock is not rewritten.
         #[arg(long)]
         locked: bool,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Where each step stands: cached, or its job of the latest Slurm run queued (job id),
+    /// running (node, elapsed) or failed (log).
+    Status {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Compute one step of a pipeline (its dependencies must be in the cache or on the
+    /// remote): what a job of `run --jobs N` or `--executor slurm` runs.
+    #[command(hide = true)]
+    Step {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The step's full name, as `plan` prints it.
+        step: String,
+        /// Write the step's report (JSON) here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Compare two pipeline versions (or a file with its git HEAD / --rev): changed parameters,
     /// rerun and shared steps, and metrics side by side when both have results.
@@ -73,7 +114,8 @@ pub enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
     },
-    /// List every evaluated variant found in the cache, sorted by macro-F1.
+    /// List every evaluated variant found in the cache (or, with a remote, signed there),
+    /// sorted by macro-F1.
     Runs {
         /// Pipelines to look at (default: every `.mf` under `pipelines/`).
         files: Vec<PathBuf>,

@@ -8,6 +8,7 @@ mod remote;
 mod report;
 mod store;
 mod tools;
+mod transfer_bar;
 
 pub use args::{Cli, Command};
 
@@ -36,9 +37,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         settings.map(|s| crate::remote::Remote::open(&s)).transpose()
     };
     match cli.command {
-        Command::Run { pipeline, force, until, json, locked } => {
-            pipeline::run(cache, saved, open_remote()?.as_ref(), &pipeline, force, until, json, locked)
+        Command::Run { pipeline, force, until, json, locked, exec } => {
+            let run = pipeline::RunArgs { force, until, json, locked, exec };
+            pipeline::run(cache, saved, open_remote()?.as_ref(), &pipeline, run)
         }
+        Command::Status { pipeline } => pipeline::status(cache, saved, &pipeline),
+        Command::Step { pipeline, step, report } => pipeline::step(cache, open_remote()?.as_ref(), &pipeline, &step, report.as_deref()),
         Command::Plan { pipeline, json } => pipeline::plan(cache, open_remote()?.as_ref(), &pipeline, json),
         Command::Push { pipeline } => remote::push(cache, open_remote()?.as_ref(), &pipeline),
         Command::Pull { pipeline } => remote::pull(cache, open_remote()?.as_ref(), &pipeline),
@@ -47,7 +51,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fmt { files, check, write } => pipeline::fmt(&files, check, write),
         Command::Explain { pipeline, step } => pipeline::explain(cache, &pipeline, &step),
         Command::Diff { old, new, rev, all, json, sets } => report::diff(cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json),
-        Command::Runs { files, json, csv, html } => report::runs(cache, saved, &files, json, csv, html),
+        Command::Runs { files, json, csv, html } => report::runs(cache, open_remote()?.as_ref(), saved, &files, json, csv, html),
         Command::Verify { pipeline, steps, json } => report::verify(cache, &pipeline, &steps, json),
         Command::Gc { files, dry_run } => store::gc(cache, &files, dry_run),
         Command::Cache { command: CacheCommand::Verify } if cli.remote.is_some() => store::verify_remote(open_remote()?.as_ref()),

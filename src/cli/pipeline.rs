@@ -1,15 +1,18 @@
 //! The verbs over one pipeline: `run`, `plan`, `check`, `fmt`, `explain`.
 
-use super::args::PipelineArgs;
+use super::args::{ExecArgs, PipelineArgs};
 use super::report::refresh_index;
+use super::transfer_bar::TransferBar;
 use crate::cache::Cache;
+use crate::config;
+use crate::exec::dispatch::{Dispatcher, StepCommand, local::Local, slurm::Slurm};
 use crate::exec::{self, Event, RunOptions, Status};
 use crate::lang;
 use crate::plan::{MissingInputs, Plan};
 use crate::project;
 use crate::remote::Remote;
 use crate::report::lockfile;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,27 +21,38 @@ pub(super) fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> 
     project::plan(cache, &args.file, &args.sets, MissingInputs::Fail)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn run(
-    cache_dir: &Path,
-    saved: &Path,
-    remote: Option<&Remote>,
-    args: &PipelineArgs,
-    force: Vec<String>,
-    until: Option<String>,
-    json: bool,
-    locked: bool,
-) -> Result<i32> {
+/// `run`'s options beyond the pipeline.
+pub(super) struct RunArgs {
+    pub force: Vec<String>,
+    pub until: Option<String>,
+    pub json: bool,
+    pub locked: bool,
+    pub exec: ExecArgs,
+}
+
+pub(super) fn run(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, args: &PipelineArgs, run: RunArgs) -> Result<i32> {
+    let RunArgs { force, until, json, locked, exec: exec_args } = run;
     let mut cache = Cache::open(cache_dir)?;
     let plan = load_plan(&mut cache, args)?;
     if locked {
         lockfile::check(&plan, until.as_deref(), &args.file)?;
     }
     let started = std::time::Instant::now();
-    let opts = RunOptions { force, until };
+    let executor = config::executor_settings(
+        Path::new("."),
+        &config::ExecutorFlags { kind: exec_args.executor.clone(), jobs: exec_args.jobs, gpus: exec_args.gpus.clone() },
+        &|name| std::env::var(name).ok(),
+    )?;
+    let run_id = exec::saved::new_run_id(saved, &plan.name);
+    let log_dir = saved.join(&plan.name).join(&run_id).join("logs");
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let job_name = format!("maskflow-{}-{run_id}", plan.name);
+    let mut dispatcher = dispatcher_for(&executor, cache_dir, args, log_dir, &job_name, &interrupt)?;
+    let opts = RunOptions { force, until, keep_going: exec_args.keep_going, record_refs: true, interrupt: Some(interrupt), ..Default::default() };
     let mut progress = Progress::default();
     let stdout = std::io::stdout();
-    let outcome = exec::run(&mut cache, &plan, &opts, remote, &mut |event| match event {
+    let transfer_bar = TransferBar::watch(remote);
+    let outcome = exec::run(&mut cache, &plan, &opts, remote, dispatcher.as_mut().map(|d| &mut **d as &mut dyn Dispatcher), &mut |event| match event {
         Event::Progress { step, progress: p } => progress.show(&step.name, p),
         Event::Warning(w) => progress.println(&format!("warning: {w}")),
         Event::Finished(report) => {
@@ -49,14 +63,15 @@ pub(super) fn run(
         }
     });
     progress.finish();
+    drop(transfer_bar);
     let exec::RunOutcome { reports, records } = outcome?;
     if !locked {
         lockfile::write(&plan, &reports, &records, &args.file)?;
     }
     let canonical = lang::format_file(&args.file).ok();
     let saved_run = exec::saved::SavedRun { plan: &plan, reports: &reports, records: &records, canonical };
-    let run_dir = exec::saved::write(saved, &mut cache, &saved_run)?;
-    refresh_index(&mut cache, saved, &args.file, &plan)?;
+    let run_dir = exec::saved::write(saved, &run_id, &mut cache, &saved_run)?;
+    refresh_index(&mut cache, remote, saved, &args.file, &plan)?;
     let ran = reports.iter().filter(|r| r.status == Status::Run).count();
     if json {
         let out = serde_json::json!({
@@ -76,6 +91,83 @@ pub(super) fn run(
             started.elapsed().as_secs_f64(),
             run_dir.display()
         );
+    }
+    Ok(0)
+}
+
+/// The dispatcher the settings ask for: `None` to compute in this process, one step at a
+/// time (local, one job, no GPU list).
+fn dispatcher_for(
+    settings: &config::ExecutorSettings,
+    cache_dir: &Path,
+    args: &PipelineArgs,
+    log_dir: PathBuf,
+    job_name: &str,
+    interrupt: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<Box<dyn Dispatcher>>> {
+    let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("{}: cannot resolve", p.display()));
+    // A job computes one step against the same cache, and nothing else: it neither asks nor
+    // feeds the remote (this run made its dependencies local and uploads its record).
+    let mut job_args: Vec<std::ffi::OsString> = vec!["--cache".into(), absolute(cache_dir)?.into(), "--no-remote".into(), "step".into()];
+    job_args.push(absolute(&args.file)?.into());
+    for set in &args.sets {
+        job_args.push("--set".into());
+        job_args.push(set.into());
+    }
+    let cmd = StepCommand {
+        program: std::env::current_exe().context("cannot find the maskflow executable")?,
+        args: job_args,
+        dir: std::env::current_dir().context("cannot read the current directory")?,
+        env: Vec::new(),
+    };
+    Ok(match settings {
+        config::ExecutorSettings::Local { jobs: 1, gpus } if gpus.is_empty() => None,
+        config::ExecutorSettings::Local { jobs, gpus } => Some(Box::new(Local::new(cmd, *jobs, gpus.clone(), log_dir))),
+        config::ExecutorSettings::Slurm(slurm) => {
+            // Ctrl-C and SIGTERM cancel the run's jobs (the executor sees the flag, calls
+            // scancel) instead of killing maskflow with its jobs left queued.
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, interrupt.clone()).context("cannot handle signals")?;
+            }
+            Some(Box::new(Slurm::new(cmd, slurm.clone(), job_name, log_dir)?))
+        }
+    })
+}
+
+/// `maskflow step FILE STEP`: computes one step here (what a dispatched job runs); its
+/// report goes to `--report` for the run that dispatched it.
+pub(super) fn step(cache_dir: &Path, remote: Option<&Remote>, args: &PipelineArgs, name: &str, report: Option<&Path>) -> Result<i32> {
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = load_plan(&mut cache, args)?;
+    // Slurm's warning before preemption (`--signal=B:USR2@90`, forwarded by the job script):
+    // training stops after its next checkpoint, and the job is requeued to resume from it.
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, crate::train::preemption_flag()).context("cannot handle SIGUSR2")?;
+    // A test hook (tests/it/cluster.rs): a job that fails as a broken step would.
+    if std::env::var("MASKFLOW_FAIL_STEP").is_ok_and(|s| s == name) {
+        bail!("step `{name}` failed on purpose (MASKFLOW_FAIL_STEP)");
+    }
+    let opts = RunOptions { only: Some(name.to_string()), ..Default::default() };
+    let mut progress = Progress::default();
+    let outcome = exec::run(&mut cache, &plan, &opts, remote, None, &mut |event| match event {
+        Event::Progress { step, progress: p } => progress.show(&step.name, p),
+        Event::Warning(w) => progress.println(&format!("warning: {w}")),
+        Event::Finished(r) => {
+            progress.finish();
+            println!("{}", exec::report_line(r));
+        }
+    });
+    progress.finish();
+    let outcome = match outcome {
+        Err(ref e) if let Some(p) = e.chain().find_map(|c| c.downcast_ref::<crate::train::Preempted>()) => {
+            println!("{name}: {p}");
+            return Ok(crate::exec::dispatch::slurm::PREEMPTED_EXIT);
+        }
+        other => other?,
+    };
+    if let Some(path) = report
+        && let Some(r) = outcome.reports.iter().find(|r| r.step == name)
+    {
+        crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(r)?).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(0)
 }
@@ -215,5 +307,33 @@ pub(super) fn explain(cache_dir: &Path, args: &PipelineArgs, step: &str) -> Resu
     };
     let out = serde_json::json!({ "step": s.name, "key": s.key.hex(), "key_object": s.key_object });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+/// `maskflow status FILE`: each step cached, or where its job of the latest Slurm run
+/// stands (queued, running, failed), from the jobs file and one squeue call.
+pub(super) fn status(cache_dir: &Path, saved: &Path, args: &PipelineArgs) -> Result<i32> {
+    use crate::exec::dispatch::slurm;
+    let mut cache = Cache::open(cache_dir)?;
+    let plan = project::plan(&mut cache, &args.file, &args.sets, MissingInputs::Placeholder)?;
+    let jobs = slurm::latest_jobs(&saved.join(&plan.name)).map(|(logs, file)| (logs, slurm::live_jobs(file)));
+    let refs = cache.read_refs(&plan.pipeline);
+    let width = plan.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for step in &plan.steps {
+        let cached = exec::status(&mut cache, &refs, step, false).status == Status::Hit;
+        let job = jobs.as_ref().and_then(|(logs, all)| Some((logs, all.iter().rev().find(|t| t.step == step.name)?)));
+        let (word, detail) = match (cached, job) {
+            (true, _) => ("cached", String::new()),
+            (false, Some((logs, t))) if t.failed() => ("failed", format!("job {} {}, log {}", t.raw_id.as_deref().unwrap_or(&t.id), t.state, t.log_in(logs).display())),
+            (false, Some((_, t))) if t.state == "RUNNING" || t.state == "COMPLETING" => {
+                ("running", format!("job {} on {}, {}", t.id, t.node.as_deref().unwrap_or("?"), t.elapsed.as_deref().unwrap_or("0:00")))
+            }
+            (false, Some((_, t))) if t.state == "COMPLETED" => ("finished", format!("job {}, its record not in the cache", t.id)),
+            (false, Some((_, t))) => ("queued", format!("job {} {}", t.id, t.state)),
+            (false, None) => ("pending", "not submitted".to_string()),
+        };
+        let line = format!("{word:<8} {:<width$}  {detail}", step.name);
+        println!("{}", line.trim_end());
+    }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 
 use super::args::PipelineArgs;
 use super::pipeline::load_plan;
+use super::transfer_bar::TransferBar;
 use crate::cache::Cache;
 use crate::remote::Remote;
 use crate::remote::signing::SecretKey;
@@ -40,14 +41,22 @@ pub(super) fn push(cache_dir: &Path, remote: Option<&Remote>, args: &PipelineArg
     let remote = need(remote)?;
     let mut cache = Cache::open(cache_dir)?;
     let plan = load_plan(&mut cache, args)?;
-    Ok(report(sync::push(&mut cache, &plan, remote), "push"))
+    let pushed = {
+        let _bar = TransferBar::watch(Some(remote));
+        sync::push(&mut cache, &plan, remote)
+    };
+    Ok(report(pushed, "push"))
 }
 
 pub(super) fn pull(cache_dir: &Path, remote: Option<&Remote>, args: &PipelineArgs) -> Result<i32> {
     let remote = need(remote)?;
     let mut cache = Cache::open(cache_dir)?;
     let plan = load_plan(&mut cache, args)?;
-    Ok(report(sync::pull(&mut cache, &plan, remote)?, "pull"))
+    let pulled = {
+        let _bar = TransferBar::watch(Some(remote));
+        sync::pull(&mut cache, &plan, remote)?
+    };
+    Ok(report(pulled, "pull"))
 }
 
 /// `maskflow key generate NAME --out FILE`: the secret to FILE (mode 600, never replaced),

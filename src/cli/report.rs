@@ -3,9 +3,11 @@
 
 use super::args::PipelineArgs;
 use super::pipeline::{Progress, load_plan};
-use crate::cache::Cache;
+use crate::cache::{Cache, Record};
+use crate::digest::Digest;
 use crate::plan::{MissingInputs, Plan};
 use crate::project;
+use crate::remote::Remote;
 use crate::report::{diff, git, runs, table, verify};
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -55,7 +57,7 @@ pub(super) fn diff(
 /// Refreshes `saved/index.html` after `maskflow run FILE`: the default pipelines plus FILE,
 /// whose `plan` the run already built. A pipeline that no longer plans is left out of the
 /// page with a note, never an error: the run itself succeeded.
-pub(super) fn refresh_index(cache: &mut Cache, saved: &Path, file: &Path, plan: &Plan) -> Result<PathBuf> {
+pub(super) fn refresh_index(cache: &mut Cache, remote: Option<&Remote>, saved: &Path, file: &Path, plan: &Plan) -> Result<PathBuf> {
     let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
     let mut others = Vec::new();
     let mut order = Vec::new(); // None: the run's own plan.
@@ -81,11 +83,24 @@ pub(super) fn refresh_index(cache: &mut Cache, saved: &Path, file: &Path, plan: 
         order.push(None);
     }
     let plans: Vec<&Plan> = order.iter().map(|o| o.map_or(plan, |i| &others[i])).collect();
-    runs::write_index(cache, saved, &plans)
+    runs::write_index(&find_record(cache, remote), saved, &plans)
+}
+
+/// A step's record for the results table: the local one, else a remote one that counts.
+fn find_record<'a>(cache: &'a Cache, remote: Option<&'a Remote>) -> impl Fn(&Digest) -> Option<Record> + 'a {
+    move |key| cache.read_record(key).ok().flatten().or_else(|| remote?.record(key))
 }
 
 /// `maskflow runs [PIPELINES…]` (default: `pipelines/*.mf`).
-pub(super) fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool, csv: bool, html: bool) -> Result<i32> {
+pub(super) fn runs(
+    cache_dir: &Path,
+    remote: Option<&Remote>,
+    saved: &Path,
+    files: &[PathBuf],
+    json: bool,
+    csv: bool,
+    html: bool,
+) -> Result<i32> {
     let files = if files.is_empty() { project::default_pipelines() } else { files.to_vec() };
     let mut cache = Cache::open(cache_dir)?;
     let mut plans = Vec::new();
@@ -94,11 +109,11 @@ pub(super) fn runs(cache_dir: &Path, saved: &Path, files: &[PathBuf], json: bool
     }
     let plans: Vec<&Plan> = plans.iter().collect();
     if html {
-        let path = runs::write_index(&cache, saved, &plans)?;
+        let path = runs::write_index(&find_record(&cache, remote), saved, &plans)?;
         println!("wrote {}", path.display());
         return Ok(0);
     }
-    let rows = runs::collect(&cache, &plans);
+    let rows = runs::collect(&find_record(&cache, remote), &plans);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if csv {

@@ -5,7 +5,9 @@
 //! two can never disagree. A record is written only after the step's outputs are in the
 //! cache; a step computed by a concurrent run is waited for (per-key lock) and then reused.
 
+pub mod dispatch;
 pub mod saved;
+mod schedule;
 pub mod steps;
 
 use crate::cache::manifest::Manifest;
@@ -13,6 +15,8 @@ use crate::cache::{Cache, Output, OutputState, RECORD_FORMAT, Record, RefEntry};
 use crate::digest::Digest;
 use crate::plan::{Plan, Role, Step, StepKind, key};
 use crate::remote::{Lookup, Remote, RemoteHit};
+use dispatch::{Dispatcher, Ended, Job};
+use schedule::Schedule;
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,11 +157,28 @@ fn describe_file(cache: &mut Cache, step: &Step, name: &str, old: &serde_json::V
     Some(Manifest::diff(&old, new).summary())
 }
 
+#[derive(Default)]
 pub struct RunOptions {
     /// Steps to rerun even when cached (names or kinds).
     pub force: Vec<String>,
     /// Run only this step (a name or kind) and what it needs.
     pub until: Option<String>,
+    /// Exactly the step of this name and what it needs (`maskflow step`, which a dispatched
+    /// job runs).
+    pub only: Option<String>,
+    /// After a failure, go on with every step not downstream of it.
+    pub keep_going: bool,
+    /// Keep this run's keys as the pipeline's refs (what the next explanation compares
+    /// with). A dispatched job does not: the run that dispatched it does.
+    pub record_refs: bool,
+    /// Set (by a signal handler) to stop: dispatched jobs are cancelled, the run fails.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl RunOptions {
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// What one step did in a run.
@@ -169,6 +190,10 @@ pub struct StepReport {
     pub status: Status,
     pub reasons: Vec<String>,
     pub seconds: f64,
+    /// When the step started and ended (RFC 3339, milliseconds): the evidence that
+    /// dispatched steps overlapped.
+    pub started: String,
+    pub ended: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
 }
@@ -181,13 +206,16 @@ pub enum Event<'a> {
     Finished(&'a StepReport),
 }
 
-/// The steps to consider: all, or `until` and its ancestors.
-pub fn selected_steps(plan: &Plan, until: Option<&str>) -> Result<Vec<usize>> {
-    let Some(target) = until else { return Ok((0..plan.steps.len()).collect()) };
-    let matches: Vec<usize> = plan.steps.iter().enumerate().filter(|(_, s)| s.is_named(target)).map(|(i, _)| i).collect();
+/// The steps to consider: all, `until` and its ancestors, or `only` and its ancestors.
+pub fn selected_steps(plan: &Plan, until: Option<&str>, only: Option<&str>) -> Result<Vec<usize>> {
+    let matches: Vec<usize> = match (until, only) {
+        (_, Some(name)) => plan.steps.iter().position(|s| s.name == name).into_iter().collect(),
+        (Some(target), None) => plan.steps.iter().enumerate().filter(|(_, s)| s.is_named(target)).map(|(i, _)| i).collect(),
+        (None, None) => return Ok((0..plan.steps.len()).collect()),
+    };
     if matches.is_empty() {
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
-        return Err(anyhow!("no step `{target}` in this pipeline (steps: {})", names.join(", ")));
+        return Err(anyhow!("no step `{}` in this pipeline (steps: {})", only.or(until).unwrap_or_default(), names.join(", ")));
     }
     let mut keep = BTreeSet::new();
     let mut stack = matches;
@@ -206,14 +234,47 @@ pub struct RunOutcome {
     pub records: BTreeMap<String, Record>,
 }
 
-/// Runs a plan: each selected step in dependency order is a hit (local, or on the remote),
-/// or is computed and recorded. `events` hears of progress, warnings and each step as it
-/// ends. With a remote that uploads, every step of the run ends up on it.
+/// The steps that failed, each with its error, and those that never started because of
+/// them. Rendered as one error by [`RunFailure::into_error`].
+struct RunFailure {
+    failed: Vec<(String, anyhow::Error)>,
+    not_started: Vec<String>,
+}
+
+impl RunFailure {
+    fn into_error(mut self) -> anyhow::Error {
+        if self.failed.len() == 1 {
+            let (name, e) = self.failed.remove(0);
+            let left = if self.not_started.is_empty() { String::new() } else { format!(" (not started: {})", self.not_started.join(", ")) };
+            return e.context(format!("step `{name}` failed{left}"));
+        }
+        let names: Vec<&str> = self.failed.iter().map(|(n, _)| n.as_str()).collect();
+        let mut words = format!("{} step{} failed: {}", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+        for (name, e) in &self.failed {
+            words.push_str(&format!("\n- `{name}`: {e:#}"));
+        }
+        if !self.not_started.is_empty() {
+            words.push_str(&format!("\nnot started: {}", self.not_started.join(", ")));
+        }
+        anyhow!(words)
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Runs a plan: each selected step, once its dependencies are done, is a hit (local, or on
+/// the remote) or is computed and recorded: here, one at a time, or (with a dispatcher) in
+/// other processes, as many at once as the dispatcher takes. `events` hears of progress,
+/// warnings and each step as it ends. With a remote that uploads, every step of the run
+/// ends up on it.
 pub fn run(
     cache: &mut Cache,
     plan: &Plan,
     opts: &RunOptions,
     remote: Option<&Remote>,
+    mut dispatcher: Option<&mut dyn Dispatcher>,
     events: &mut dyn FnMut(Event),
 ) -> Result<RunOutcome> {
     for f in &opts.force {
@@ -221,53 +282,110 @@ pub fn run(
             return Err(anyhow!("--force: no step `{f}` in this pipeline"));
         }
     }
-    let selected = selected_steps(plan, opts.until.as_deref())?;
+    let selected = selected_steps(plan, opts.until.as_deref(), opts.only.as_deref())?;
     let refs = cache.read_refs(&plan.pipeline);
     let mut ex = Executor { cache, plan, remote, events, have: BTreeMap::new() };
+    let mut schedule = Schedule::new(&selected, |i| plan.steps[i].deps.iter().map(|(_, d)| *d).collect(), opts.keep_going);
     let mut reports = Vec::new();
-    let mut new_refs = BTreeMap::new();
-    let mut failure = None;
-    for &i in &selected {
-        let step = &plan.steps[i];
-        let forced = opts.force.iter().any(|f| step.is_named(f));
-        let started = Instant::now();
-        let outcome = ex.hit_or_run(i, &refs, forced).and_then(|done| {
-            if remote.is_some_and(|r| r.upload) {
-                ex.publish(i)?;
-            }
-            Ok(done)
-        });
-        let (status, reasons, summary) = match outcome {
-            Ok(done) => done,
-            Err(e) => {
-                failure = Some(e.context(format!("step `{}` failed", step.name)));
+    let mut failed: Vec<(usize, anyhow::Error)> = Vec::new();
+    // Computations waiting for the dispatcher, and those it runs: reasons and start times.
+    let mut to_dispatch: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut dispatched: BTreeMap<usize, (Vec<String>, Instant, String)> = BTreeMap::new();
+    loop {
+        while let Some(i) = schedule.start_next() {
+            let step = &plan.steps[i];
+            let forced = opts.force.iter().any(|f| step.is_named(f));
+            let (started, started_at) = (Instant::now(), now_rfc3339());
+            let outcome = match ex.resolve(i, &refs, forced) {
+                Ok(Resolved::Hit(reasons)) => Ok((Status::Hit, reasons, None)),
+                Ok(Resolved::Compute(reasons, damaged)) if dispatcher.is_none() => ex.compute_here(i, &refs, forced, reasons, &damaged),
+                Ok(Resolved::Compute(reasons, _)) => {
+                    // Dependencies fetched from the remote are made local here, once,
+                    // before the job that needs them starts.
+                    match step.deps.iter().try_for_each(|&(_, d)| ex.localize(d)) {
+                        Ok(()) => {
+                            to_dispatch.push((i, reasons));
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            ex.conclude(i, outcome, started, started_at, &mut schedule, &mut reports, &mut failed);
+        }
+        if let Some(d) = dispatcher.as_deref_mut() {
+            if opts.interrupted() {
+                d.cancel_all();
                 break;
             }
-        };
-        let report = StepReport {
-            step: step.name.clone(),
-            kind: step.kind,
-            key: step.key.hex(),
-            status,
-            reasons,
-            seconds: started.elapsed().as_secs_f64(),
-            summary,
-        };
-        (ex.events)(Event::Finished(&report));
-        reports.push(report);
-        new_refs.insert(step.name.clone(), RefEntry { key: step.key, key_object: step.key_object.clone() });
+            let n = d.free_slots().min(to_dispatch.len());
+            if n > 0 {
+                let jobs: Vec<Job> = to_dispatch
+                    .drain(..n)
+                    .map(|(i, reasons)| {
+                        let step = &plan.steps[i];
+                        let report = ex.cache.dir(crate::cache::Dir::Tmp).join(format!("report-{}.json", step.key.hex()));
+                        dispatched.insert(i, (reasons, Instant::now(), now_rfc3339()));
+                        Job { index: i, name: step.name.clone(), kind: step.kind, report }
+                    })
+                    .collect();
+                let indices: Vec<usize> = jobs.iter().map(|j| j.index).collect();
+                if let Err(e) = d.start(jobs) {
+                    let words = format!("{e:#}");
+                    for i in indices {
+                        let (_, started, started_at) = dispatched.remove(&i).expect("just dispatched");
+                        ex.conclude(i, Err(anyhow!("{words}")), started, started_at, &mut schedule, &mut reports, &mut failed);
+                    }
+                    continue;
+                }
+            }
+            if schedule.running() == 0 {
+                break;
+            }
+            let interrupt = || opts.interrupted();
+            for (i, end) in d.wait(&interrupt)? {
+                let (reasons, started, started_at) = dispatched.remove(&i).expect("only dispatched steps end");
+                let outcome = match end {
+                    Ended::Exited => ex.collect_dispatched(i, d.record_grace(), reasons),
+                    Ended::Failed(words) => Err(anyhow!(words)),
+                };
+                ex.conclude(i, outcome, started, started_at, &mut schedule, &mut reports, &mut failed);
+            }
+        } else if schedule.is_over() {
+            break;
+        }
     }
     // Refs and stamps are bookkeeping: they are updated even when a step failed, so the
     // next explanation compares against what actually ran.
     // A failed step's error is what the user needs; a bookkeeping error (say, the disk
     // filled up) comes second.
-    let bookkeeping = ex.cache.update_refs(&plan.pipeline, &new_refs).and_then(|()| ex.cache.flush());
-    if let Some(e) = failure {
-        return Err(e);
+    let new_refs: BTreeMap<String, RefEntry> = reports
+        .iter()
+        .filter_map(|r: &StepReport| plan.steps.iter().find(|s| s.name == r.step))
+        .map(|s| (s.name.clone(), RefEntry { key: s.key, key_object: s.key_object.clone() }))
+        .collect();
+    let refs_written = if opts.record_refs { ex.cache.update_refs(&plan.pipeline, &new_refs) } else { Ok(()) };
+    let bookkeeping = refs_written.and_then(|()| ex.cache.flush());
+    if opts.interrupted() {
+        return Err(anyhow!("interrupted: {} step{} not finished", selected.len() - reports.len(), if selected.len() - reports.len() == 1 { "" } else { "s" }));
+    }
+    if !failed.is_empty() {
+        let not_started = schedule.not_started().into_iter().map(|i| plan.steps[i].name.clone()).collect();
+        let failed = failed.into_iter().map(|(i, e)| (plan.steps[i].name.clone(), e)).collect();
+        return Err(RunFailure { failed, not_started }.into_error());
     }
     bookkeeping?;
     let records = ex.have.into_iter().map(|(i, have)| (plan.steps[i].name.clone(), have.into_record())).collect();
     Ok(RunOutcome { reports, records })
+}
+
+/// What [`Executor::resolve`] found a step to be.
+enum Resolved {
+    /// Available (local, or a remote hit), with the words for the line.
+    Hit(Vec<String>),
+    /// To compute, with the reasons and any damaged files seen.
+    Compute(Vec<String>, Vec<std::path::PathBuf>),
 }
 
 /// Where a step's record is: here with all its outputs, or on the remote.
@@ -305,16 +423,15 @@ impl Executor<'_, '_> {
         (self.events)(Event::Warning(message));
     }
 
-    /// Step `i`'s status, reasons and summary after making it available: a local hit, a
-    /// remote hit, or a local computation (which takes the step's lock; a concurrent run
-    /// computing the same step is waited for and its record reused).
-    fn hit_or_run(&mut self, i: usize, refs: &BTreeMap<String, RefEntry>, forced: bool) -> Result<(Status, Vec<String>, Option<String>)> {
+    /// Whether step `i` is available (a local hit, or a remote hit whose shown outputs are
+    /// fetched) or must be computed, and why.
+    fn resolve(&mut self, i: usize, refs: &BTreeMap<String, RefEntry>, forced: bool) -> Result<Resolved> {
         let plan = self.plan;
         let step = &plan.steps[i];
         let st = status(self.cache, refs, step, forced);
         if st.status == Status::Hit {
             self.have.insert(i, Have::Local(st.record.expect("a hit has a record")));
-            return Ok((Status::Hit, st.reasons, None));
+            return Ok(Resolved::Hit(st.reasons));
         }
         if !forced && let Some(remote) = self.remote {
             match remote.lookup(&step.key) {
@@ -324,8 +441,17 @@ impl Executor<'_, '_> {
                 Lookup::Hit(hit) => match self.fetch_shown(step, &hit.record) {
                     Ok(()) => {
                         let reasons = vec![format!("remote, signed by {}", hit.signer)];
-                        self.have.insert(i, Have::Remote(*hit));
-                        return Ok((Status::Hit, reasons, None));
+                        // A step whose outputs are all shown (an evaluation: its metrics,
+                        // predictions and plots) is now whole here: its record is kept, so
+                        // `runs` and `saved/index.html` list it like any local result.
+                        let whole = hit.record.outputs.values().all(|o| self.cache.check_output(o) == OutputState::Ok);
+                        if whole {
+                            self.cache.write_record(&hit.record).with_context(|| format!("step `{}`", step.name))?;
+                            self.have.insert(i, Have::Local(hit.record));
+                        } else {
+                            self.have.insert(i, Have::Remote(*hit));
+                        }
+                        return Ok(Resolved::Hit(reasons));
                     }
                     Err(e) => self.warn(format!("{e:#}; computing `{}` here", step.name)),
                 },
@@ -333,6 +459,20 @@ impl Executor<'_, '_> {
                 Lookup::Absent | Lookup::Down => {}
             }
         }
+        Ok(Resolved::Compute(st.reasons, st.damaged))
+    }
+
+    /// Computes step `i` in this process, under the step's lock (a concurrent run computing
+    /// the same step is waited for and its record reused).
+    fn compute_here(
+        &mut self,
+        i: usize,
+        refs: &BTreeMap<String, RefEntry>,
+        forced: bool,
+        reasons: Vec<String>,
+        damaged: &[std::path::PathBuf],
+    ) -> Result<(Status, Vec<String>, Option<String>)> {
+        let step = &self.plan.steps[i];
         let _lock = self.cache.lock_step(&step.key)?;
         if !forced {
             let mut again = status(self.cache, refs, step, false);
@@ -341,11 +481,85 @@ impl Executor<'_, '_> {
                 return Ok((Status::Hit, vec!["computed by a concurrent run".into()], None));
             }
         }
-        for path in &st.damaged {
+        for path in damaged {
             self.cache.quarantine(path);
         }
         let summary = self.compute(i)?;
-        Ok((Status::Run, st.reasons, summary))
+        Ok((Status::Run, reasons, summary))
+    }
+
+    /// After a dispatched job ended well: the step's record, which must be in the cache
+    /// (within `grace`, for a shared filesystem's lag) with intact outputs, and the job's
+    /// summary from its report.
+    fn collect_dispatched(&mut self, i: usize, grace: std::time::Duration, reasons: Vec<String>) -> Result<(Status, Vec<String>, Option<String>)> {
+        let step = &self.plan.steps[i];
+        let deadline = Instant::now() + grace;
+        let record = loop {
+            let st = status(self.cache, &BTreeMap::new(), step, false);
+            if st.status == Status::Hit {
+                break st.record.expect("a hit has a record");
+            }
+            if Instant::now() >= deadline {
+                return Err(anyhow!(
+                    "the job ended but the step's record did not appear in the cache within {}s ({})",
+                    grace.as_secs(),
+                    st.reasons.join("; ")
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
+        let report = self.cache.dir(crate::cache::Dir::Tmp).join(format!("report-{}.json", step.key.hex()));
+        let summary = std::fs::read(&report)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["summary"].as_str().map(String::from));
+        let _ = std::fs::remove_file(&report);
+        self.have.insert(i, Have::Local(record));
+        Ok((Status::Run, reasons, summary))
+    }
+
+    /// Ends step `i` in the schedule and the reports: uploads it when asked, tells `events`,
+    /// or records the failure.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &mut self,
+        i: usize,
+        outcome: Result<(Status, Vec<String>, Option<String>)>,
+        started: Instant,
+        started_at: String,
+        schedule: &mut Schedule,
+        reports: &mut Vec<StepReport>,
+        failed: &mut Vec<(usize, anyhow::Error)>,
+    ) {
+        let step = &self.plan.steps[i];
+        let outcome = outcome.and_then(|done| {
+            if self.remote.is_some_and(|r| r.upload) {
+                self.publish(i)?;
+            }
+            Ok(done)
+        });
+        match outcome {
+            Ok((status, reasons, summary)) => {
+                let report = StepReport {
+                    step: step.name.clone(),
+                    kind: step.kind,
+                    key: step.key.hex(),
+                    status,
+                    reasons,
+                    seconds: started.elapsed().as_secs_f64(),
+                    started: started_at,
+                    ended: now_rfc3339(),
+                    summary,
+                };
+                (self.events)(Event::Finished(&report));
+                reports.push(report);
+                schedule.finish(i);
+            }
+            Err(e) => {
+                failed.push((i, e));
+                schedule.fail(i);
+            }
+        }
     }
 
     /// Computes step `i` here, its dependencies' outputs made local first.

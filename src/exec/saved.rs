@@ -23,6 +23,11 @@ pub struct SavedRun<'a> {
     pub canonical: Option<String>,
 }
 
+/// A new run's id (taken when the run starts: its jobs' logs go in the run's folder).
+pub fn new_run_id(saved_root: &Path, pipeline: &str) -> String {
+    run_id(&saved_root.join(pipeline))
+}
+
 /// A run id from the current UTC time: `20261127-231502`, with `-2`, `-3`… on collision.
 fn run_id(dir: &Path) -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -37,10 +42,9 @@ fn run_id(dir: &Path) -> String {
 }
 
 /// Writes the run directory and points `latest` at it. Returns the run directory.
-pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<PathBuf> {
+pub fn write(saved_root: &Path, id: &str, cache: &mut Cache, run: &SavedRun) -> Result<PathBuf> {
     let pipeline_dir = saved_root.join(&run.plan.name);
     std::fs::create_dir_all(&pipeline_dir).with_context(|| format!("{}: cannot create", pipeline_dir.display()))?;
-    let id = run_id(&pipeline_dir);
     let tmp = fsutil::temp_path_for(&pipeline_dir.join(&id));
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
@@ -68,9 +72,16 @@ pub fn write(saved_root: &Path, cache: &mut Cache, run: &SavedRun) -> Result<Pat
             write(&rel, &bytes)?;
         }
     }
+    // Dispatched jobs wrote their logs into the run's folder as they went: they join the
+    // rest, and the folder is made whole by the rename below.
+    let early = pipeline_dir.join(id);
+    if early.join("logs").is_dir() {
+        std::fs::rename(early.join("logs"), tmp.join("logs")).with_context(|| format!("{}: cannot move", early.join("logs").display()))?;
+        let _ = std::fs::remove_dir(&early);
+    }
     // Two runs finishing in the same second race for the id: rename fails for the loser
     // (the destination exists and is not empty), which then takes the next free id.
-    let mut id = id;
+    let mut id = id.to_string();
     let mut attempt = 2;
     let dest = loop {
         let dest = pipeline_dir.join(&id);

@@ -21,6 +21,7 @@
 pub mod signing;
 mod store;
 pub mod sync;
+pub mod transfers;
 
 pub use store::{Auth, StoreError};
 
@@ -98,6 +99,7 @@ pub struct Remote {
     /// Set by the first read that finds the server unreachable, timing out or failing: the
     /// rest of the command computes locally at once instead of waiting on it step by step.
     down: std::sync::atomic::AtomicBool,
+    transfers: std::sync::Arc<transfers::Transfers>,
 }
 
 impl Remote {
@@ -112,7 +114,12 @@ impl Remote {
             }
             (None, false) => None,
         };
-        Ok(Remote { store, trusted, signer, upload: settings.upload, down: Default::default() })
+        Ok(Remote { store, trusted, signer, upload: settings.upload, down: Default::default(), transfers: Default::default() })
+    }
+
+    /// The transfer counters, for a progress display that watches them from another thread.
+    pub fn transfers(&self) -> std::sync::Arc<transfers::Transfers> {
+        self.transfers.clone()
     }
 
     fn record_rel(key: &Digest) -> String {
@@ -143,6 +150,15 @@ impl Remote {
         match self.check(key, &bytes) {
             Ok(hit) => Lookup::Hit(Box::new(hit)),
             Err(why) => Lookup::Ignored(format!("remote record ignored: {url}: {why}")),
+        }
+    }
+
+    /// The record of `key` on the remote when it counts; `None` for anything else (reports
+    /// that list results use this: what does not count is simply not listed).
+    pub fn record(&self, key: &Digest) -> Option<Record> {
+        match self.lookup(key) {
+            Lookup::Hit(hit) => Some(hit.record),
+            Lookup::Absent | Lookup::Ignored(_) | Lookup::Down => None,
         }
     }
 
@@ -227,7 +243,7 @@ impl Remote {
         }
         // A private name in `tmp/`: another process may be fetching the same object.
         let private = crate::fsutil::temp_path_for(&cache.dir(Dir::Tmp).join(format!("remote-{}", out.digest.short())));
-        let object = self.fetch_object(&private, &out.digest)?;
+        let object = self.fetch_object(&private, &out.digest, out.size)?;
         if !out.tree {
             cache.put_file(&object)?;
             return Ok(());
@@ -241,7 +257,7 @@ impl Remote {
         in_parallel(&manifest.files, |f| {
             let dest = dir.join(&f.path);
             std::fs::create_dir_all(dest.parent().expect("tree files live in the tree"))?;
-            self.fetch_object(&dest, &f.digest).map(|_| ())
+            self.fetch_object(&dest, &f.digest, f.size).map(|_| ())
         })?;
         let tree = cache.put_tree(&dir)?;
         if tree.digest != out.digest {
@@ -253,10 +269,11 @@ impl Remote {
 
     /// Downloads one object to `dest`, verified against its digest before it appears there
     /// (until then it is a temporary file beside it, removed on any failure).
-    fn fetch_object(&self, dest: &std::path::Path, digest: &Digest) -> Result<PathBuf> {
+    fn fetch_object(&self, dest: &std::path::Path, digest: &Digest, size: u64) -> Result<PathBuf> {
         let rel = Self::object_rel(digest);
         let url = self.store.url(&rel);
-        let Some((file, actual, _size)) = store::download(&self.store, &rel, dest)? else {
+        let transfer = self.transfers.start(size, false);
+        let Some((file, actual, _size)) = store::download(&self.store, &rel, dest, &transfer)? else {
             bail!("{url}: missing on the remote");
         };
         if actual != *digest {
@@ -293,10 +310,11 @@ impl Remote {
             if self.store.exists(&object_rel).map_err(refused_is_error)? {
                 return Ok(());
             }
-            self.store.put_file(&object_rel, path).map_err(refused_is_error)?;
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            self.store.put_file(&object_rel, path, &self.transfers.start(size, true)).map_err(refused_is_error)?;
             let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
             sent.objects += 1;
-            sent.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            sent.bytes += size;
             Ok(())
         })?;
         done = sent.into_inner().unwrap_or_else(|e| e.into_inner());

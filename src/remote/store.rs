@@ -6,6 +6,7 @@
 //! Nothing here trusts what it reads: callers verify digests and signatures. A download is
 //! streamed into a temporary file that the caller renames into place only once verified.
 
+use super::transfers::{Counting, InFlight};
 use crate::fsutil::{AtomicFile, Durability};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -132,20 +133,28 @@ impl Store {
 
     /// Writes the entry from a file. On a directory store the file appears whole (written
     /// beside it and renamed), so concurrent writers and readers never see a partial entry.
-    pub fn put_file(&self, rel: &str, src: &Path) -> Result<(), StoreError> {
+    pub fn put_file(&self, rel: &str, src: &Path, transfer: &InFlight) -> Result<(), StoreError> {
         let url = self.url(rel);
         let io = |e: std::io::Error| StoreError::Transport { url: url.clone(), message: e.to_string() };
+        let file = std::fs::File::open(src).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut body = Counting { inner: file, transfer };
         match self {
             Store::Dir(d) => {
                 let dest = d.join("v1").join(rel);
                 std::fs::create_dir_all(dest.parent().expect("entries live in folders")).map_err(io)?;
                 let mut file = AtomicFile::create(&dest).map_err(io)?;
-                std::io::copy(&mut std::fs::File::open(src).map_err(io)?, &mut file).map_err(io)?;
+                std::io::copy(&mut body, &mut file).map_err(io)?;
                 file.commit(Durability::Durable).map_err(io)
             }
             Store::Http(h) => {
-                let file = std::fs::File::open(src).map_err(io)?;
-                let resp = h.with_auth(h.agent.put(&url)).send(file).map_err(|e| transport(&url, e))?;
+                // The length is given, so the body is sent as it is read (counted) and not
+                // chunked: not every WebDAV server takes a chunked PUT.
+                let resp = h
+                    .with_auth(h.agent.put(&url))
+                    .header("Content-Length", size.to_string())
+                    .send(ureq::SendBody::from_reader(&mut body))
+                    .map_err(|e| transport(&url, e))?;
                 match resp.status().as_u16() {
                     200..=299 => Ok(()),
                     status => Err(StoreError::Status { url, status }),
@@ -227,15 +236,17 @@ fn transport(url: &str, e: ureq::Error) -> StoreError {
 
 /// Downloads `rel` into a temporary file beside `dest`'s final place, hashing as it goes;
 /// returns the file (uncommitted) and its digest, or `None` when the entry does not exist.
-pub fn download(store: &Store, rel: &str, dest: &Path) -> Result<Option<(AtomicFile, crate::digest::Digest, u64)>> {
+pub fn download(store: &Store, rel: &str, dest: &Path, transfer: &InFlight) -> Result<Option<(AtomicFile, crate::digest::Digest, u64)>> {
     struct Hashing<'a> {
         file: &'a mut AtomicFile,
         hasher: blake3::Hasher,
+        transfer: &'a InFlight<'a>,
     }
     impl Write for Hashing<'_> {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             let n = self.file.write(buf)?;
             self.hasher.update(&buf[..n]);
+            self.transfer.advance(n as u64);
             Ok(n)
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -246,7 +257,7 @@ pub fn download(store: &Store, rel: &str, dest: &Path) -> Result<Option<(AtomicF
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
     }
     let mut file = AtomicFile::create(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
-    let mut sink = Hashing { file: &mut file, hasher: blake3::Hasher::new() };
+    let mut sink = Hashing { file: &mut file, hasher: blake3::Hasher::new(), transfer };
     let Some(size) = store.get_into(rel, &mut sink)? else { return Ok(None) };
     let digest = crate::digest::Digest(*sink.hasher.finalize().as_bytes());
     Ok(Some((file, digest, size)))

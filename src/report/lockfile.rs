@@ -100,7 +100,7 @@ pub fn read(path: &Path) -> Result<Lockfile> {
 pub fn mismatches(plan: &Plan, lock: &Lockfile, until: Option<&str>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut downstream = Vec::new();
-    for i in crate::exec::selected_steps(plan, until)? {
+    for i in crate::exec::selected_steps(plan, until, None)? {
         let step = &plan.steps[i];
         let Some(locked) = lock.steps.get(&step.name) else {
             lines.push(format!("{}: not in the lock (a new step)", step.name));

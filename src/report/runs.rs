@@ -24,15 +24,19 @@ pub struct Row {
     pub per_task: BTreeMap<String, f64>,
 }
 
+/// Where `runs` finds a step's record: the local cache, and then (with a remote) a signed
+/// record there that counts. Metrics live in the record itself, so nothing is downloaded.
+pub type FindRecord<'a> = &'a dyn Fn(&crate::digest::Digest) -> Option<crate::cache::Record>;
+
 /// Collects the rows of every plan's evaluate steps that have a record with metrics. A step
 /// shared by several pipelines or variants appears once (the first that names it).
-pub fn collect(cache: &crate::cache::Cache, plans: &[&Plan]) -> Vec<Row> {
+pub fn collect(find: FindRecord, plans: &[&Plan]) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut all_leaves: Vec<BTreeMap<String, Value>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for plan in plans {
         for step in plan.steps.iter().filter(|s| s.kind == crate::plan::StepKind::Evaluate) {
-            let Ok(Some(record)) = cache.read_record(&step.key) else { continue };
+            let Some(record) = find(&step.key) else { continue };
             let Some(m) = record.metrics else { continue };
             if !seen.insert(step.key) {
                 continue;
@@ -167,9 +171,9 @@ pub fn render_html(rows: &[Row], saved_root: &std::path::Path) -> String {
 }
 
 /// Writes `saved/index.html`: the runs table of `plans` and their latest plots.
-pub fn write_index(cache: &crate::cache::Cache, saved: &std::path::Path, plans: &[&Plan]) -> anyhow::Result<std::path::PathBuf> {
+pub fn write_index(find: FindRecord, saved: &std::path::Path, plans: &[&Plan]) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
-    let rows = collect(cache, plans);
+    let rows = collect(find, plans);
     let path = saved.join("index.html");
     std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
     crate::fsutil::write_atomic(&path, render_html(&rows, saved).as_bytes())

@@ -8,6 +8,7 @@ mod cli_ensemble;
 mod cli_gc;
 mod cli_golden;
 mod cli_run;
+mod cluster;
 mod data_layout;
 mod data_relabel;
 mod data_split;

@@ -168,9 +168,25 @@ fn a_fresh_clone_hits_every_quickstart_step_on_the_remote_and_downloads_little()
     println!("A uploaded {uploaded} bytes; B downloaded {downloaded} bytes");
     assert!(downloaded * 20 < uploaded, "B downloaded {downloaded} of {uploaded} uploaded bytes");
     assert_eq!(b.submission("p"), a.submission("p"));
-    // The plan says so too, and a second run needs the same (small) downloads only.
+    // The plan says so too. The steps whose outputs were all fetched for `saved/` (split,
+    // evaluate) are whole here now, so local hits; the others are still on the remote only.
     let plan = b.run(&["plan", "p.mf"]);
-    assert!(plan.ok().lines().all(|l| l.starts_with("hit ") && l.ends_with("(remote, signed by ci-1)")), "{}", plan.stdout);
+    for line in plan.ok().lines() {
+        let local = line.starts_with("hit  split ") || line.starts_with("hit  evaluate ");
+        assert!(line.starts_with("hit ") && local != line.ends_with("(remote, signed by ci-1)"), "{line}\n{}", plan.stdout);
+    }
+    // The results tables list the evaluation that came from the remote, with A's figures: on
+    // B, whose run fetched it, and on a machine that has run nothing (records only).
+    let runs_of = |m: &Machine| -> Vec<(String, f64)> {
+        let rows: serde_json::Value = serde_json::from_str(m.run(&["runs", "p.mf", "--json"]).ok()).unwrap();
+        rows.as_array().unwrap().iter().map(|r| (r["step"].as_str().unwrap().to_string(), r["macro_f1"].as_f64().unwrap())).collect()
+    };
+    let on_a = runs_of(&a);
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert_eq!(runs_of(&b), on_a);
+    assert_eq!(runs_of(&Machine::new(&server, &public, &quickstart)), on_a);
+    let index = std::fs::read_to_string(b.space.path("saved/index.html")).unwrap();
+    assert!(index.contains(&format!("{:.4}", on_a[0].1)), "{index}");
 }
 
 #[test]

@@ -238,6 +238,10 @@ pub fn train<B: TrainBackend>(
         if cfg.stop_after_epochs.is_some_and(|n| state.epochs_done >= n) {
             break;
         }
+        if preemption_flag().load(std::sync::atomic::Ordering::Relaxed) && state.epochs_done > 0 {
+            // The last epoch's checkpoint is complete (end_epoch wrote it and then state.json).
+            return Err(Preempted { epochs_done: state.epochs_done }.into());
+        }
         B::seed(&session.device, epoch_seed(cfg.seed, epoch));
         let trained;
         (model, trained) = session.train_epoch(model, &mut optim, &state, epoch, &mut steps, progress)?;
@@ -247,6 +251,21 @@ pub fn train<B: TrainBackend>(
         }
     }
     Ok(outcome(ckpt_dir, &state, resumed_from))
+}
+
+/// Set when the process is about to be preempted (Slurm's `--signal=B:USR2@90`, which the
+/// application wires to this flag): training stops at the next epoch boundary, with that
+/// epoch's checkpoint complete, and returns [`Preempted`]; a later call resumes from it.
+pub fn preemption_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(Default::default).clone()
+}
+
+/// Training stopped on a preemption warning after `epochs_done` checkpointed epochs.
+#[derive(Debug, thiserror::Error)]
+#[error("preempted: training stopped after epoch {epochs_done}, whose checkpoint is complete; a rerun resumes from it")]
+pub struct Preempted {
+    pub epochs_done: usize,
 }
 
 type Optimizer<B> = optim::AnyOptimizer<B, Classifier<B>>;
