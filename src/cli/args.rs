@@ -78,6 +78,40 @@ pub enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
+    /// Which of the changes between two pipelines made the difference: runs A and B with
+    /// each change added to A and left out of B (or every subset, --full), then reports each
+    /// change's effect on macro-F1 with a paired bootstrap interval.
+    Ablate {
+        /// The old pipeline (or, alone, the working file to compare with git).
+        a: PathBuf,
+        /// The new pipeline.
+        b: Option<PathBuf>,
+        /// With one file: the git revision of A (default HEAD).
+        #[arg(long)]
+        rev: Option<String>,
+        /// Run every subset of the changes (2^k arms, k ≤ 6) and report interactions.
+        #[arg(long)]
+        full: bool,
+        /// Repeat every arm with N training seeds (B's seed, +1, …); effects pool them.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+        seeds: u32,
+        /// Merge the changes under these paths into one (`--group loss,train.optimizer`; repeatable).
+        #[arg(long, value_name = "PATH,PATH")]
+        group: Vec<String>,
+        /// Print the arms, the steps each must run and an estimate of the training time; run nothing.
+        #[arg(long)]
+        plan: bool,
+        /// Run even when more than 16 trainings are to run.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+        /// Also write the report's HTML page (intervals drawn against zero) here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
     /// Where each step stands: cached, or its job of the latest Slurm run queued (job id),
     /// running (node, elapsed) or failed (log).
     Status {

@@ -2,6 +2,7 @@
 //! values into lines on stdout; every error is drawn once, by [`render_error`], on stderr,
 //! and becomes a non-zero exit status.
 
+mod ablate;
 mod args;
 mod pipeline;
 mod remote;
@@ -40,6 +41,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run { pipeline, force, until, json, locked, exec } => {
             let run = pipeline::RunArgs { force, until, json, locked, exec };
             pipeline::run(cache, saved, open_remote()?.as_ref(), &pipeline, run)
+        }
+        Command::Ablate { a, b, rev, full, seeds, group, plan, yes, json, html, exec } => {
+            let args = ablate::AblateArgs { a, b, rev, full, seeds: seeds as usize, groups: group, plan_only: plan, yes, json, html, exec };
+            ablate::ablate(cache, saved, open_remote()?.as_ref(), args)
         }
         Command::Status { pipeline } => pipeline::status(cache, saved, &pipeline),
         Command::Step { pipeline, step, report } => pipeline::step(cache, open_remote()?.as_ref(), &pipeline, &step, report.as_deref()),

@@ -38,32 +38,10 @@ pub(super) fn run(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, args:
         lockfile::check(&plan, until.as_deref(), &args.file)?;
     }
     let started = std::time::Instant::now();
-    let executor = config::executor_settings(
-        Path::new("."),
-        &config::ExecutorFlags { kind: exec_args.executor.clone(), jobs: exec_args.jobs, gpus: exec_args.gpus.clone() },
-        &|name| std::env::var(name).ok(),
-    )?;
     let run_id = exec::saved::new_run_id(saved, &plan.name);
-    let log_dir = saved.join(&plan.name).join(&run_id).join("logs");
-    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let job_name = format!("maskflow-{}-{run_id}", plan.name);
-    let mut dispatcher = dispatcher_for(&executor, cache_dir, args, log_dir, &job_name, &interrupt)?;
-    let opts = RunOptions { force, until, keep_going: exec_args.keep_going, record_refs: true, interrupt: Some(interrupt), ..Default::default() };
-    let mut progress = Progress::default();
-    let stdout = std::io::stdout();
-    let transfer_bar = TransferBar::watch(remote);
-    let outcome = exec::run(&mut cache, &plan, &opts, remote, dispatcher.as_mut().map(|d| &mut **d as &mut dyn Dispatcher), &mut |event| match event {
-        Event::Progress { step, progress: p } => progress.show(&step.name, p),
-        Event::Warning(w) => progress.println(&format!("warning: {w}")),
-        Event::Finished(report) => {
-            progress.finish();
-            if !json {
-                let _ = writeln!(stdout.lock(), "{}", exec::report_line(report));
-            }
-        }
-    });
-    progress.finish();
-    drop(transfer_bar);
+    let opts = RunOptions { force, until, keep_going: exec_args.keep_going, record_refs: true, ..Default::default() };
+    let where_ = Where { cache_dir, saved, remote, job_file: args, run_id: &run_id };
+    let outcome = execute(&mut cache, &plan, &where_, opts, &exec_args, json);
     let exec::RunOutcome { reports, records } = outcome?;
     if !locked {
         lockfile::write(&plan, &reports, &records, &args.file)?;
@@ -93,6 +71,54 @@ pub(super) fn run(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, args:
         );
     }
     Ok(0)
+}
+
+/// Where a run happens: the cache and results folders, the remote, the file a dispatched job
+/// plans from (`maskflow step FILE STEP`) and the run's id.
+pub(super) struct Where<'a> {
+    pub cache_dir: &'a Path,
+    pub saved: &'a Path,
+    pub remote: Option<&'a Remote>,
+    pub job_file: &'a PipelineArgs,
+    pub run_id: &'a str,
+}
+
+/// Runs `plan` as `run` does, on the executor the flags and settings ask for, with one line
+/// per step on stdout (unless `json`) and progress on stderr.
+pub(super) fn execute(
+    cache: &mut Cache,
+    plan: &Plan,
+    at: &Where,
+    mut opts: RunOptions,
+    exec_args: &ExecArgs,
+    json: bool,
+) -> Result<exec::RunOutcome> {
+    let executor = config::executor_settings(
+        Path::new("."),
+        &config::ExecutorFlags { kind: exec_args.executor.clone(), jobs: exec_args.jobs, gpus: exec_args.gpus.clone() },
+        &|name| std::env::var(name).ok(),
+    )?;
+    let log_dir = at.saved.join(&plan.name).join(at.run_id).join("logs");
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let job_name = format!("maskflow-{}-{}", plan.name, at.run_id);
+    let mut dispatcher = dispatcher_for(&executor, at.cache_dir, at.job_file, log_dir, &job_name, &interrupt)?;
+    opts.interrupt = Some(interrupt);
+    let mut progress = Progress::default();
+    let stdout = std::io::stdout();
+    let transfer_bar = TransferBar::watch(at.remote);
+    let outcome = exec::run(cache, plan, &opts, at.remote, dispatcher.as_mut().map(|d| &mut **d as &mut dyn Dispatcher), &mut |event| match event {
+        Event::Progress { step, progress: p } => progress.show(&step.name, p),
+        Event::Warning(w) => progress.println(&format!("warning: {w}")),
+        Event::Finished(report) => {
+            progress.finish();
+            if !json {
+                let _ = writeln!(stdout.lock(), "{}", exec::report_line(report));
+            }
+        }
+    });
+    progress.finish();
+    drop(transfer_bar);
+    outcome
 }
 
 /// The dispatcher the settings ask for: `None` to compute in this process, one step at a
@@ -138,7 +164,13 @@ fn dispatcher_for(
 /// report goes to `--report` for the run that dispatched it.
 pub(super) fn step(cache_dir: &Path, remote: Option<&Remote>, args: &PipelineArgs, name: &str, report: Option<&Path>) -> Result<i32> {
     let mut cache = Cache::open(cache_dir)?;
-    let plan = load_plan(&mut cache, args)?;
+    let plan = if args.file.extension().is_some_and(|x| x == "json") {
+        // The arms of `maskflow ablate`, as it wrote them for its jobs.
+        let (label, loaded) = crate::report::ablate::read_arms(&args.file)?;
+        crate::plan::build(&label, &loaded, &mut cache, MissingInputs::Fail)?
+    } else {
+        load_plan(&mut cache, args)?
+    };
     // Slurm's warning before preemption (`--signal=B:USR2@90`, forwarded by the job script):
     // training stops after its next checkpoint, and the job is requeued to resume from it.
     signal_hook::flag::register(signal_hook::consts::SIGUSR2, crate::train::preemption_flag()).context("cannot handle SIGUSR2")?;

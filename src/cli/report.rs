@@ -101,11 +101,16 @@ pub(super) fn runs(
     csv: bool,
     html: bool,
 ) -> Result<i32> {
-    let files = if files.is_empty() { project::default_pipelines() } else { files.to_vec() };
+    let named = !files.is_empty();
+    let files = if named { files.to_vec() } else { project::default_pipelines() };
     let mut cache = Cache::open(cache_dir)?;
     let mut plans = Vec::new();
     for f in &files {
         plans.push(plan_tolerant(&mut cache, f, &[], &f.display().to_string())?);
+    }
+    if !named {
+        // The arms of `maskflow ablate` are experiments too.
+        plans.extend(super::ablate::saved_ablations(&mut cache, saved));
     }
     let plans: Vec<&Plan> = plans.iter().collect();
     if html {

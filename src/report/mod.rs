@@ -5,6 +5,7 @@
 //! (next to the pipeline); `verify` may put re-computed outputs into the object store (it is
 //! content-addressed, so that never changes what a record means) but never writes records or refs.
 
+pub mod ablate;
 pub mod diff;
 pub mod git;
 pub mod lockfile;

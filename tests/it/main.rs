@@ -3,6 +3,7 @@
 
 mod common;
 
+mod ablate;
 mod cli_e2e;
 mod cli_ensemble;
 mod cli_gc;

@@ -13,7 +13,7 @@ use common::{Space, TINY};
 use std::path::Path;
 use std::process::Command;
 
-fn chromium() -> Option<String> {
+pub fn chromium() -> Option<String> {
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
@@ -21,7 +21,7 @@ fn chromium() -> Option<String> {
 }
 
 /// Runs headless Chromium on `page` with `args`; returns stdout.
-fn headless(browser: &str, home: &Path, page: &Path, args: &[&str]) -> String {
+pub fn headless(browser: &str, home: &Path, page: &Path, args: &[&str]) -> String {
     let out = Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--allow-file-access-from-files"])
         .arg(format!("--user-data-dir={}", home.join("profile").display()))
