@@ -77,6 +77,25 @@ impl Drop for Cluster {
     }
 }
 
+/// A `maskflow run` in the background, killed if the test ends early (a failed assertion
+/// must not leave it polling a cluster that is gone).
+struct Background(Option<std::process::Child>);
+
+impl Background {
+    fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Step name → key, from `plan --json`.
 fn keys(space: &Space, cache: &str) -> BTreeMap<String, String> {
     let plan: serde_json::Value = serde_json::from_str(space.run(&["--cache", cache, "plan", "p.mf", "--json"]).ok()).unwrap();
@@ -197,7 +216,8 @@ fn status_shows_queued_and_running_jobs_and_ctrl_c_cancels_every_job() {
     space.run(&["run", "p.mf", "--until", "prepare"]).ok();
     space.run(&["run", "p.mf", "--until", "split"]).ok();
     // One array task at a time (`--jobs 1` on Slurm: `--array=0-3%1`).
-    let mut child = space.command(&["run", "p.mf", "--executor", "slurm", "--jobs", "1"], &cluster.env()).spawn().unwrap();
+    let mut run = space.command(&["run", "p.mf", "--executor", "slurm", "--jobs", "1"], &cluster.env());
+    let mut child = Background(Some(run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()));
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let s = space.run(&["status", "p.mf"]).ok().to_string();
@@ -209,6 +229,7 @@ fn status_shows_queued_and_running_jobs_and_ctrl_c_cancels_every_job() {
     };
     common::assert_golden("status_during_a_slurm_run", &normalise_status(&status));
     // Ctrl-C: every job of the run is cancelled.
+    let mut child = child.take();
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let exit = child.wait().unwrap();
     assert!(!exit.success());
@@ -248,7 +269,8 @@ fn a_preempted_training_checkpoints_is_requeued_and_resumes_to_the_same_weights(
     space.run(&["--cache", "local", "run", "p.mf"]).ok();
     space.run(&["run", "p.mf", "--until", "prepare"]).ok();
     space.run(&["run", "p.mf", "--until", "split"]).ok();
-    let child = space.command(&["run", "p.mf", "--executor", "slurm"], &cluster.env()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Background(Some(space.command(&["run", "p.mf", "--executor", "slurm"], &cluster.env()).stdout(std::process::Stdio::piped()).spawn().unwrap()));
     // Wait for the training job to run, then warn it as Slurm does before preemption.
     let deadline = Instant::now() + Duration::from_secs(60);
     let job = loop {
@@ -263,7 +285,7 @@ fn a_preempted_training_checkpoints_is_requeued_and_resumes_to_the_same_weights(
     let signalled =
         Command::new("scancel").args(["--signal=USR2", "--batch", &job]).env("SLURM_CONF", &cluster.conf).status().unwrap();
     assert!(signalled.success());
-    let out = child.wait_with_output().unwrap();
+    let out = child.take().wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("run train: new step — 30 epochs (resumed after epoch "), "{stdout}");

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 const FAILED: &[&str] = &["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "BOOT_FAIL", "DEADLINE"];
 const FIRST_INTERVAL: Duration = Duration::from_secs(1);
 const LONGEST_INTERVAL: Duration = Duration::from_secs(30);
+/// How long one sacct, squeue, scontrol or scancel call may take before it counts as no answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Polls in a row without an answer from sacct or squeue before the run fails.
+const SILENT_POLLS: u32 = 8;
 /// `maskflow step`'s exit status when training checkpointed on a preemption warning
 /// (EX_TEMPFAIL): the job script requeues the job.
 pub const PREEMPTED_EXIT: i32 = 75;
@@ -195,29 +199,25 @@ impl Slurm {
 
     /// One poll of every job of the run: sacct, else squeue (plus scontrol for what squeue
     /// no longer lists). At most three calls, whatever the number of jobs.
-    fn poll(&mut self) -> BTreeMap<String, Seen> {
+    /// `Err` with the tools' words when neither sacct nor squeue answered.
+    fn poll(&mut self) -> Result<BTreeMap<String, Seen>, String> {
         self.polls += 1;
-        let sacct = Command::new("sacct").args(["-X", "-P", "-n", "-o", "JobID,JobIDRaw,State,ExitCode", "--name", &self.job_name]).output();
-        if let Ok(out) = &sacct
-            && out.status.success()
-        {
-            return parse_sacct(&String::from_utf8_lossy(&out.stdout));
+        let sacct = bounded(Command::new("sacct").args(["-X", "-P", "-n", "-o", "JobID,JobIDRaw,State,ExitCode", "--name", &self.job_name]));
+        if let Ok(out) = &sacct {
+            return Ok(parse_sacct(out));
         }
         self.polls += 1;
-        let mut seen = match Command::new("squeue").args(["-h", "-t", "all", "--name", &self.job_name, "-o", "%i|%A|%T|%N|%M"]).output() {
-            Ok(out) if out.status.success() => parse_squeue(&String::from_utf8_lossy(&out.stdout)),
-            _ => BTreeMap::new(),
-        };
+        let mut seen = parse_squeue(&bounded(Command::new("squeue").args(["-h", "-t", "all", "--name", &self.job_name, "-o", "%i|%A|%T|%N|%M"]))?);
         let forgotten = self.jobs.iter().any(|(id, t)| !t.ended && !seen.contains_key(id));
         if forgotten {
             self.polls += 1;
-            if let Ok(out) = Command::new("scontrol").args(["-o", "show", "job"]).output() {
-                for (id, s) in parse_scontrol(&String::from_utf8_lossy(&out.stdout), &self.job_name) {
+            if let Ok(out) = bounded(Command::new("scontrol").args(["-o", "show", "job"])) {
+                for (id, s) in parse_scontrol(&out, &self.job_name) {
                     seen.entry(id).or_insert(s);
                 }
             }
         }
-        seen
+        Ok(seen)
     }
 
     /// Writes `logs/jobs.json` for `maskflow status`.
@@ -253,8 +253,24 @@ impl Dispatcher for Slurm {
     }
 
     fn wait(&mut self, interrupted: &dyn Fn() -> bool) -> Result<Vec<(usize, Ended)>> {
+        let mut silent = 0;
         loop {
-            let seen = self.poll();
+            let seen = match self.poll() {
+                Ok(seen) => {
+                    silent = 0;
+                    seen
+                }
+                // A controller that stopped answering is not a reason to wait forever: after
+                // a few polls (backing off, minutes in all) the run fails, saying so.
+                Err(words) if silent + 1 >= SILENT_POLLS => {
+                    self.cancel_all();
+                    bail!("Slurm does not answer ({SILENT_POLLS} polls in a row): {words}");
+                }
+                Err(_) => {
+                    silent += 1;
+                    BTreeMap::new()
+                }
+            };
             let mut ended = Vec::new();
             let mut changed = false;
             let ids: Vec<String> = self.jobs.iter().filter(|(_, t)| !t.ended).map(|(id, _)| id.clone()).collect();
@@ -301,7 +317,7 @@ impl Dispatcher for Slurm {
         if ids.is_empty() {
             return;
         }
-        let _ = Command::new("scancel").args(&ids).output();
+        let _ = bounded(Command::new("scancel").args(&ids));
         for id in ids {
             if let Some(t) = self.jobs.get_mut(&id) {
                 t.state = "CANCELLED".into();
@@ -317,6 +333,35 @@ impl Dispatcher for Slurm {
 
     fn record_grace(&self) -> Duration {
         self.settings.grace
+    }
+}
+
+/// Runs a Slurm client with [`CALL_TIMEOUT`]; its stdout when it exits 0, else its words.
+fn bounded(command: &mut Command) -> Result<String, String> {
+    let name = format!("{:?}", command.get_program());
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name}: no answer within {} s", CALL_TIMEOUT.as_secs()));
+            }
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| format!("{name}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{name} {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
