@@ -345,7 +345,13 @@ pub fn run(
             }
             let interrupt = || opts.interrupted();
             for (i, end) in d.wait(&interrupt)? {
-                let (reasons, started, started_at) = dispatched.remove(&i).expect("only dispatched steps end");
+                let (reasons, mut started, mut started_at) = dispatched.remove(&i).expect("only dispatched steps end");
+                if let Some(t) = d.start_time(i) {
+                    // It waited (for a GPU id) after it was handed over: its time counts from
+                    // its process's start.
+                    started = Instant::now() - t.elapsed().unwrap_or_default();
+                    started_at = humantime::format_rfc3339_millis(t).to_string();
+                }
                 let outcome = match end {
                     Ended::Exited => ex.collect_dispatched(i, d.record_grace(), reasons),
                     Ended::Failed(words) => Err(anyhow!(words)),

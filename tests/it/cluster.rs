@@ -152,6 +152,29 @@ fn jobs_two_gives_the_serial_digests_and_the_trainings_overlap() {
 }
 
 #[test]
+fn gpus_hold_model_steps_to_one_per_device() {
+    // No GPU here: the ids only gate the model steps (and name CUDA_VISIBLE_DEVICES for each);
+    // with two ids, no more than two trainings or evaluations ever run at once, however many
+    // jobs are allowed.
+    let space = Space::new();
+    space.write("p.mf", &sweep(2));
+    space.run(&["--cache", "serial", "run", "p.mf"]).ok();
+    space.run(&["--cache", "gpus", "--saved", "saved-gpus", "run", "p.mf", "--jobs", "4", "--gpus", "0,1"]).ok();
+    assert_eq!(digests(&space, "gpus"), digests(&space, "serial"));
+    let steps: serde_json::Value = serde_json::from_str(&space.read("saved-gpus/p/latest/steps.json")).unwrap();
+    let spans: Vec<(std::time::SystemTime, std::time::SystemTime)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "train" || s["kind"] == "evaluate")
+        .map(|s| (rfc3339(s["started"].as_str().unwrap()), rfc3339(s["ended"].as_str().unwrap())))
+        .collect();
+    assert_eq!(spans.len(), 8);
+    let most = spans.iter().map(|(t, _)| spans.iter().filter(|(a, b)| a <= t && t < b).count()).max().unwrap();
+    assert!(most <= 2, "{most} model steps ran at once on two GPU ids");
+}
+
+#[test]
 fn a_sweep_on_slurm_is_one_array_with_the_local_digests_and_a_rerun_submits_nothing() {
     let Some(cluster) = Cluster::start() else { return };
     let space = Space::new();

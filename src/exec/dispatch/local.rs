@@ -29,6 +29,7 @@ pub struct Local {
     queued: VecDeque<Job>,
     running: Vec<Running>,
     logs: BTreeMap<usize, PathBuf>,
+    started: BTreeMap<usize, std::time::SystemTime>,
 }
 
 struct Running {
@@ -53,6 +54,7 @@ impl Local {
             queued: VecDeque::new(),
             running: Vec::new(),
             logs: BTreeMap::new(),
+            started: BTreeMap::new(),
         }
     }
 
@@ -74,6 +76,7 @@ impl Local {
         }
         let child = command.spawn().with_context(|| format!("cannot start {}", self.cmd.program.display()))?;
         self.logs.insert(job.index, log.clone());
+        self.started.insert(job.index, std::time::SystemTime::now());
         self.running.push(Running { index: job.index, child, log, gpu });
         Ok(())
     }
@@ -108,6 +111,9 @@ impl Dispatcher for Local {
 
     fn wait(&mut self, interrupted: &dyn Fn() -> bool) -> Result<Vec<(usize, Ended)>> {
         loop {
+            // Queued model steps take the GPU ids freed since the last call: only now, after
+            // the executor has recorded the ends, so no two steps ever seem to share an id.
+            self.start_queued()?;
             let mut ended = Vec::new();
             let mut still = Vec::new();
             for mut r in std::mem::take(&mut self.running) {
@@ -129,7 +135,6 @@ impl Dispatcher for Local {
                 }
             }
             self.running = still;
-            self.start_queued()?;
             if !ended.is_empty() || interrupted() {
                 return Ok(ended);
             }
@@ -148,5 +153,9 @@ impl Dispatcher for Local {
 
     fn log_of(&self, index: usize) -> Option<PathBuf> {
         self.logs.get(&index).cloned()
+    }
+
+    fn start_time(&self, index: usize) -> Option<std::time::SystemTime> {
+        self.started.get(&index).copied()
     }
 }

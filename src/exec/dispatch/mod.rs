@@ -69,6 +69,11 @@ pub trait Dispatcher {
     fn cancel_all(&mut self);
     /// Where a job's output went, for messages (`None` before it started).
     fn log_of(&self, index: usize) -> Option<PathBuf>;
+    /// When the job's process actually started, where that differs from when it was handed
+    /// over (a local model step waits for a GPU id); `None`: when handed over.
+    fn start_time(&self, _index: usize) -> Option<std::time::SystemTime> {
+        None
+    }
     /// How long a record may take to appear after its job ended well (a shared
     /// filesystem's lag); then the job counts as failed.
     fn record_grace(&self) -> std::time::Duration {
