@@ -45,7 +45,7 @@ fn run_id(dir: &Path) -> String {
 pub fn write(saved_root: &Path, id: &str, cache: &mut Cache, run: &SavedRun) -> Result<PathBuf> {
     let pipeline_dir = saved_root.join(&run.plan.name);
     std::fs::create_dir_all(&pipeline_dir).with_context(|| format!("{}: cannot create", pipeline_dir.display()))?;
-    let tmp = fsutil::temp_path_for(&pipeline_dir.join(&id));
+    let tmp = fsutil::temp_path_for(&pipeline_dir.join(id));
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let path = tmp.join(name);

@@ -6,7 +6,7 @@
 //! | what | how |
 //! |---|---|
 //! | submit | `sbatch --parsable --job-name <run> [--array=0-N%jobs] …` of a script under `saved/<pipeline>/<run-id>/logs/`; the script picks its step by `SLURM_ARRAY_TASK_ID` and appends its output to `logs/<step>-<jobid>.out` |
-//! | poll | one call for all jobs of the run: `sacct -X -P -n -o JobID,JobIDRaw,State,ExitCode --name <run>`; without accounting `squeue -h -t all --name <run>`, and `scontrol -o show job` for jobs squeue forgot; every 1 s, backing off to 30 s while nothing changes |
+//! | poll | one call for all jobs of the run: `sacct -X -P -n -S now-7days -o JobID,JobIDRaw,State,ExitCode --name <run>`; without accounting `squeue -h -t all --name <run>`, and `scontrol -o show job` for jobs squeue forgot; every 1 s, backing off to 30 s while nothing changes |
 //! | success | COMPLETED, then the step's record must appear within `grace` (NFS lag) |
 //! | failure | FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, CANCELLED, BOOT_FAIL, DEADLINE: job id, state, log path and the log's last 20 lines |
 //! | preemption | training jobs get `--requeue --signal=B:USR2@90`; the script forwards USR2 to `maskflow step`, which checkpoints and exits 75; the script then requeues the job, which resumes from the checkpoint. PREEMPTED and REQUEUED keep waiting |
@@ -202,7 +202,9 @@ impl Slurm {
     /// `Err` with the tools' words when neither sacct nor squeue answered.
     fn poll(&mut self) -> Result<BTreeMap<String, Seen>, String> {
         self.polls += 1;
-        let sacct = bounded(Command::new("sacct").args(["-X", "-P", "-n", "-o", "JobID,JobIDRaw,State,ExitCode", "--name", &self.job_name]));
+        // sacct lists only today's jobs unless told otherwise: a run that spans midnight
+        // must still see what it submitted yesterday.
+        let sacct = bounded(Command::new("sacct").args(["-X", "-P", "-n", "-S", "now-7days", "-o", "JobID,JobIDRaw,State,ExitCode", "--name", &self.job_name]));
         if let Ok(out) = &sacct {
             return Ok(parse_sacct(out));
         }
