@@ -12,43 +12,14 @@
 //!
 //! Needs `scripts/slurm.sh install`. Run: `cargo bench --bench slurm`.
 
+use slurm_cluster::Cluster;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm.sh")
-}
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    conf: String,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", &dir.path().to_string_lossy()])
-            .env("SLURMCTLD_PORT", free())
-            .env("SLURMD_PORT", free())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "no cluster (scripts/slurm.sh install?):\n{}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let conf = stdout.lines().last().and_then(|l| l.strip_prefix("export SLURM_CONF=")).unwrap().to_string();
-        Cluster { dir, conf }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["stop", &self.dir.path().to_string_lossy()]).status();
-    }
-}
+#[path = "../tests/support/slurm_cluster.rs"]
+mod slurm_cluster;
 
 fn pipeline(seeds: usize, epochs: u32) -> String {
     let list: Vec<String> = (1..=seeds).map(|s| s.to_string()).collect();
@@ -77,7 +48,7 @@ fn seconds(dir: &Path, saved: &str) -> BTreeMap<String, f64> {
 
 fn main() {
     let cluster = Cluster::start();
-    let env = [("SLURM_CONF", cluster.conf.as_str())];
+    let env = cluster.env();
 
     // Overhead per step.
     let tmp = tempfile::tempdir().unwrap();
@@ -112,9 +83,12 @@ fn main() {
     std::fs::create_dir_all(&shims).unwrap();
     let calls = dir.join("calls.log");
     for tool in ["sacct", "squeue", "scontrol", "sbatch"] {
-        let real = String::from_utf8_lossy(&Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().stdout).trim().to_string();
+        let real = String::from_utf8_lossy(&Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().stdout)
+            .trim()
+            .to_string();
         let shim = shims.join(tool);
-        std::fs::write(&shim, format!("#!/bin/sh\necho \"$(date +%s.%N) {tool}\" >> '{}'\nexec '{real}' \"$@\"\n", calls.display())).unwrap();
+        std::fs::write(&shim, format!("#!/bin/sh\necho \"$(date +%s.%N) {tool}\" >> '{}'\nexec '{real}' \"$@\"\n", calls.display()))
+            .unwrap();
         ok({
             let mut c = Command::new("chmod");
             c.args(["+x", &shim.to_string_lossy()]);

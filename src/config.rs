@@ -83,7 +83,10 @@ struct ExecutorSection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExecutorSettings {
     /// On this machine: `jobs` at once, model steps each on one of `gpus` (when given).
-    Local { jobs: usize, gpus: Vec<String> },
+    Local {
+        jobs: usize,
+        gpus: Vec<String>,
+    },
     Slurm(SlurmSettings),
 }
 

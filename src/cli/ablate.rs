@@ -50,7 +50,8 @@ pub(super) fn ablate(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, ar
             (format!("{}@{rev}", args.a.display()), args.a.display().to_string(), a, single(&args.a, "B")?)
         }
     };
-    let groups: Vec<Vec<String>> = args.groups.iter().map(|g| g.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()).collect();
+    let groups: Vec<Vec<String>> =
+        args.groups.iter().map(|g| g.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()).collect();
     let changes = ablate::changes(&a, &b, &groups)?;
     let arms = ablate::arms(&a, &b, &changes, args.full, args.seeds)?;
     let stem = Path::new(&b_label).file_stem().map_or("pipeline".into(), |s| s.to_string_lossy().into_owned());
@@ -60,13 +61,10 @@ pub(super) fn ablate(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, ar
     // The arms file: what a dispatched job plans from, and what `runs` lists later.
     let run_id = exec::saved::new_run_id(saved, &name);
     let arms_path = std::path::absolute(saved.join(&name).join(format!("{run_id}.arms.json")))?;
-    let file = ablate::ArmsFile {
-        name: name.clone(),
-        label: label.clone(),
-        variants: ablate::loaded(&name, &arms_path, &arms).variants,
-    };
+    let file = ablate::ArmsFile { name: name.clone(), label: label.clone(), variants: ablate::loaded(&name, &arms_path, &arms).variants };
     std::fs::create_dir_all(arms_path.parent().expect("in saved/"))?;
-    crate::fsutil::write_atomic(&arms_path, &serde_json::to_vec_pretty(&file)?).with_context(|| format!("{}: cannot write", arms_path.display()))?;
+    crate::fsutil::write_atomic(&arms_path, &serde_json::to_vec_pretty(&file)?)
+        .with_context(|| format!("{}: cannot write", arms_path.display()))?;
     let (_, loaded) = ablate::read_arms(&arms_path)?;
     let mut cache = Cache::open(cache_dir)?;
     let plan = plan::build(&label, &loaded, &mut cache, MissingInputs::Fail)?;
@@ -95,7 +93,12 @@ pub(super) fn ablate(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, ar
         }
         let width = arms.iter().map(|x| x.name.len()).max().unwrap_or(0);
         for (arm, (steps, trains)) in arms.iter().zip(&per_arm) {
-            println!("{:<width$}  {steps} step{} to run ({trains} training{})", arm.name, if *steps == 1 { "" } else { "s" }, if *trains == 1 { "" } else { "s" });
+            println!(
+                "{:<width$}  {steps} step{} to run ({trains} training{})",
+                arm.name,
+                if *steps == 1 { "" } else { "s" },
+                if *trains == 1 { "" } else { "s" }
+            );
         }
         let estimate = if cached_train_secs.is_empty() {
             "no cached training of this plan to estimate from".to_string()
@@ -119,7 +122,8 @@ pub(super) fn ablate(cache_dir: &Path, saved: &Path, remote: Option<&Remote>, ar
     let report = ablate::report(&mut cache, &plan, &arms, &changes, args.full, &a_label, &b_label)?;
     crate::fsutil::write_atomic(&run_dir.join("ablation.html"), ablate::render_html(&report).as_bytes())?;
     if let Some(path) = &args.html {
-        crate::fsutil::write_atomic(path, ablate::render_html(&report).as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+        crate::fsutil::write_atomic(path, ablate::render_html(&report).as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -106,16 +106,17 @@ pub(super) fn execute(
     let mut progress = Progress::default();
     let stdout = std::io::stdout();
     let transfer_bar = TransferBar::watch(at.remote);
-    let outcome = exec::run(cache, plan, &opts, at.remote, dispatcher.as_mut().map(|d| &mut **d as &mut dyn Dispatcher), &mut |event| match event {
-        Event::Progress { step, progress: p } => progress.show(&step.name, p),
-        Event::Warning(w) => progress.println(&format!("warning: {w}")),
-        Event::Finished(report) => {
-            progress.finish();
-            if !json {
-                let _ = writeln!(stdout.lock(), "{}", exec::report_line(report));
+    let outcome =
+        exec::run(cache, plan, &opts, at.remote, dispatcher.as_mut().map(|d| &mut **d as &mut dyn Dispatcher), &mut |event| match event {
+            Event::Progress { step, progress: p } => progress.show(&step.name, p),
+            Event::Warning(w) => progress.println(&format!("warning: {w}")),
+            Event::Finished(report) => {
+                progress.finish();
+                if !json {
+                    let _ = writeln!(stdout.lock(), "{}", exec::report_line(report));
+                }
             }
-        }
-    });
+        });
     progress.finish();
     drop(transfer_bar);
     outcome
@@ -356,7 +357,9 @@ pub(super) fn status(cache_dir: &Path, saved: &Path, args: &PipelineArgs) -> Res
         let job = jobs.as_ref().and_then(|(logs, all)| Some((logs, all.iter().rev().find(|t| t.step == step.name)?)));
         let (word, detail) = match (cached, job) {
             (true, _) => ("cached", String::new()),
-            (false, Some((logs, t))) if t.failed() => ("failed", format!("job {} {}, log {}", t.raw_id.as_deref().unwrap_or(&t.id), t.state, t.log_in(logs).display())),
+            (false, Some((logs, t))) if t.failed() => {
+                ("failed", format!("job {} {}, log {}", t.raw_id.as_deref().unwrap_or(&t.id), t.state, t.log_in(logs).display()))
+            }
             (false, Some((_, t))) if t.state == "RUNNING" || t.state == "COMPLETING" => {
                 ("running", format!("job {} on {}, {}", t.id, t.node.as_deref().unwrap_or("?"), t.elapsed.as_deref().unwrap_or("0:00")))
             }

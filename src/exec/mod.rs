@@ -15,9 +15,9 @@ use crate::cache::{Cache, Output, OutputState, RECORD_FORMAT, Record, RefEntry};
 use crate::digest::Digest;
 use crate::plan::{Plan, Role, Step, StepKind, key};
 use crate::remote::{Lookup, Remote, RemoteHit};
+use anyhow::{Context, Result, anyhow};
 use dispatch::{Dispatcher, Ended, Job};
 use schedule::Schedule;
-use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -374,7 +374,11 @@ pub fn run(
     let refs_written = if opts.record_refs { ex.cache.update_refs(&plan.pipeline, &new_refs) } else { Ok(()) };
     let bookkeeping = refs_written.and_then(|()| ex.cache.flush());
     if opts.interrupted() {
-        return Err(anyhow!("interrupted: {} step{} not finished", selected.len() - reports.len(), if selected.len() - reports.len() == 1 { "" } else { "s" }));
+        return Err(anyhow!(
+            "interrupted: {} step{} not finished",
+            selected.len() - reports.len(),
+            if selected.len() - reports.len() == 1 { "" } else { "s" }
+        ));
     }
     if !failed.is_empty() {
         let not_started = schedule.not_started().into_iter().map(|i| plan.steps[i].name.clone()).collect();
@@ -497,7 +501,12 @@ impl Executor<'_, '_> {
     /// After a dispatched job ended well: the step's record, which must be in the cache
     /// (within `grace`, for a shared filesystem's lag) with intact outputs, and the job's
     /// summary from its report.
-    fn collect_dispatched(&mut self, i: usize, grace: std::time::Duration, reasons: Vec<String>) -> Result<(Status, Vec<String>, Option<String>)> {
+    fn collect_dispatched(
+        &mut self,
+        i: usize,
+        grace: std::time::Duration,
+        reasons: Vec<String>,
+    ) -> Result<(Status, Vec<String>, Option<String>)> {
         let step = &self.plan.steps[i];
         let deadline = Instant::now() + grace;
         let record = loop {

@@ -169,7 +169,8 @@ fn show(v: Option<&Value>) -> String {
     let text = match v {
         Some(Value::Object(m)) if m.get("kind").and_then(Value::as_str).is_some() => {
             let kind = m["kind"].as_str().unwrap_or_default();
-            let args: Vec<String> = m.iter().filter(|(k, _)| *k != "kind").map(|(k, x)| format!("{k}={}", crate::plan::key::show(&Some(x.clone())))).collect();
+            let args: Vec<String> =
+                m.iter().filter(|(k, _)| *k != "kind").map(|(k, x)| format!("{k}={}", crate::plan::key::show(&Some(x.clone())))).collect();
             format!("{kind}({})", args.join(", "))
         }
         Some(Value::Array(a)) if a.is_empty() => "[]".to_string(),
@@ -205,10 +206,16 @@ pub fn changes(a: &Pipeline, b: &Pipeline, groups: &[Vec<String>]) -> Result<Vec
         })
         .collect();
     for group in groups {
-        let under = |c: &Change| c.roots.iter().any(|r| group.iter().any(|p| r == p || r.starts_with(&format!("{p}.")) || r.starts_with(&format!("{p}["))));
+        let under = |c: &Change| {
+            c.roots.iter().any(|r| group.iter().any(|p| r == p || r.starts_with(&format!("{p}.")) || r.starts_with(&format!("{p}["))))
+        };
         let (members, rest): (Vec<Change>, Vec<Change>) = out.into_iter().partition(under);
         if members.is_empty() {
-            bail!("--group {}: no change under these paths (changes: {})", group.join(","), rest.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "--group {}: no change under these paths (changes: {})",
+                group.join(","),
+                rest.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
         out = rest;
         out.push(Change {
@@ -232,7 +239,10 @@ fn apply(a: &Pipeline, b: &Pipeline, changes: &[Change], applied: &[bool]) -> Re
     }
     serde_json::from_value(v).map_err(|e| {
         let on: Vec<&str> = changes.iter().zip(applied).filter(|(_, on)| **on).map(|(c, _)| c.name.as_str()).collect();
-        anyhow::anyhow!("A with {} applied is not a valid pipeline ({e}); merge the changes that belong together with --group", on.join(", "))
+        anyhow::anyhow!(
+            "A with {} applied is not a valid pipeline ({e}); merge the changes that belong together with --group",
+            on.join(", ")
+        )
     })
 }
 
@@ -320,7 +330,13 @@ pub struct ArmsFile {
 pub fn read_arms(path: &std::path::Path) -> Result<(String, Loaded)> {
     let file: ArmsFile = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?)
         .with_context(|| format!("{}: not an ablation arms file", path.display()))?;
-    let loaded = Loaded { path: path.to_path_buf(), name: file.name, variants: file.variants, files: vec![path.to_path_buf()], members: BTreeMap::new() };
+    let loaded = Loaded {
+        path: path.to_path_buf(),
+        name: file.name,
+        variants: file.variants,
+        files: vec![path.to_path_buf()],
+        members: BTreeMap::new(),
+    };
     Ok((file.label, loaded))
 }
 
@@ -329,7 +345,10 @@ pub fn loaded(name: &str, path: &std::path::Path, arms: &[Arm]) -> Loaded {
     Loaded {
         path: path.to_path_buf(),
         name: name.to_string(),
-        variants: arms.iter().map(|a| Variant { name: a.name.clone(), assignments: BTreeMap::new(), pipeline: a.pipeline.clone() }).collect(),
+        variants: arms
+            .iter()
+            .map(|a| Variant { name: a.name.clone(), assignments: BTreeMap::new(), pipeline: a.pipeline.clone() })
+            .collect(),
         files: vec![path.to_path_buf()],
         members: BTreeMap::new(),
     }
@@ -391,11 +410,10 @@ fn evaluated(cache: &mut Cache, plan: &Plan, arm: usize) -> Result<Evaluated> {
     let variant = plan.variants[arm].clone();
     let alone = Loaded { path: PathBuf::new(), name: plan.name.clone(), variants: vec![variant], files: vec![], members: BTreeMap::new() };
     let own = crate::plan::build(&plan.pipeline, &alone, cache, crate::plan::MissingInputs::Fail)?;
-    let step = own
-        .steps
-        .iter()
-        .find(|s| s.kind == StepKind::Evaluate && s.fold.is_none())
-        .with_context(|| format!("arm `{}` has no evaluate step (ablate needs `evaluate {{}}` and no folds)", plan.variants[arm].name))?;
+    let step =
+        own.steps.iter().find(|s| s.kind == StepKind::Evaluate && s.fold.is_none()).with_context(|| {
+            format!("arm `{}` has no evaluate step (ablate needs `evaluate {{}}` and no folds)", plan.variants[arm].name)
+        })?;
     let record = cache.read_record(&step.key)?.with_context(|| format!("`{}` has no result in the cache", step.name))?;
     let m = record.metrics.clone().unwrap_or_default();
     let out = record.outputs.get("val_predictions.csv").context("no val_predictions.csv in the evaluation")?;
@@ -410,7 +428,9 @@ fn effect(evals: &[Evaluated], pairs: &[(usize, usize)], seed: u64) -> Result<Ef
         pairs
             .iter()
             .enumerate()
-            .flat_map(|(j, p)| evals[side(p)].predictions.iter().map(move |x| Prediction { person: format!("{j}:{}", x.person), ..x.clone() }))
+            .flat_map(|(j, p)| {
+                evals[side(p)].predictions.iter().map(move |x| Prediction { person: format!("{j}:{}", x.person), ..x.clone() })
+            })
             .collect()
     };
     let (with, without) = (pool(|p| p.0), pool(|p| p.1));
@@ -467,7 +487,8 @@ pub fn report(cache: &mut Cache, plan: &Plan, arms: &[Arm], changes: &[Change], 
                         }
                     }
                 }
-                interactions.push(Interaction { changes: [changes[i].name.clone(), changes[j].name.clone()], effect: sum / n.max(1) as f64 });
+                interactions
+                    .push(Interaction { changes: [changes[i].name.clone(), changes[j].name.clone()], effect: sum / n.max(1) as f64 });
             }
         }
     }
@@ -527,7 +548,9 @@ pub fn render_text(r: &Ablation) -> String {
             vec![c.change.clone(), pm(&c.add_one), pm(&c.leave_one_out), task("mask"), task("gender"), task("age"), c.verdict.to_string()]
         })
         .collect();
-    let widths: Vec<usize> = (0..headers.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].chars().count()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].chars().count()]).max().unwrap_or(0))
+        .collect();
     let line = |cells: Vec<String>| -> String {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
         padded.join("  ").trim_end().to_string() + "\n"
@@ -536,7 +559,9 @@ pub fn render_text(r: &Ablation) -> String {
     for row in rows {
         out.push_str(&line(row));
     }
-    out.push_str("\neffects: macro-F1 with the change minus without it [95% paired bootstrap over val persons]; per task: add-one/leave-one-out\n");
+    out.push_str(
+        "\neffects: macro-F1 with the change minus without it [95% paired bootstrap over val persons]; per task: add-one/leave-one-out\n",
+    );
     if !r.interactions.is_empty() {
         out.push_str("\ninteractions (F(both) − F(each) + F(neither), mean over the other changes):\n");
         for i in &r.interactions {
@@ -560,7 +585,9 @@ pub fn render_html(r: &Ablation) -> String {
         * 1.1;
     let (w, h) = (360.0, 34.0);
     let x = |v: f64| w / 2.0 + v / span * (w / 2.0 - 10.0);
-    let mut out = String::from("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>maskflow ablate</title>\n<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:left}.helps{color:#1a7f37}.hurts{color:#cf222e}</style></head><body>\n");
+    let mut out = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>maskflow ablate</title>\n<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:left}.helps{color:#1a7f37}.hurts{color:#cf222e}</style></head><body>\n",
+    );
     out.push_str(&format!(
         "<h1>{} → {}</h1>\n<p>macro-F1 {:.4} → {:.4}; {} arms. Each bar: F1 with the change minus without it, 95% paired bootstrap interval; the line is zero.</p>\n<table>\n<tr><th>change</th><th>add-one (A + change)</th><th>leave-one-out (B − change)</th><th>verdict</th></tr>\n",
         escape(&r.a),

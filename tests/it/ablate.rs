@@ -20,7 +20,10 @@ predict { output = \"submission.csv\" }
 fn space() -> Space {
     let s = Space::new();
     s.write("a.mf", A);
-    s.write("b.mf", &A.replace("epochs = 1", "epochs = 6").replace("dropout = 0.0", "dropout = 0.9").replace("submission.csv", "final.csv"));
+    s.write(
+        "b.mf",
+        &A.replace("epochs = 1", "epochs = 6").replace("dropout = 0.0", "dropout = 0.9").replace("submission.csv", "final.csv"),
+    );
     s
 }
 
@@ -47,7 +50,8 @@ fn ablate_ranks_a_helpful_a_neutral_and_a_harmful_change_and_shares_every_common
     let out = run.ok();
     // Shared steps ran once: one data chain, and one training per distinct training setting
     // (A, B, A+dropout = B-epochs, B-dropout = A+epochs).
-    let count = |kind: &str| out.lines().filter(|l| l.starts_with(&format!("run {kind}")) && l[4 + kind.len()..].starts_with(['[', ':'])).count();
+    let count =
+        |kind: &str| out.lines().filter(|l| l.starts_with(&format!("run {kind}")) && l[4 + kind.len()..].starts_with(['[', ':'])).count();
     assert_eq!([count("source"), count("relabel"), count("split"), count("prepare")], [1, 1, 1, 1], "{out}");
     assert_eq!((count("train"), count("evaluate")), (4, 4), "{out}");
     common::assert_golden("ablate_three_changes", &table(out));
@@ -56,7 +60,11 @@ fn ablate_ranks_a_helpful_a_neutral_and_a_harmful_change_and_shares_every_common
         json["changes"].as_array().unwrap().iter().map(|c| (c["change"].as_str().unwrap(), c["verdict"].as_str().unwrap())).collect();
     assert_eq!(
         verdicts,
-        [("train.epochs 1 → 6", "helps"), ("predict.output \"submission.csv\" → \"final.csv\"", "within noise"), ("model.dropout 0.0 → 0.9", "hurts")]
+        [
+            ("train.epochs 1 → 6", "helps"),
+            ("predict.output \"submission.csv\" → \"final.csv\"", "within noise"),
+            ("model.dropout 0.0 → 0.9", "hurts")
+        ]
     );
     // Again: all hits. `runs` lists the arms' evaluations (A, B and the two new trainings).
     let again = s.run(&["ablate", "a.mf", "b.mf"]);

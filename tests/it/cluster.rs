@@ -8,8 +8,9 @@
 use crate::common::{self, Space};
 use maskflow::cache::Cache;
 use maskflow::digest::Digest;
+use slurm_cluster::Cluster;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,56 +26,21 @@ fn sweep(epochs: u32) -> String {
     )
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm.sh")
+#[path = "../support/slurm_cluster.rs"]
+mod slurm_cluster;
+
+/// This test's own cluster, or `None` when `MASKFLOW_SKIP_SLURM` is set.
+fn cluster() -> Option<Cluster> {
+    if std::env::var_os("MASKFLOW_SKIP_SLURM").is_some() {
+        return None;
+    }
+    Some(Cluster::start())
 }
 
-/// A one-node cluster of this test's own; stopped on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    conf: String,
-}
-
-impl Cluster {
-    fn start() -> Option<Cluster> {
-        if std::env::var_os("MASKFLOW_SKIP_SLURM").is_some() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", &dir.path().to_string_lossy()])
-            .env("SLURMCTLD_PORT", free())
-            .env("SLURMD_PORT", free())
-            .output()
-            .expect("run scripts/slurm.sh");
-        assert!(
-            out.status.success(),
-            "the Slurm cluster did not start ({}); install it with `scripts/slurm.sh install`, or set MASKFLOW_SKIP_SLURM=1\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let conf = stdout.lines().last().and_then(|l| l.strip_prefix("export SLURM_CONF=")).expect("start prints SLURM_CONF").to_string();
-        Some(Cluster { dir, conf })
-    }
-
-    fn env(&self) -> [(&'static str, &str); 1] {
-        [("SLURM_CONF", self.conf.as_str())]
-    }
-
-    /// `squeue` lines (`id|state|name`) of jobs still pending or running.
-    fn queued(&self) -> Vec<String> {
-        let out = Command::new("squeue").args(["-h", "-o", "%i|%T|%j"]).env("SLURM_CONF", &self.conf).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["stop", &self.dir.path().to_string_lossy()]).status();
-    }
+/// `squeue` lines (`id|state|name`) of the cluster's jobs still pending or running.
+fn queued(cluster: &Cluster) -> Vec<String> {
+    let out = Command::new("squeue").args(["-h", "-o", "%i|%T|%j"]).env("SLURM_CONF", &cluster.conf).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
 }
 
 /// A `maskflow run` in the background, killed if the test ends early (a failed assertion
@@ -176,14 +142,19 @@ fn gpus_hold_model_steps_to_one_per_device() {
 
 #[test]
 fn a_sweep_on_slurm_is_one_array_with_the_local_digests_and_a_rerun_submits_nothing() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = cluster() else { return };
     let space = Space::new();
     space.write("p.mf", &sweep(1));
     let run = space.run_env(&["run", "p.mf", "--executor", "slurm"], &cluster.env());
     assert_eq!(run.step_lines().len(), 12, "{}{}", run.ok(), run.stderr);
     let jobs = jobs_of(&space, "saved").expect("a jobs file");
-    let trains: Vec<&str> =
-        jobs["jobs"].as_array().unwrap().iter().filter(|j| j["step"].as_str().unwrap().starts_with("train[")).map(|j| j["id"].as_str().unwrap()).collect();
+    let trains: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["step"].as_str().unwrap().starts_with("train["))
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     let array = trains[0].split('_').next().unwrap();
     let mut expected: Vec<String> = (0..4).map(|t| format!("{array}_{t}")).collect();
     let mut got: Vec<String> = trains.iter().map(|s| s.to_string()).collect();
@@ -201,7 +172,7 @@ fn a_sweep_on_slurm_is_one_array_with_the_local_digests_and_a_rerun_submits_noth
 
 #[test]
 fn a_failed_job_names_its_step_id_state_and_log_and_keep_going_finishes_the_rest() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = cluster() else { return };
     let space = Space::new();
     space.write("p.mf", &sweep(1));
     let env = [cluster.env()[0], ("MASKFLOW_FAIL_STEP", "train[train.seed=2]")];
@@ -233,7 +204,7 @@ fn regex_lite_job(text: &str) -> String {
 
 #[test]
 fn status_shows_queued_and_running_jobs_and_ctrl_c_cancels_every_job() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = cluster() else { return };
     let space = Space::new();
     space.write("p.mf", &sweep(200));
     space.run(&["run", "p.mf", "--until", "prepare"]).ok();
@@ -247,7 +218,7 @@ fn status_shows_queued_and_running_jobs_and_ctrl_c_cancels_every_job() {
         if s.contains("running  train[train.seed=1]") && s.contains("queued   train[train.seed=4]") {
             break s;
         }
-        assert!(Instant::now() < deadline, "the trainings never ran:\n{s}\n{:?}", cluster.queued());
+        assert!(Instant::now() < deadline, "the trainings never ran:\n{s}\n{:?}", queued(&cluster));
         std::thread::sleep(Duration::from_millis(300));
     };
     common::assert_golden("status_during_a_slurm_run", &normalise_status(&status));
@@ -257,8 +228,8 @@ fn status_shows_queued_and_running_jobs_and_ctrl_c_cancels_every_job() {
     let exit = child.wait().unwrap();
     assert!(!exit.success());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !cluster.queued().is_empty() {
-        assert!(Instant::now() < deadline, "jobs left after Ctrl-C: {:?}", cluster.queued());
+    while !queued(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "jobs left after Ctrl-C: {:?}", queued(&cluster));
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -286,14 +257,15 @@ fn hostname() -> String {
 
 #[test]
 fn a_preempted_training_checkpoints_is_requeued_and_resumes_to_the_same_weights() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = cluster() else { return };
     let space = Space::new();
     space.write("p.mf", &sweep(30).replace("seed = sweep[1, 2, 3, 4]", "seed = 5"));
     space.run(&["--cache", "local", "run", "p.mf"]).ok();
     space.run(&["run", "p.mf", "--until", "prepare"]).ok();
     space.run(&["run", "p.mf", "--until", "split"]).ok();
-    let mut child =
-        Background(Some(space.command(&["run", "p.mf", "--executor", "slurm"], &cluster.env()).stdout(std::process::Stdio::piped()).spawn().unwrap()));
+    let mut child = Background(Some(
+        space.command(&["run", "p.mf", "--executor", "slurm"], &cluster.env()).stdout(std::process::Stdio::piped()).spawn().unwrap(),
+    ));
     // Wait for the training job to run, then warn it as Slurm does before preemption.
     let deadline = Instant::now() + Duration::from_secs(60);
     let job = loop {
@@ -305,8 +277,7 @@ fn a_preempted_training_checkpoints_is_requeued_and_resumes_to_the_same_weights(
         std::thread::sleep(Duration::from_millis(200));
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let signalled =
-        Command::new("scancel").args(["--signal=USR2", "--batch", &job]).env("SLURM_CONF", &cluster.conf).status().unwrap();
+    let signalled = Command::new("scancel").args(["--signal=USR2", "--batch", &job]).env("SLURM_CONF", &cluster.conf).status().unwrap();
     assert!(signalled.success());
     let out = child.take().wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

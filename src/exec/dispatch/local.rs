@@ -28,7 +28,6 @@ pub struct Local {
     /// Model steps waiting for a GPU.
     queued: VecDeque<Job>,
     running: Vec<Running>,
-    logs: BTreeMap<usize, PathBuf>,
     started: BTreeMap<usize, std::time::SystemTime>,
 }
 
@@ -53,7 +52,6 @@ impl Local {
             log_dir,
             queued: VecDeque::new(),
             running: Vec::new(),
-            logs: BTreeMap::new(),
             started: BTreeMap::new(),
         }
     }
@@ -75,7 +73,6 @@ impl Local {
             command.env("CUDA_VISIBLE_DEVICES", id);
         }
         let child = command.spawn().with_context(|| format!("cannot start {}", self.cmd.program.display()))?;
-        self.logs.insert(job.index, log.clone());
         self.started.insert(job.index, std::time::SystemTime::now());
         self.running.push(Running { index: job.index, child, log, gpu });
         Ok(())
@@ -149,10 +146,6 @@ impl Dispatcher for Local {
             let _ = r.child.wait();
         }
         self.running.clear();
-    }
-
-    fn log_of(&self, index: usize) -> Option<PathBuf> {
-        self.logs.get(&index).cloned()
     }
 
     fn start_time(&self, index: usize) -> Option<std::time::SystemTime> {

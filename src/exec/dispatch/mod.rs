@@ -67,8 +67,6 @@ pub trait Dispatcher {
     fn wait(&mut self, interrupted: &dyn Fn() -> bool) -> Result<Vec<(usize, Ended)>>;
     /// Stops every job it started that has not ended (Ctrl-C, SIGTERM).
     fn cancel_all(&mut self);
-    /// Where a job's output went, for messages (`None` before it started).
-    fn log_of(&self, index: usize) -> Option<PathBuf>;
     /// When the job's process actually started, where that differs from when it was handed
     /// over (a local model step waits for a GPU id); `None`: when handed over.
     fn start_time(&self, _index: usize) -> Option<std::time::SystemTime> {

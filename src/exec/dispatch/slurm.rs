@@ -42,8 +42,6 @@ pub struct Slurm {
     jobs: BTreeMap<String, Tracked>,
     interval: Duration,
     groups: usize,
-    /// Calls to sacct, squeue and scontrol so far (for the bench's calls-per-minute figure).
-    pub polls: u64,
 }
 
 /// One job, as `maskflow status` reads it from `logs/jobs.json`.
@@ -90,16 +88,7 @@ impl Slurm {
             Ok(out) => bail!("sbatch --version failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
             Err(e) => bail!("--executor slurm needs Slurm's sbatch on PATH: {e}"),
         }
-        Ok(Slurm {
-            cmd,
-            settings,
-            job_name: job_name.to_string(),
-            log_dir,
-            jobs: BTreeMap::new(),
-            interval: FIRST_INTERVAL,
-            groups: 0,
-            polls: 0,
-        })
+        Ok(Slurm { cmd, settings, job_name: job_name.to_string(), log_dir, jobs: BTreeMap::new(), interval: FIRST_INTERVAL, groups: 0 })
     }
 
     /// Submits one group (jobs of one stage) as a job or an array; returns the job id.
@@ -107,7 +96,8 @@ impl Slurm {
         std::fs::create_dir_all(&self.log_dir).with_context(|| format!("{}: cannot create", self.log_dir.display()))?;
         self.groups += 1;
         let script = self.log_dir.join(format!("job-{}.sh", self.groups));
-        crate::fsutil::write_atomic(&script, self.script(group).as_bytes()).with_context(|| format!("{}: cannot write", script.display()))?;
+        crate::fsutil::write_atomic(&script, self.script(group).as_bytes())
+            .with_context(|| format!("{}: cannot write", script.display()))?;
         let mut args: Vec<String> = vec![
             "--parsable".into(),
             "--job-name".into(),
@@ -124,7 +114,9 @@ impl Slurm {
             args.push(format!("--array=0-{}{limit}", group.len() - 1));
         }
         let s = &self.settings;
-        for (flag, value) in [("--partition", &s.partition), ("--account", &s.account), ("--qos", &s.qos), ("--time", &s.time), ("--mem", &s.mem)] {
+        for (flag, value) in
+            [("--partition", &s.partition), ("--account", &s.account), ("--qos", &s.qos), ("--time", &s.time), ("--mem", &s.mem)]
+        {
             if let Some(v) = value {
                 args.push(format!("{flag}={v}"));
             }
@@ -142,7 +134,8 @@ impl Slurm {
         }
         args.extend(s.extra.iter().cloned());
         args.push(script.display().to_string());
-        let out = Command::new("sbatch").args(&args).envs(self.cmd.env.iter().map(|(k, v)| (k, v))).output().context("cannot run sbatch")?;
+        let out =
+            Command::new("sbatch").args(&args).envs(self.cmd.env.iter().map(|(k, v)| (k, v))).output().context("cannot run sbatch")?;
         if !out.status.success() {
             bail!("sbatch {} failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -201,22 +194,28 @@ impl Slurm {
     /// no longer lists). At most three calls, whatever the number of jobs.
     /// `Err` with the tools' words when neither sacct nor squeue answered.
     fn poll(&mut self) -> Result<BTreeMap<String, Seen>, String> {
-        self.polls += 1;
         // sacct lists only today's jobs unless told otherwise: a run that spans midnight
         // must still see what it submitted yesterday.
-        let sacct = bounded(Command::new("sacct").args(["-X", "-P", "-n", "-S", "now-7days", "-o", "JobID,JobIDRaw,State,ExitCode", "--name", &self.job_name]));
+        let sacct = bounded(Command::new("sacct").args([
+            "-X",
+            "-P",
+            "-n",
+            "-S",
+            "now-7days",
+            "-o",
+            "JobID,JobIDRaw,State,ExitCode",
+            "--name",
+            &self.job_name,
+        ]));
         if let Ok(out) = &sacct {
             return Ok(parse_sacct(out));
         }
-        self.polls += 1;
-        let mut seen = parse_squeue(&bounded(Command::new("squeue").args(["-h", "-t", "all", "--name", &self.job_name, "-o", "%i|%A|%T|%N|%M"]))?);
+        let mut seen =
+            parse_squeue(&bounded(Command::new("squeue").args(["-h", "-t", "all", "--name", &self.job_name, "-o", "%i|%A|%T|%N|%M"]))?);
         let forgotten = self.jobs.iter().any(|(id, t)| !t.ended && !seen.contains_key(id));
-        if forgotten {
-            self.polls += 1;
-            if let Ok(out) = bounded(Command::new("scontrol").args(["-o", "show", "job"])) {
-                for (id, s) in parse_scontrol(&out, &self.job_name) {
-                    seen.entry(id).or_insert(s);
-                }
+        if forgotten && let Ok(out) = bounded(Command::new("scontrol").args(["-o", "show", "job"])) {
+            for (id, s) in parse_scontrol(&out, &self.job_name) {
+                seen.entry(id).or_insert(s);
             }
         }
         Ok(seen)
@@ -327,10 +326,6 @@ impl Dispatcher for Slurm {
             }
         }
         self.save();
-    }
-
-    fn log_of(&self, index: usize) -> Option<PathBuf> {
-        self.jobs.values().find(|t| t.index == index).map(|t| self.log_path(t))
     }
 
     fn record_grace(&self) -> Duration {
@@ -445,7 +440,15 @@ fn parse_scontrol(text: &str, name: &str) -> BTreeMap<String, Seen> {
         let node = fields.get("NodeList").and_then(|n| none_if_empty(n));
         let state = state_word(fields.get("JobState").copied().unwrap_or("UNKNOWN"));
         for id in expand_id(&id) {
-            seen.insert(id, Seen { raw_id: Some(raw.to_string()), state: state.clone(), node: node.clone(), elapsed: fields.get("RunTime").map(|s| s.to_string()) });
+            seen.insert(
+                id,
+                Seen {
+                    raw_id: Some(raw.to_string()),
+                    state: state.clone(),
+                    node: node.clone(),
+                    elapsed: fields.get("RunTime").map(|s| s.to_string()),
+                },
+            );
         }
     }
     seen
@@ -514,7 +517,10 @@ mod tests {
     #[test]
     fn squeue_sacct_and_scontrol_lines_parse_to_states() {
         let q = parse_squeue("2_0|3|RUNNING|vm|0:05\n2_[2-3%2]|2|PENDING||0:00\n7|7|FAILED|vm|0:01\n");
-        assert_eq!(q["2_0"], Seen { raw_id: Some("3".into()), state: "RUNNING".into(), node: Some("vm".into()), elapsed: Some("0:05".into()) });
+        assert_eq!(
+            q["2_0"],
+            Seen { raw_id: Some("3".into()), state: "RUNNING".into(), node: Some("vm".into()), elapsed: Some("0:05".into()) }
+        );
         assert_eq!(q["2_3"].state, "PENDING");
         assert_eq!(q["2_3"].raw_id, None, "a pending task has no raw id yet");
         assert_eq!(q["7"].state, "FAILED");
