@@ -21,6 +21,7 @@ pub mod digest;
 pub mod draw;
 pub mod exec;
 pub mod gc;
+pub mod hub;
 pub mod ir;
 pub mod lang;
 pub mod plan;

@@ -5,7 +5,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "maskflow", version, about = "Declarative, cached pipelines for image-classification experiments")]
+#[command(
+    name = "maskflow",
+    version,
+    about = "Declarative, cached pipelines for image-classification experiments",
+    after_help = "Example:\n  maskflow init && maskflow synth --out data/mask --persons 200 --eval-persons 20 --size 96x128\n  maskflow run pipelines/starter.mf"
+)]
 pub struct Cli {
     /// Cache directory (content-addressed step outputs).
     #[arg(long, global = true, env = "MASKFLOW_CACHE", default_value = "cache")]
@@ -59,7 +64,22 @@ pub struct ExecArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Start a project: a commented starter pipeline (pipelines/starter.mf), maskflow.toml,
+    /// and .gitignore lines for cache/ and saved/. Existing files are left as they are.
+    #[command(after_help = "Example:\n  maskflow init && maskflow synth --out data/mask --persons 200 --eval-persons 20 --size 96x128")]
+    Init {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script on stdout.
+    #[command(after_help = "Example:\n  maskflow completions bash > ~/.local/share/bash-completion/completions/maskflow")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Run the pipeline's steps in dependency order, skipping those already cached.
+    #[command(after_help = "Example:\n  maskflow run pipelines/quickstart.mf --set train.epochs=3 --jobs 2")]
     Run {
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -81,6 +101,7 @@ pub enum Command {
     /// Which of the changes between two pipelines made the difference: runs A and B with
     /// each change added to A and left out of B (or every subset, --full), then reports each
     /// change's effect on macro-F1 with a paired bootstrap interval.
+    #[command(after_help = "Example:\n  maskflow ablate pipelines/b0_base.mf pipelines/b4_focal.mf --plan")]
     Ablate {
         /// The old pipeline (or, alone, the working file to compare with git).
         a: PathBuf,
@@ -114,6 +135,7 @@ pub enum Command {
     },
     /// Where each step stands: cached, or its job of the latest Slurm run queued (job id),
     /// running (node, elapsed) or failed (log).
+    #[command(after_help = "Example:\n  maskflow status pipelines/b4_focal.mf")]
     Status {
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -132,6 +154,7 @@ pub enum Command {
     },
     /// Compare two pipeline versions (or a file with its git HEAD / --rev): changed parameters,
     /// rerun and shared steps, and metrics side by side when both have results.
+    #[command(after_help = "Example:\n  maskflow diff pipelines/starter.mf pipelines/starter_lr.mf")]
     Diff {
         /// The old version (or, alone, the working file to compare with git).
         old: PathBuf,
@@ -150,6 +173,7 @@ pub enum Command {
     },
     /// List every evaluated variant found in the cache (or, with a remote, signed there),
     /// sorted by macro-F1.
+    #[command(after_help = "Example:\n  maskflow runs pipelines/quickstart.mf --csv")]
     Runs {
         /// Pipelines to look at (default: every `.mf` under `pipelines/`).
         files: Vec<PathBuf>,
@@ -162,6 +186,7 @@ pub enum Command {
         html: bool,
     },
     /// Re-execute cached steps ignoring the cache and compare outputs bit for bit.
+    #[command(after_help = "Example:\n  maskflow verify pipelines/quickstart.mf --steps split,prepare")]
     Verify {
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -172,6 +197,7 @@ pub enum Command {
         json: bool,
     },
     /// Show every step with hit or miss and why, without running or writing anything.
+    #[command(after_help = "Example:\n  maskflow plan pipelines/quickstart.mf --set split.seed=7")]
     Plan {
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -179,6 +205,7 @@ pub enum Command {
         json: bool,
     },
     /// Check pipelines for errors without running them.
+    #[command(after_help = "Example:\n  maskflow check pipelines/*.mf")]
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -186,6 +213,7 @@ pub enum Command {
         sets: Vec<String>,
     },
     /// Print pipelines in canonical form (or, with --check, fail if they are not).
+    #[command(after_help = "Example:\n  maskflow fmt --write pipelines/*.mf")]
     Fmt {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -197,6 +225,7 @@ pub enum Command {
         write: bool,
     },
     /// Print the key object of one step (what its cache key is computed from).
+    #[command(after_help = "Example:\n  maskflow explain pipelines/quickstart.mf train")]
     Explain {
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -204,6 +233,7 @@ pub enum Command {
         step: String,
     },
     /// Remove cache entries that no pipeline references.
+    #[command(after_help = "Example:\n  maskflow gc --dry-run")]
     Gc {
         /// Pipelines whose steps to keep (default: every `.mf` under `pipelines/`).
         files: Vec<PathBuf>,
@@ -212,27 +242,32 @@ pub enum Command {
         dry_run: bool,
     },
     /// Cache maintenance.
+    #[command(after_help = "Example:\n  maskflow cache verify")]
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
     },
     /// Upload what the pipeline's steps computed here to the remote cache, signed (for CI,
     /// after `maskflow verify`).
+    #[command(after_help = "Example:\n  maskflow push pipelines/quickstart.mf --remote http://cache.lab:8080/maskflow")]
     Push {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
     /// Fetch everything the pipeline's steps produced from the remote cache, for offline work.
+    #[command(after_help = "Example:\n  maskflow pull pipelines/quickstart.mf")]
     Pull {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
     /// Signing keys for the remote cache.
+    #[command(after_help = "Example:\n  maskflow key generate ci-1 --out ci-1.key")]
     Key {
         #[command(subcommand)]
         command: KeyCommand,
     },
     /// Write a synthetic dataset in the competition layout (train/ and eval/).
+    #[command(after_help = "Example:\n  maskflow synth --out data/mask --persons 200 --eval-persons 20 --size 96x128")]
     Synth {
         /// Persons in train/ (7 photos each).
         #[arg(long, default_value_t = 2700)]
@@ -250,12 +285,14 @@ pub enum Command {
         out: PathBuf,
     },
     /// Model tools: parameter counts, timm weight checks.
+    #[command(after_help = "Example:\n  maskflow model info efficientnet_b4")]
     Model {
         #[command(subcommand)]
         command: ModelCommand,
     },
     /// Score a submission (ImageID,ans) against known labels (ImageID,class), e.g. the
     /// synthetic eval set's eval/labels.csv.
+    #[command(after_help = "Example:\n  maskflow score saved/quickstart/latest/submission.csv --labels data/mask/eval/labels.csv")]
     Score {
         submission: PathBuf,
         #[arg(long)]
@@ -264,6 +301,7 @@ pub enum Command {
         json: bool,
     },
     /// Dataset tools.
+    #[command(after_help = "Example:\n  maskflow data stats data/mask")]
     Data {
         #[command(subcommand)]
         command: DataCommand,
@@ -273,6 +311,7 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
     /// Print an architecture's parameter count (timm's counting: BatchNorm statistics excluded).
+    #[command(after_help = "Example:\n  maskflow model info efficientnet_b4 --classes 18 --json")]
     Info {
         /// `tiny_cnn`, `efficientnet_nano` or `efficientnet_b0` … `efficientnet_b7`.
         name: String,
@@ -282,6 +321,9 @@ pub enum ModelCommand {
         json: bool,
     },
     /// Load timm-named weights, run IO["input"] in eval mode and compare with IO["logits"].
+    #[command(
+        after_help = "Example:\n  maskflow model check-weights --model efficientnet_b0 --weights tests/fixtures/timm/efficientnet_b0_18.safetensors --io tests/fixtures/timm/efficientnet_b0_18_io.safetensors"
+    )]
     CheckWeights {
         #[arg(long)]
         model: String,
@@ -299,6 +341,7 @@ pub enum ModelCommand {
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
     /// Print the class, gender and age distribution of a dataset and write a PNG of it.
+    #[command(after_help = "Example:\n  maskflow data stats data/mask --png stats.png")]
     Stats {
         /// A dataset root (holding train/) or a train directory (holding train.csv).
         dir: PathBuf,
@@ -339,6 +382,7 @@ fn parse_bins(s: &str) -> Result<[u32; 2], String> {
 pub enum CacheCommand {
     /// Re-hash every object, tree and record; exit non-zero on any mismatch. With `--remote`:
     /// the remote cache's every record (signature, key, outputs) and every object's digest.
+    #[command(after_help = "Example:\n  maskflow cache verify --remote")]
     Verify,
 }
 
@@ -346,6 +390,7 @@ pub enum CacheCommand {
 pub enum KeyCommand {
     /// Write a new ed25519 key pair: the secret to FILE (mode 600), the public key on stdout
     /// as `NAME:BASE64`, the form `trusted_keys` takes.
+    #[command(after_help = "Example:\n  maskflow key generate ci-1 --out ci-1.key")]
     Generate {
         /// The key's name, e.g. `ci-1` (a number allows rotation).
         name: String,

@@ -13,7 +13,7 @@ mod transfer_bar;
 
 pub use args::{Cli, Command};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use args::{CacheCommand, DataCommand, KeyCommand, ModelCommand};
 use clap::Parser;
 use std::path::Path;
@@ -38,6 +38,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
         settings.map(|s| crate::remote::Remote::open(&s)).transpose()
     };
     match cli.command {
+        Command::Init { dir } => tools::init(&dir),
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "maskflow", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).context("writing the completion script to stdout")?;
+            Ok(0)
+        }
         Command::Run { pipeline, force, until, json, locked, exec } => {
             let run = pipeline::RunArgs { force, until, json, locked, exec };
             pipeline::run(cache, saved, open_remote()?.as_ref(), &pipeline, run)

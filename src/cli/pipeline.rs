@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 /// Loads and plans the pipeline `args` names, every input required.
 pub(super) fn load_plan(cache: &mut Cache, args: &PipelineArgs) -> Result<Plan> {
+    // Planning downloads hub weights it does not have (their digest is in the key).
+    let _bar = TransferBar::watch_hub();
     project::plan(cache, &args.file, &args.sets, MissingInputs::Fail)
 }
 
@@ -244,6 +246,10 @@ impl Progress {
                 if e.is_best { " (best)" } else { "" }
             )),
             P::Resumed { epochs_done } => bar.println(format!("  resuming after epoch {epochs_done}")),
+            P::Pretrained(r) => self.println(&format!(
+                "{step}: pretrained weights: {} tensors loaded, {} skipped (the checkpoint's classifier), {} initialised (maskflow's heads)",
+                r.loaded, r.skipped, r.initialised
+            )),
         }
     }
 

@@ -96,3 +96,25 @@ pub(super) fn score(submission: &Path, labels: &Path, json: bool) -> Result<i32>
     }
     Ok(0)
 }
+
+/// `maskflow init [DIR]`: the starter layout, and what to type next.
+pub(super) fn init(dir: &Path) -> Result<i32> {
+    let report = crate::project::init(dir).with_context(|| format!("{}: cannot write the starter layout", dir.display()))?;
+    let shown = |p: &Path| if dir == Path::new(".") { p.display().to_string() } else { dir.join(p).display().to_string() };
+    for p in &report.created {
+        println!("created {}", shown(p));
+    }
+    for p in &report.kept {
+        println!("kept {} (already there)", shown(p));
+    }
+    if !report.ignored.is_empty() {
+        println!("added {} to {}", report.ignored.join(" and "), shown(Path::new(".gitignore")));
+    }
+    let cd = if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
+    println!("next:");
+    println!(
+        "  {cd}maskflow synth --out data/mask --persons 200 --eval-persons 20 --size 96x128   # a trial dataset (or put the competition's train/ and eval/ under data/mask/)"
+    );
+    println!("  maskflow run pipelines/starter.mf");
+    Ok(0)
+}

@@ -1,4 +1,4 @@
-//! The remote's transfer bar on stderr: drawn once a burst of downloads or uploads has
+//! The transfer bar on stderr (the remote cache's, or the hub's weights download): drawn once a burst of downloads or uploads has
 //! lasted [`SHOW_AFTER`], so quick fetches (a record, a metrics file) stay silent, and only
 //! when stderr is a terminal (indicatif hides it otherwise, so logs and tests see nothing).
 
@@ -21,10 +21,19 @@ pub(super) struct TransferBar {
 impl TransferBar {
     /// Starts watching `remote`'s transfers (nothing to watch without a remote).
     pub(super) fn watch(remote: Option<&Remote>) -> TransferBar {
+        Self::start(remote.map(|r| (r.transfers(), "remote")))
+    }
+
+    /// Starts watching the downloads of pretrained weights from the hub.
+    pub(super) fn watch_hub() -> TransferBar {
+        Self::start(Some((crate::hub::transfers(), "hub")))
+    }
+
+    fn start(source: Option<(Arc<Transfers>, &'static str)>) -> TransferBar {
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = remote.map(|r| {
-            let (transfers, stop) = (r.transfers(), stop.clone());
-            std::thread::spawn(move || draw_until(&transfers, &stop))
+        let thread = source.map(|(transfers, name)| {
+            let stop = stop.clone();
+            std::thread::spawn(move || draw_until(&transfers, name, &stop))
         });
         TransferBar { stop, thread }
     }
@@ -39,7 +48,7 @@ impl Drop for TransferBar {
     }
 }
 
-fn draw_until(transfers: &Transfers, stop: &AtomicBool) {
+fn draw_until(transfers: &Transfers, name: &str, stop: &AtomicBool) {
     let mut bar: Option<indicatif::ProgressBar> = None;
     while !stop.load(Ordering::Relaxed) {
         let s = transfers.snapshot();
@@ -50,7 +59,7 @@ fn draw_until(transfers: &Transfers, stop: &AtomicBool) {
                     indicatif::ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {msg} {bytes_per_sec}")
                         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
-                b.set_prefix(if s.uploading { "remote: uploading" } else { "remote: fetching" });
+                b.set_prefix(format!("{name}: {}", if s.uploading { "uploading" } else { "fetching" }));
                 b
             });
             b.set_length(s.bytes_expected.max(s.bytes_done));

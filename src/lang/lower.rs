@@ -513,7 +513,7 @@ fn model(cx: &mut Cx<'_>, b: Option<&Block>, root: Span) -> ir::Model {
         }
     }
     let mut k = Keys::new(cx, b);
-    out.pretrained = k.get("pretrained").and_then(|v| cx.string(v, "pretrained"));
+    out.pretrained = k.get("pretrained").and_then(|v| pretrained(cx, v, &out.arch));
     if let Some(v) = k.get("heads") {
         out.heads = heads(cx, v).unwrap_or(ir::Heads::Single);
     }
@@ -525,6 +525,51 @@ fn model(cx: &mut Cx<'_>, b: Option<&Block>, root: Span) -> ir::Model {
     }
     k.finish(cx, "model", names::block_keys("model"));
     out
+}
+
+/// `pretrained`: a local file, `"hf://ORG/REPO[@REV][/FILE]"`, or `timm("NAME[.TAG]")`, the
+/// last two lowered to the canonical `hf://` spelling (timm's default tag filled in).
+fn pretrained(cx: &mut Cx<'_>, v: &Value, arch: &str) -> Option<String> {
+    match &v.kind {
+        ValueKind::Call { name, args } if name.name == "timm" => {
+            let a = bind_args(cx, name, args, &["name"]);
+            let Some(arg) = a[0] else {
+                cx.error(Kind::Missing, name.span, "`timm` needs a model name, e.g. `timm(\"efficientnet_b0.ra_in1k\")`");
+                return None;
+            };
+            let timm_name = cx.string(arg, "timm")?;
+            match crate::hub::HubRef::timm(&timm_name) {
+                Ok((hub, for_arch)) if arch.is_empty() || for_arch == arch => Some(hub.to_string()),
+                Ok((_, for_arch)) => {
+                    cx.error(Kind::Range, arg.span, format!("these are weights for `{for_arch}`, but the model is `{arch}`"));
+                    None
+                }
+                Err(msg) => {
+                    cx.error(Kind::UnknownName, arg.span, msg);
+                    None
+                }
+            }
+        }
+        ValueKind::Call { name, .. } => {
+            cx.error(
+                Kind::UnknownName,
+                name.span,
+                format!("unknown weights source `{}`; write `timm(\"NAME\")`, `\"hf://ORG/REPO\"` or a file path", name.name),
+            );
+            None
+        }
+        _ => {
+            let s = cx.string(v, "pretrained")?;
+            match crate::hub::HubRef::parse(&s) {
+                None => Some(s),
+                Some(Ok(hub)) => Some(hub.to_string()),
+                Some(Err(msg)) => {
+                    cx.error(Kind::Syntax, v.span, msg);
+                    None
+                }
+            }
+        }
+    }
 }
 
 fn heads(cx: &mut Cx<'_>, v: &Value) -> Option<ir::Heads> {

@@ -11,7 +11,7 @@
 //! | `params`   | only the IR fields the step reads, taken from the normalised IR           |
 //! | `deps`     | the keys of the steps it depends on, by dependency name                   |
 //! | `files`    | content digests of the files it reads directly: the data manifest, the    |
-//! |            | relabel CSV, pretrained weights                                           |
+//! |            | relabel CSV, pretrained weights (a local file or one from the hub cache)   |
 //! | `env`      | what the result depends on beyond the inputs: backend, burn version and    |
 //! |            | the compute feature set, for training and inference steps only            |
 //!
@@ -20,6 +20,8 @@
 //!   that does not change meaning changes no key;
 //! - paths and mtimes of inputs: a dataset moved to another folder, or a fresh clone, keeps its
 //!   keys because only content digests enter (`data.root` is not a param of any step);
+//! - how weights are named: `timm("efficientnet_b0")`, its `hf://` spelling and the same bytes
+//!   as a local file are one key; the hub commit is pinned in the lockfile, not in the key;
 //! - the pipeline's file name and the variant's name: two pipelines that describe the same step
 //!   share its cache entry;
 //! - the maskflow version: only step `version`s matter, so a release that does not change a
@@ -140,7 +142,10 @@ pub fn explain(old: &Value, new: &Value, describe_file: &mut dyn FnMut(&str, &Va
                 reasons.push(words.unwrap_or_else(|| format!("{rest} {} → {}", show(&change.old), show(&change.new))));
             }
             "version" => reasons.push(format!("implementation version {} → {}", show(&change.old), show(&change.new))),
-            "params" | "env" => reasons.push(format!("{rest} {} → {}", show(&change.old), show(&change.new))),
+            "params" | "env" => {
+                let kind = new["kind"].as_str().unwrap_or("");
+                reasons.push(super::spelling::reason(kind, &change.path, &change.old, &change.new, new))
+            }
             _ => reasons.push(format!("{} {} → {}", change.path, show(&change.old), show(&change.new))),
         }
     }

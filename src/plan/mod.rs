@@ -11,6 +11,7 @@
 //! ensemble members are relative to the file that names them (the front end resolves those).
 
 pub mod key;
+pub mod spelling;
 mod step;
 
 pub use step::{FileRole, Role, Step, StepKind};
@@ -22,7 +23,7 @@ use crate::ir::{self, Pipeline, Source, SplitScheme};
 use crate::lang::Loaded;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,6 +44,16 @@ pub struct Plan {
     /// This pipeline's variants, then those of its ensemble members.
     pub variants: Vec<ir::Variant>,
     pub steps: Vec<Step>,
+    /// The hub weights the plan read, by their `hf://` reference: the commit and blake3 the
+    /// lockfile pins.
+    pub weights: BTreeMap<String, HubWeights>,
+}
+
+/// Hub weights as planned: which commit of the file, and its content digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubWeights {
+    pub commit: String,
+    pub digest: Digest,
 }
 
 impl Plan {
@@ -74,6 +85,10 @@ struct Builder<'a> {
     by_key: HashMap<Digest, usize>,
     /// (step index) → the (variant, fold) labels that use it.
     users: Vec<Vec<(usize, Option<u32>)>>,
+    /// The commits the pipeline's lockfile pins hub weights to, by reference.
+    pins: BTreeMap<String, String>,
+    /// Hub weights resolved so far: reference → (local path, commit, digest).
+    hub: BTreeMap<String, (PathBuf, HubWeights)>,
 }
 
 impl Builder<'_> {
@@ -133,11 +148,39 @@ impl Builder<'_> {
         self.cache.stats().digest(path, &meta).with_context(|| format!("{}: cannot read {what}", path.display()))
     }
 
+    /// Weights on the hub: the cached file (at the lockfile's pinned commit when there is
+    /// one), downloaded first when planning must not stand in a placeholder.
+    fn hub_weights(&mut self, hub: &crate::hub::HubRef) -> Result<(PathBuf, Digest)> {
+        let reference = hub.to_string();
+        if let Some((path, w)) = self.hub.get(&reference) {
+            return Ok((path.clone(), w.digest));
+        }
+        let pin = self.pins.get(&reference).map(String::as_str);
+        let located = match self.missing {
+            MissingInputs::Placeholder => match crate::hub::HubCache::from_env().locate(hub, pin) {
+                Some(found) => found,
+                None => return Ok((PathBuf::from(&reference), missing_placeholder(Path::new(&reference)))),
+            },
+            MissingInputs::Fail => crate::hub::Client::from_env().fetch(hub, pin)?,
+        };
+        let digest = self.file_digest(&located.path, "pretrained weights")?;
+        let w = HubWeights { commit: located.commit, digest };
+        self.hub.insert(reference, (located.path.clone(), w));
+        Ok((located.path, digest))
+    }
+
     fn scan_source(&mut self, root: &str, eval: &Option<String>) -> Result<Arc<ScannedSource>> {
         let root = PathBuf::from(root);
         let train_dir = root.join("train");
         if !train_dir.is_dir() {
-            bail!("{}: data directory not found (expected the competition layout: train/train.csv, train/images/)", train_dir.display());
+            bail!(
+                "{}: data directory not found\n  for a trial run, generate a small synthetic set there: \
+                 maskflow synth --out {} --persons 200 --eval-persons 20 --size 96x128\n  \
+                 for the competition's data, put its train/ (train.csv, images/) and eval/ (info.csv, images/) under {}/",
+                train_dir.display(),
+                root.display(),
+                root.display()
+            );
         }
         let eval_dir = match eval {
             Some(e) => Some(PathBuf::from(e)),
@@ -227,8 +270,14 @@ impl Builder<'_> {
         };
         let mut weights = Vec::new();
         if let Some(w) = &p.model.pretrained {
-            let path = PathBuf::from(w);
-            let d = self.file_digest(&path, "pretrained weights")?;
+            let (path, d) = match crate::hub::HubRef::parse(w) {
+                Some(hub) => self.hub_weights(&hub.map_err(anyhow::Error::msg)?)?,
+                None => {
+                    let path = PathBuf::from(w);
+                    let d = self.file_digest(&path, "pretrained weights")?;
+                    (path, d)
+                }
+            };
             weights.push((FileRole::Pretrained, path, d));
         }
         for fold in folds {
@@ -265,7 +314,17 @@ pub fn missing_placeholder(path: &Path) -> Digest {
 /// Builds the plan for every variant of a loaded pipeline and of its ensemble members.
 /// `pipeline` is the pipeline as the user named it (refs and `saved/` are named from it).
 pub fn build(pipeline: &str, loaded: &Loaded, cache: &mut Cache, missing: MissingInputs) -> Result<Plan> {
-    let mut b = Builder { cache, scans: HashMap::new(), missing, steps: Vec::new(), by_key: HashMap::new(), users: Vec::new() };
+    let pins = crate::report::lockfile::weight_pins(&crate::report::lockfile::path_for(&loaded.path));
+    let mut b = Builder {
+        cache,
+        scans: HashMap::new(),
+        missing,
+        steps: Vec::new(),
+        by_key: HashMap::new(),
+        users: Vec::new(),
+        pins,
+        hub: BTreeMap::new(),
+    };
     let mut variants = loaded.variants.clone();
     let mut prefixes: Vec<Option<String>> = vec![None; variants.len()];
     let own = variants.len();
@@ -315,7 +374,8 @@ pub fn build(pipeline: &str, loaded: &Loaded, cache: &mut Cache, missing: Missin
             step.name = format!("{prefix}/{}", step.name);
         }
     }
-    Ok(Plan { pipeline: pipeline.to_string(), name: loaded.name.clone(), variants, steps: b.steps })
+    let weights = b.hub.into_iter().map(|(reference, (_, w))| (reference, w)).collect();
+    Ok(Plan { pipeline: pipeline.to_string(), name: loaded.name.clone(), variants, steps: b.steps, weights })
 }
 
 /// The model params, less the weights path: the weights enter by content digest (`files`).

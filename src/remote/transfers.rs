@@ -80,6 +80,12 @@ impl InFlight<'_> {
     pub fn advance(&self, n: u64) {
         self.transfers.burst().bytes_done += n;
     }
+
+    /// `n` bytes counted before must be fetched again (a resumed download that restarts).
+    pub fn advance_back(&self, n: u64) {
+        let mut b = self.transfers.burst();
+        b.bytes_done = b.bytes_done.saturating_sub(n);
+    }
 }
 
 impl Drop for InFlight<'_> {

@@ -60,26 +60,7 @@ pub struct Arm {
 
 // ------------------------------------------------------------------ JSON paths
 
-/// `a.b[2].c` → `["a", "b", "[2]", "c"]`.
-fn segments(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for part in path.split('.') {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            if i > 0 {
-                out.push(rest[..i].to_string());
-            }
-            rest = &rest[i..];
-            while let Some(end) = rest.find(']') {
-                out.push(rest[..=end].to_string());
-                rest = &rest[end + 1..];
-            }
-        } else {
-            out.push(rest.to_string());
-        }
-    }
-    out
-}
+use crate::plan::spelling::segments;
 
 fn join(segs: &[String]) -> String {
     let mut s = String::new();

@@ -43,11 +43,13 @@ pub struct ParamChange {
     pub path: String,
     pub old: Option<Value>,
     pub new: Option<Value>,
+    /// The change in the user's spelling (`loss.gamma 2.0 → 1.5`; see `plan::spelling`).
+    pub text: String,
 }
 
 impl ParamChange {
     pub fn text(&self) -> String {
-        format!("{} {} → {}", self.path, key::show(&self.old), key::show(&self.new))
+        self.text.clone()
     }
 }
 
@@ -97,14 +99,17 @@ pub struct PipelineDiff {
     pub spread: Option<(Spread, Spread)>,
 }
 
-fn own_change(c: Change) -> Option<ParamChange> {
+fn own_change(c: Change, step: &Step) -> Option<ParamChange> {
     let (section, rest) = c.path.split_once('.').unwrap_or((c.path.as_str(), ""));
-    let path = match section {
+    let (path, text) = match section {
         "deps" | "kind" => return None,
-        "params" => rest.to_string(),
-        _ => c.path.clone(),
+        "params" | "env" => {
+            let text = crate::plan::spelling::reason(&step.kind.to_string(), &c.path, &c.old, &c.new, &step.key_object);
+            (if section == "params" { rest.to_string() } else { c.path.clone() }, text)
+        }
+        _ => (c.path.clone(), format!("{} {} → {}", c.path, key::show(&c.old), key::show(&c.new))),
     };
-    Some(ParamChange { path, old: c.old, new: c.new })
+    Some(ParamChange { path, old: c.old, new: c.new, text })
 }
 
 fn changed_deps(old: &Value, new: &Value) -> Vec<String> {
@@ -146,7 +151,7 @@ pub fn diff_plans(old: &Plan, new: &Plan, all: bool) -> PipelineDiff {
         let d = match old.step(&s.name) {
             Some(o) if o.key == s.key => describe(s, StepState::Shared, vec![], vec![]),
             Some(o) => {
-                let changes = key::diff(&o.key_object, &s.key_object).into_iter().filter_map(own_change).collect();
+                let changes = key::diff(&o.key_object, &s.key_object).into_iter().filter_map(|c| own_change(c, s)).collect();
                 describe(s, StepState::Rerun, changes, changed_deps(&o.key_object, &s.key_object))
             }
             None => describe(s, StepState::Added, vec![], vec![]),

@@ -3,7 +3,8 @@
 //! Constraint kept: the file is stable and diff-friendly. It is pretty JSON with every object's
 //! keys sorted (it is written through `serde_json::Value`, whose maps are sorted), holds no
 //! timings or dates, and records per step its key, key object, output digests and, for
-//! evaluate steps, the headline metrics. The key object is kept so that a mismatch can be
+//! evaluate steps, the headline metrics; and, for hub weights, the commit they resolved to and
+//! the file's blake3 (the planner resolves through that pin, see `hub`). The key object is kept so that a mismatch can be
 //! explained (pipeline IR, data manifest or code version) from the same object that hashes
 //! to the key.
 
@@ -22,6 +23,23 @@ pub struct Lockfile {
     /// Implementation version of each step kind (`plan::key::step_version`).
     pub step_versions: BTreeMap<String, u32>,
     pub steps: BTreeMap<String, LockedStep>,
+    /// Hub weights by `hf://` reference: the commit they resolved to and the file's blake3.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, LockedWeights>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedWeights {
+    pub commit: String,
+    pub blake3: String,
+}
+
+/// The commits `path`'s lock pins hub weights to (none when there is no readable lock): the
+/// planner resolves a reference through its pin, so every machine reads the same file.
+pub fn weight_pins(path: &Path) -> BTreeMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return BTreeMap::new() };
+    let Ok(lock) = serde_json::from_str::<Lockfile>(&text) else { return BTreeMap::new() };
+    lock.weights.into_iter().map(|(r, w)| (r, w.commit)).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +86,11 @@ pub fn build(plan: &Plan, reports: &[StepReport], records: &BTreeMap<String, Rec
         maskflow_version: env!("CARGO_PKG_VERSION").to_string(),
         step_versions: StepKind::ALL.iter().map(|k| (k.to_string(), key::step_version(*k))).collect(),
         steps,
+        weights: plan
+            .weights
+            .iter()
+            .map(|(r, w)| (r.clone(), LockedWeights { commit: w.commit.clone(), blake3: w.digest.hex() }))
+            .collect(),
     })
 }
 
@@ -99,6 +122,21 @@ pub fn read(path: &Path) -> Result<Lockfile> {
 /// Empty when the plan matches the lock.
 pub fn mismatches(plan: &Plan, lock: &Lockfile, until: Option<&str>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    for (reference, w) in &plan.weights {
+        match lock.weights.get(reference) {
+            Some(locked) if locked.commit == w.commit && locked.blake3 != w.digest.hex() => lines.push(format!(
+                "pretrained weights {reference}: the file at commit {} changed on the hub: the lock has blake3 {}, the file now has {}",
+                locked.commit,
+                &locked.blake3[..locked.blake3.len().min(12)],
+                &w.digest.hex()[..12]
+            )),
+            Some(locked) if locked.commit != w.commit => {
+                lines.push(format!("pretrained weights {reference}: commit {} → {}", locked.commit, w.commit))
+            }
+            Some(_) => {}
+            None => lines.push(format!("pretrained weights {reference}: not in the lock")),
+        }
+    }
     let mut downstream = Vec::new();
     for i in crate::exec::selected_steps(plan, until, None)? {
         let step = &plan.steps[i];
@@ -114,7 +152,10 @@ pub fn mismatches(plan: &Plan, lock: &Lockfile, until: Option<&str>) -> Result<V
             let (section, rest) = c.path.split_once('.').unwrap_or((c.path.as_str(), ""));
             let cause = match section {
                 "deps" => continue,
-                "params" => format!("pipeline IR changed: {rest} {} → {}", key::show(&c.old), key::show(&c.new)),
+                "params" => format!(
+                    "pipeline changed: {}",
+                    crate::plan::spelling::reason(&step.kind.to_string(), &c.path, &c.old, &c.new, &step.key_object)
+                ),
                 "files" if rest == "manifest" => "data manifest changed".to_string(),
                 "files" => format!("input file `{rest}` changed"),
                 "version" => format!("code version changed: {} implementation {} → {}", step.kind, key::show(&c.old), key::show(&c.new)),

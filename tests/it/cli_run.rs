@@ -80,12 +80,12 @@ fn changing_the_split_seed_reruns_split_and_downstream_only() {
     assert_eq!(status_of(&plan, "relabel").0, "hit");
     let (status, _, reasons) = status_of(&plan, "split");
     assert_eq!(status, "miss");
-    assert_eq!(reasons, ["seed 42 → 7"]);
+    assert_eq!(reasons, ["split.seed 42 → 7"]);
     let (status, _, reasons) = status_of(&plan, "train");
     assert_eq!(status, "miss");
     assert_eq!(reasons, ["new step"]);
     let run = s.run(&["run", "p.mf", "--until", "split", "--set", "split.seed=7"]);
-    assert_eq!(run.step_lines()[2], "run split: seed 42 → 7 — 24 train / 6 val persons");
+    assert_eq!(run.step_lines()[2], "run split: split.seed 42 → 7 — 24 train / 6 val persons");
 }
 
 #[test]

@@ -14,6 +14,8 @@ mod data_layout;
 mod data_relabel;
 mod data_split;
 mod data_synth;
+mod first_hour;
+mod hub;
 mod lang_api;
 mod lang_edge;
 mod lang_golden;

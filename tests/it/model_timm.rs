@@ -125,12 +125,19 @@ fn pretrained_backbones_load_and_mismatched_classifiers_stay_fresh() {
     };
     // Multi head: 8 outputs, so the 18-class classifier in the file is skipped.
     let mut multi = ModelSpec::new("efficientnet_b0", HeadKind::Multi).build::<Flex>(&device).unwrap();
-    model::load_pretrained(&mut multi, "efficientnet_b0", &weights()).unwrap();
+    let report = model::load_pretrained(&mut multi, "efficientnet_b0", &weights()).unwrap();
     let Classifier::Multi(net) = &multi else { panic!("multi head expected") };
     assert_eq!(stem(net), want);
+    // timm's classifier (weight, bias) is left out and maskflow's head keeps its initialisation;
+    // every backbone tensor is loaded.
+    assert_eq!((report.skipped, report.initialised), (2, 2), "{report:?}");
+    let mut single = ModelSpec::new("efficientnet_b0", HeadKind::Single).build::<Flex>(&device).unwrap();
+    let all = model::load_pretrained(&mut single, "efficientnet_b0", &weights()).unwrap();
+    assert_eq!((all.loaded, all.skipped, all.initialised), (report.loaded + 2, 0, 0), "{all:?}");
     // Separate heads: all three backbones get the weights.
     let mut sep = ModelSpec::new("efficientnet_b0", HeadKind::Separate).build::<Flex>(&device).unwrap();
-    model::load_pretrained(&mut sep, "efficientnet_b0", &weights()).unwrap();
+    let three = model::load_pretrained(&mut sep, "efficientnet_b0", &weights()).unwrap();
+    assert_eq!((three.loaded, three.skipped), (3 * report.loaded, 6));
     let Classifier::Separate(nets) = &sep else { panic!("separate heads expected") };
     for net in [&nets.mask, &nets.gender, &nets.age] {
         assert_eq!(stem(net), want);

@@ -42,7 +42,7 @@ source    shared
 relabel   shared
 split     shared
 prepare   shared
-train     rerun   loss.terms[0].kind.gamma 2.0 → 1.5
+train     rerun   loss.gamma 2.0 → 1.5
 evaluate  rerun   (train changed)
 predict   rerun   (train changed)
 
@@ -50,7 +50,10 @@ predict   rerun   (train changed)
 "
     );
     let json: Value = serde_json::from_str(s.run(&["diff", "pipelines/b4_focal.mf", "b4_gamma.mf", "--json"]).ok()).unwrap();
-    assert_eq!(json["changed_parameters"], json!([{"path": "loss.terms[0].kind.gamma", "old": 2.0, "new": 1.5}]));
+    assert_eq!(
+        json["changed_parameters"],
+        json!([{"path": "loss.terms[0].kind.gamma", "old": 2.0, "new": 1.5, "text": "loss.gamma 2.0 → 1.5"}])
+    );
     let states: Vec<(&str, &str)> =
         json["steps"].as_array().unwrap().iter().map(|s| (s["step"].as_str().unwrap(), s["state"].as_str().unwrap())).collect();
     assert_eq!(states[4], ("train", "rerun"));
@@ -61,7 +64,7 @@ predict   rerun   (train changed)
         text.contains("\nsplit     shared  scheme.kind = \"holdout\"\n                  scheme.val = 0.2\n                  seed = 42\n"),
         "{text}"
     );
-    assert!(text.contains("\ntrain     rerun   loss.terms[0].kind.gamma 2.0 → 1.5\n"), "{text}");
+    assert!(text.contains("\ntrain     rerun   loss.gamma 2.0 → 1.5\n"), "{text}");
     assert!(text.ends_with("\n1 parameter changed; rerun: train, evaluate, predict; shared: source, relabel, split, prepare\n"), "{text}");
 }
 
@@ -86,7 +89,7 @@ fn diff_against_git_head_and_a_revision() {
     let out = s.run(&["diff", "p.mf"]);
     let text = out.ok();
     assert!(text.starts_with("--- p.mf@HEAD\n+++ p.mf\n"), "{text}");
-    assert!(text.contains("split     rerun   seed 7 → 9\n"), "{text}");
+    assert!(text.contains("split     rerun   split.seed 7 → 9\n"), "{text}");
     assert!(
         text.contains(
             "train     rerun   train.epochs 1 → 2\n                  (split changed)\nevaluate  rerun   (split, train changed)\n"
@@ -95,7 +98,7 @@ fn diff_against_git_head_and_a_revision() {
     );
     assert!(text.contains("\n2 parameters changed; rerun: split, train, evaluate; shared: source, relabel, prepare\n"), "{text}");
     let out = s.run(&["diff", "p.mf", "--rev", "HEAD~1"]);
-    assert!(out.ok().contains("split     rerun   seed 42 → 9\n"), "{}", out.stdout);
+    assert!(out.ok().contains("split     rerun   split.seed 42 → 9\n"), "{}", out.stdout);
     // The temporary copy is gone.
     let names: Vec<String> = std::fs::read_dir(s.dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
     assert!(!names.iter().any(|n| n.starts_with(".p.")), "{names:?}");
@@ -140,7 +143,7 @@ fn locked_run_passes_after_a_comment_edit_and_fails_naming_the_change() {
     let failed = s.run(&["run", "p.mf", "--until", "split", "--locked"]);
     assert_eq!(
         failed.fails(),
-        "error: p.mf.lock does not match p.mf (--locked):\n  split: pipeline IR changed: seed 42 → 7\nrun without --locked to update the lock\n"
+        "error: p.mf.lock does not match p.mf (--locked):\n  split: pipeline changed: split.seed 42 → 7\nrun without --locked to update the lock\n"
     );
     assert_eq!(failed.stdout, "", "nothing ran");
     assert_eq!(s.read("p.mf.lock"), before, "--locked never rewrites the lock");

@@ -46,6 +46,7 @@ fn tiny_cnn_learns_the_pattern() {
         }
         Progress::EpochEnd(r) => epochs_seen.push(r.epoch),
         Progress::Resumed { .. } => panic!("fresh run must not resume"),
+        Progress::Pretrained(_) => panic!("no pretrained weights were named"),
     })
     .unwrap();
     assert_eq!(steps, 6 * 6);

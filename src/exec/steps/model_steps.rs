@@ -128,6 +128,18 @@ pub fn backend_name(b: ir::Backend) -> &'static str {
     }
 }
 
+/// The backend a model step computes on, or what to do when this build lacks it.
+fn usable_backend(b: ir::Backend) -> Result<&'static str> {
+    let name = backend_name(b);
+    if !train::backend_names().contains(&name) {
+        bail!(
+            "`train.backend = {name}`, but this maskflow was built without it: rebuild with \
+             `cargo build --release --features {name}`, or run on the CPU with `--set train.backend=cpu`"
+        );
+    }
+    Ok(name)
+}
+
 /// The samples of one fold: shard rows of the train persons and of the val persons.
 struct FoldSamples {
     shard: Arc<Shard>,
@@ -207,7 +219,7 @@ pub fn train(
     cfg.early_stopping_patience = p.train.early_stop.map(|n| n as usize);
     cfg.pretrained = step.file(FileRole::Pretrained).map(|w| w.to_path_buf());
     let dir = work_dir(cache, step);
-    let outcome = train::train_on(backend_name(p.train.backend), &cfg, &train_source, &val_source, &dir, progress)?;
+    let outcome = train::train_on(usable_backend(p.train.backend)?, &cfg, &train_source, &val_source, &dir, progress)?;
     let mut out = StepOutput::default();
     let weights = cache.temp_dir("weights")?.join("model.safetensors");
     train::export_weights(&cfg.model, &outcome.best_model, &weights)?;
@@ -245,7 +257,7 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
     let source = EvalSource::new(fs.shard.clone(), fs.val.clone(), p.train.batch as usize, eval_ops, p.train.seed)?;
     let weights = model_path(cache, inputs)?;
     let probs =
-        train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
+        train::predict_on(usable_backend(p.train.backend)?, &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
     let y_true: Vec<u32> = fs.val.iter().map(|s| s.label.class()).collect();
     let y_pred: Vec<u32> = probs.iter().map(|r| crate::metrics::argmax(r)).collect();
     let report = crate::metrics::report(&y_true, &y_pred);
@@ -298,7 +310,7 @@ pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
     let source = EvalSource::new(shard, samples, p.train.batch as usize, eval_ops, p.train.seed)?;
     let weights = model_path(cache, inputs)?;
     let tta = p.predict.as_ref().is_some_and(|pr| pr.tta == ir::Tta::Hflip);
-    let probs = train::predict_on(backend_name(p.train.backend), &model_spec(&p.model), &weights, &source, tta)?;
+    let probs = train::predict_on(usable_backend(p.train.backend)?, &model_spec(&p.model), &weights, &source, tta)?;
     let mut answers = vec![0u32; eval.images.len()];
     for (row, &image) in rows.eval_rows.iter().enumerate() {
         answers[image] = crate::metrics::argmax(&probs[row]);

@@ -52,6 +52,25 @@ pub fn timm_key_remaps(config: &EfficientNetConfig) -> Vec<(String, String)> {
     remaps
 }
 
+/// What loading a checkpoint did, in tensors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// Tensors of the checkpoint copied into the model.
+    pub loaded: usize,
+    /// Tensors of the checkpoint left out (timm's classifier, when its class count differs).
+    pub skipped: usize,
+    /// Tensors of the model that keep their fresh initialisation (maskflow's heads).
+    pub initialised: usize,
+}
+
+impl std::ops::AddAssign for LoadReport {
+    fn add_assign(&mut self, o: LoadReport) {
+        self.loaded += o.loaded;
+        self.skipped += o.skipped;
+        self.initialised += o.initialised;
+    }
+}
+
 /// Loads timm weights from a safetensors file into `net`. With `skip_classifier`, the
 /// classifier keeps its fresh initialisation (for fine-tuning a 1000-class checkpoint).
 pub fn load_timm_weights<B: Backend>(
@@ -59,7 +78,7 @@ pub fn load_timm_weights<B: Backend>(
     config: &EfficientNetConfig,
     path: &Path,
     skip_classifier: bool,
-) -> Result<()> {
+) -> Result<LoadReport> {
     check_is_safetensors(path)?;
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)
@@ -92,7 +111,10 @@ pub fn load_timm_weights<B: Backend>(
             missing.iter().take(5).copied().collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(())
+    // The filtered classifier tensors are both the checkpoint's skipped ones and the model's
+    // freshly initialised ones.
+    let initialised = result.skipped.len() + result.missing.len();
+    Ok(LoadReport { loaded: result.applied.len(), skipped: result.skipped.len(), initialised })
 }
 
 /// The outcome of [`check_weights`].
@@ -161,10 +183,10 @@ fn check_is_safetensors(path: &Path) -> Result<()> {
 /// Loads timm `efficientnet_b*` weights into every backbone of `model` (one for
 /// `Single`/`Multi`, three for `Separate`). A classifier whose class count differs from the
 /// checkpoint's keeps its fresh initialisation.
-pub fn load_pretrained<B: Backend>(model: &mut Classifier<B>, arch: &str, path: &Path) -> Result<()> {
+pub fn load_pretrained<B: Backend>(model: &mut Classifier<B>, arch: &str, path: &Path) -> Result<LoadReport> {
     let config = EfficientNetConfig::by_name(arch).ok_or_else(|| anyhow!("pretrained weights need an EfficientNet, not {arch:?}"))?;
     let classes_in_file = timm_classifier_classes(path)?;
-    let load = |net: &mut Backbone<B>| -> Result<()> {
+    let load = |net: &mut Backbone<B>| -> Result<LoadReport> {
         let Backbone::EfficientNet(net) = net else {
             bail!("pretrained weights need an EfficientNet backbone");
         };
@@ -174,9 +196,10 @@ pub fn load_pretrained<B: Backend>(model: &mut Classifier<B>, arch: &str, path: 
     match model {
         Classifier::Single(net) | Classifier::Multi(net) => load(net),
         Classifier::Separate(nets) => {
-            load(&mut nets.mask)?;
-            load(&mut nets.gender)?;
-            load(&mut nets.age)
+            let mut report = load(&mut nets.mask)?;
+            report += load(&mut nets.gender)?;
+            report += load(&mut nets.age)?;
+            Ok(report)
         }
     }
 }

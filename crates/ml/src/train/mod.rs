@@ -127,6 +127,8 @@ pub enum Progress {
     EpochEnd(EpochRecord),
     /// Training resumed from a checkpoint after `epochs_done` completed epochs.
     Resumed { epochs_done: usize },
+    /// A fresh run started from pretrained weights.
+    Pretrained(model::LoadReport),
 }
 
 /// One completed epoch.
@@ -332,7 +334,8 @@ impl<B: TrainBackend> Session<'_, B> {
             }
             None => {
                 if let Some(path) = &cfg.pretrained {
-                    model::load_pretrained(&mut model, &cfg.model.arch, path)?;
+                    let report = model::load_pretrained(&mut model, &cfg.model.arch, path)?;
+                    progress(Progress::Pretrained(report));
                 }
                 RunState::fresh(fingerprint)
             }
