@@ -1,5 +1,5 @@
 //! Generates a synthetic dataset, reports how long it took, prints its label table and
-//! draws its label charts to `OUT-stats.png`.
+//! draws its label charts to `OUT-stats.svg`.
 //!
 //! `cargo run --release --example synth -- OUT [PERSONS] [EVAL_PERSONS] [SEED]`
 //! (set `RAYON_NUM_THREADS` to pin the thread count).
@@ -11,7 +11,6 @@ use maskflow::data::labels::DEFAULT_AGE_BINS;
 use maskflow::data::layout::{BadImagePolicy, read_train};
 use maskflow::data::stats::{render_table, stats};
 use maskflow::data::synth::{SynthParams, generate};
-use maskflow::plots::stats_png;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -43,8 +42,8 @@ fn main() -> anyhow::Result<()> {
     let index = read_train(&out.join("train"), BadImagePolicy::Error)?;
     let stats = stats(&index, DEFAULT_AGE_BINS);
     print!("{}", render_table(&stats));
-    let mut png = out.clone().into_os_string();
-    png.push("-stats.png");
-    stats_png(&stats, &PathBuf::from(png))?;
+    let mut svg = out.clone().into_os_string();
+    svg.push("-stats.svg");
+    std::fs::write(PathBuf::from(svg), maskflow::charts::stats::svg_of(&stats)?)?;
     Ok(())
 }

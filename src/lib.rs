@@ -15,17 +15,17 @@ pub use maskflow_ml::{BURN_VERSION, alloc, batch, data, fsutil, metrics, model, 
 
 pub mod cache;
 pub mod canonical;
+pub mod charts;
 pub mod cli;
 pub mod config;
 pub mod digest;
-pub mod draw;
 pub mod exec;
 pub mod gc;
 pub mod hub;
 pub mod ir;
 pub mod lang;
 pub mod plan;
-pub mod plots;
 pub mod project;
 pub mod remote;
 pub mod report;
+pub mod tensorboard;

@@ -153,7 +153,8 @@ pub enum Command {
         report: Option<PathBuf>,
     },
     /// Compare two pipeline versions (or a file with its git HEAD / --rev): changed parameters,
-    /// rerun and shared steps, and metrics side by side when both have results.
+    /// rerun and shared steps, and metrics side by side when both have results (then also a
+    /// comparison page in saved/diff/).
     #[command(after_help = "Example:\n  maskflow diff pipelines/starter.mf pipelines/starter_lr.mf")]
     Diff {
         /// The old version (or, alone, the working file to compare with git).
@@ -170,6 +171,10 @@ pub enum Command {
         json: bool,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
+        /// Also write the comparison page here (it always goes to saved/diff/ when both
+        /// versions have results): curves, per-class F1, the bootstrap interval, confusion B − A.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// List every evaluated variant found in the cache (or, with a remote, signed there),
     /// sorted by macro-F1.
@@ -340,17 +345,17 @@ pub enum ModelCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Print the class, gender and age distribution of a dataset and write a PNG of it.
-    #[command(after_help = "Example:\n  maskflow data stats data/mask --png stats.png")]
+    /// Print the class, gender and age distribution of a dataset and write a chart of it (SVG).
+    #[command(after_help = "Example:\n  maskflow data stats data/mask --svg stats.svg")]
     Stats {
         /// A dataset root (holding train/) or a train directory (holding train.csv).
         dir: PathBuf,
         /// Age bin lower bounds.
         #[arg(long, default_value = "30,60", value_parser = parse_bins)]
         age_bins: [u32; 2],
-        /// Where to write the chart (default: stats.png in the current directory).
-        #[arg(long, default_value = "stats.png")]
-        png: PathBuf,
+        /// Where to write the chart, an SVG (default: stats.svg in the current directory).
+        #[arg(long, default_value = "stats.svg")]
+        svg: PathBuf,
     },
 }
 

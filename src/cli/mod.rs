@@ -63,7 +63,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Check { files, sets } => pipeline::check(&files, &sets),
         Command::Fmt { files, check, write } => pipeline::fmt(&files, check, write),
         Command::Explain { pipeline, step } => pipeline::explain(cache, &pipeline, &step),
-        Command::Diff { old, new, rev, all, json, sets } => report::diff(cache, &old, new.as_deref(), rev.as_deref(), &sets, all, json),
+        Command::Diff { old, new, rev, all, json, sets, html } => {
+            let args =
+                report::DiffArgs { old: &old, new: new.as_deref(), rev: rev.as_deref(), sets: &sets, all, json, html: html.as_deref() };
+            report::diff(cache, saved, args)
+        }
         Command::Runs { files, json, csv, html } => report::runs(cache, open_remote()?.as_ref(), saved, &files, json, csv, html),
         Command::Verify { pipeline, steps, json } => report::verify(cache, &pipeline, &steps, json),
         Command::Gc { files, dry_run } => store::gc(cache, &files, dry_run),
@@ -75,7 +79,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             tools::check_weights(&model, classes, &weights, &io, tol)
         }
         Command::Score { submission, labels, json } => tools::score(&submission, &labels, json),
-        Command::Data { command: DataCommand::Stats { dir, age_bins, png } } => tools::data_stats(&dir, age_bins, &png),
+        Command::Data { command: DataCommand::Stats { dir, age_bins, svg } } => tools::data_stats(&dir, age_bins, &svg),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::plan::{MissingInputs, Plan};
 use crate::project;
 use crate::remote::Remote;
 use crate::report::{diff, git, runs, table, verify};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 /// Loads and plans a pipeline, tolerating missing data and weights (placeholder digests).
@@ -17,16 +17,21 @@ fn plan_tolerant(cache: &mut Cache, file: &Path, sets: &[String], label: &str) -
     project::plan_labelled(cache, file, sets, MissingInputs::Placeholder, label)
 }
 
+/// What `maskflow diff` compares and how it reports.
+pub(super) struct DiffArgs<'a> {
+    pub old: &'a Path,
+    pub new: Option<&'a Path>,
+    pub rev: Option<&'a str>,
+    pub sets: &'a [String],
+    pub all: bool,
+    pub json: bool,
+    /// Also write the comparison page here.
+    pub html: Option<&'a Path>,
+}
+
 /// `maskflow diff OLD NEW` or `maskflow diff FILE [--rev REV]` (REV defaults to HEAD).
-pub(super) fn diff(
-    cache_dir: &Path,
-    old: &Path,
-    new: Option<&Path>,
-    rev: Option<&str>,
-    sets: &[String],
-    all: bool,
-    json: bool,
-) -> Result<i32> {
+pub(super) fn diff(cache_dir: &Path, saved: &Path, args: DiffArgs) -> Result<i32> {
+    let DiffArgs { old, new, rev, sets, all, json, html } = args;
     let mut cache = Cache::open(cache_dir)?;
     let (old_plan, new_plan) = match new {
         Some(new) => {
@@ -46,10 +51,30 @@ pub(super) fn diff(
     };
     let mut d = diff::diff_plans(&old_plan, &new_plan, all);
     diff::add_metrics(&mut d, &mut cache, &old_plan, &new_plan, 0);
+    // With results on both sides, the comparison page goes to saved/diff/ (and to --html).
+    let page = match diff::comparison(&d, &mut cache, &old_plan, &new_plan) {
+        Some(c) => Some(crate::report::page::render(&c)?),
+        None if html.is_some() => bail!("no page to write: {} and {} have no evaluation in common with results", d.old, d.new),
+        None => None,
+    };
+    let mut written = Vec::new();
+    if let Some(text) = &page {
+        let default = saved.join("diff").join(crate::report::page::file_name(&d.old, &d.new));
+        for path in html.into_iter().map(Path::to_path_buf).chain([default]) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            }
+            crate::fsutil::write_atomic(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+            written.push(path);
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         print!("{}", diff::render(&d, table::stdout_colour()));
+        for path in &written {
+            println!("page: {}", path.display());
+        }
     }
     Ok(0)
 }
@@ -83,7 +108,13 @@ pub(super) fn refresh_index(cache: &mut Cache, remote: Option<&Remote>, saved: &
         order.push(None);
     }
     let plans: Vec<&Plan> = order.iter().map(|o| o.map_or(plan, |i| &others[i])).collect();
-    runs::write_index(&find_record(cache, remote), saved, &plans)
+    runs::write_index(&find_record(cache, remote), &read_blob(cache), saved, &plans)
+}
+
+/// A blob of the local cache, for the index's charts: read and checked against its digest
+/// (a corrupt or missing one is simply not drawn).
+fn read_blob(cache: &Cache) -> impl Fn(&Digest) -> Option<Vec<u8>> + '_ {
+    move |d| std::fs::read(cache.object_path(d)).ok().filter(|bytes| Digest::of(bytes) == *d)
 }
 
 /// A step's record for the results table: the local one, else a remote one that counts.
@@ -114,7 +145,7 @@ pub(super) fn runs(
     }
     let plans: Vec<&Plan> = plans.iter().collect();
     if html {
-        let path = runs::write_index(&find_record(&cache, remote), saved, &plans)?;
+        let path = runs::write_index(&find_record(&cache, remote), &read_blob(&cache), saved, &plans)?;
         println!("wrote {}", path.display());
         return Ok(0);
     }

@@ -23,13 +23,14 @@ pub(super) fn synth(persons: usize, eval_persons: usize, seed: u64, size: (u32, 
     Ok(0)
 }
 
-pub(super) fn data_stats(dir: &Path, age_bins: [u32; 2], png: &Path) -> Result<i32> {
+pub(super) fn data_stats(dir: &Path, age_bins: [u32; 2], svg: &Path) -> Result<i32> {
     let train_dir = if dir.join("train.csv").is_file() { dir.to_path_buf() } else { dir.join("train") };
     let index = crate::data::layout::read_train(&train_dir, crate::data::layout::BadImagePolicy::Error)?;
     let stats = crate::data::stats::stats(&index, age_bins);
     print!("{}", crate::data::stats::render_table(&stats));
-    crate::plots::stats_png(&stats, png)?;
-    println!("chart: {}", png.display());
+    let chart = crate::charts::stats::svg_of(&stats)?;
+    crate::fsutil::write_atomic(svg, chart.as_bytes()).with_context(|| format!("{}: cannot write", svg.display()))?;
+    println!("chart: {}", svg.display());
     Ok(0)
 }
 

@@ -41,6 +41,17 @@ fn run_id(dir: &Path) -> String {
     id
 }
 
+/// The folder of an evaluated model under `tb/`: its variant's name (`default` for a pipeline
+/// without sweeps) and fold, with `/` made safe.
+pub fn tensorboard_folder(plan: &Plan, step: &crate::plan::Step) -> String {
+    let variant = &plan.variants[step.variant].name;
+    let mut name = if variant.is_empty() { "default".to_string() } else { variant.replace('/', "_") };
+    if let Some(fold) = step.fold {
+        name.push_str(&format!("-fold{fold}"));
+    }
+    name
+}
+
 /// Writes the run directory and points `latest` at it. Returns the run directory.
 pub fn write(saved_root: &Path, id: &str, cache: &mut Cache, run: &SavedRun) -> Result<PathBuf> {
     let pipeline_dir = saved_root.join(&run.plan.name);
@@ -71,6 +82,17 @@ pub fn write(saved_root: &Path, id: &str, cache: &mut Cache, run: &SavedRun) -> 
             let rel = if step.name == step.kind.name() { name.to_string() } else { format!("{}/{}", step.name, name) };
             write(&rel, &bytes)?;
         }
+    }
+    // TensorBoard event files, one folder per evaluated model, from the history in the cache.
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0).floor();
+    for report in run.reports {
+        let (Some(step), Some(record)) = (run.plan.step(&report.step), run.records.get(&report.step)) else { continue };
+        let Some(out) = record.outputs.get("history.json").filter(|_| step.kind == crate::plan::StepKind::Evaluate) else { continue };
+        let bytes = cache.read_blob(&out.digest)?;
+        let history: Vec<crate::train::EpochRecord> =
+            serde_json::from_slice(&bytes).with_context(|| format!("{}: history.json is not a training history", step.name))?;
+        let dir = format!("tb/{}", tensorboard_folder(run.plan, step));
+        write(&format!("{dir}/{}", crate::tensorboard::file_name(wall)), &crate::tensorboard::event_file(&history, wall))?;
     }
     // Dispatched jobs wrote their logs into the run's folder as they went: they join the
     // rest, and the folder is made whole by the rename below.

@@ -49,8 +49,10 @@ pub fn step_version(kind: StepKind) -> u32 {
         // 2: BatchNorm + SiLU and depthwise convolutions run as fused kernels (model::fused),
         // with a polynomial `exp`, and 1×1 convolutions as matmuls; weights, and the
         // probabilities computed from them, differ in the last bits.
-        StepKind::Train => 2,
-        StepKind::Evaluate => 2,
+        // 3: history.json records the validation loss and per-task F1 of each epoch.
+        StepKind::Train => 3,
+        // 3: the charts are SVG (plotters) with labels in words, not hand-drawn PNGs.
+        StepKind::Evaluate => 3,
         StepKind::Predict => 2,
         StepKind::Ensemble => 1,
     }

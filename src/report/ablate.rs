@@ -552,9 +552,7 @@ pub fn render_text(r: &Ablation) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::charts::escape;
 
 /// A static page: each effect as an interval against zero (SVG), one row per change.
 pub fn render_html(r: &Ablation) -> String {
@@ -564,8 +562,6 @@ pub fn render_html(r: &Ablation) -> String {
         .flat_map(|c| [c.add_one.low, c.add_one.high, c.leave_one_out.low, c.leave_one_out.high])
         .fold(0.01f64, |m, x| m.max(x.abs()))
         * 1.1;
-    let (w, h) = (360.0, 34.0);
-    let x = |v: f64| w / 2.0 + v / span * (w / 2.0 - 10.0);
     let mut out = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>maskflow ablate</title>\n<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:left}.helps{color:#1a7f37}.hurts{color:#cf222e}</style></head><body>\n",
     );
@@ -577,24 +573,15 @@ pub fn render_html(r: &Ablation) -> String {
         r.macro_f1_b,
         r.arms
     ));
-    let bar = |e: &Effect| {
-        let colour = match e.verdict {
-            Verdict::Better => "#1a7f37",
-            Verdict::Worse => "#cf222e",
-            Verdict::WithinNoise => "#6e7781",
-        };
-        format!(
-            "<svg class=\"interval\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{:+.4} from {:+.4} to {:+.4}\"><line x1=\"{z}\" y1=\"2\" x2=\"{z}\" y2=\"{b}\" stroke=\"#000\"/><line class=\"ci\" x1=\"{lo:.1}\" y1=\"17\" x2=\"{hi:.1}\" y2=\"17\" stroke=\"{colour}\" stroke-width=\"4\"/><circle cx=\"{d:.1}\" cy=\"17\" r=\"5\" fill=\"{colour}\"/><text x=\"4\" y=\"12\" font-size=\"10\">{:+.4}</text></svg>",
+    let bar = |e: &Effect| match crate::charts::compare::effect_svg(e.delta, e.low, e.high, span, e.verdict) {
+        Ok(svg) => format!(
+            "<figure class=\"interval\" role=\"img\" aria-label=\"{:+.4} from {:+.4} to {:+.4}\">{}</figure>",
             e.delta,
             e.low,
             e.high,
-            e.delta,
-            z = w / 2.0,
-            b = h - 2.0,
-            lo = x(e.low),
-            hi = x(e.high),
-            d = x(e.delta),
-        )
+            &svg[svg.find("<svg").unwrap_or(0)..]
+        ),
+        Err(err) => format!("<p>{}</p>", escape(&err.to_string())),
     };
     for c in &r.changes {
         let class = c.verdict.replace(' ', "-");

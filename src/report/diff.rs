@@ -217,6 +217,30 @@ pub fn add_metrics(d: &mut PipelineDiff, cache: &mut Cache, old: &Plan, new: &Pl
     }
 }
 
+/// The comparison page of the first evaluation both versions have results for (see
+/// `report::page`); `None` when they have none in common.
+pub fn comparison(d: &PipelineDiff, cache: &mut Cache, old: &Plan, new: &Plan) -> Option<super::page::Comparison> {
+    let m = d.metrics.first()?;
+    let (sa, sb) = (old.step(&m.step)?, new.step(&m.step)?);
+    let mut side = |plan: &Plan, step: &Step, label: &str| -> Option<super::page::Side> {
+        let record = cache.read_record(&step.key).ok()??;
+        let history =
+            record.outputs.get("history.json").and_then(|o| cache.read_blob(&o.digest).ok()).and_then(|b| serde_json::from_slice(&b).ok());
+        let label = if plan.variants.len() > 1 { format!("{label} {}", step.name) } else { label.to_string() };
+        Some(super::page::Side { label, metrics: record.metrics?, history })
+    };
+    let (a, b) = (side(old, sa, &d.old)?, side(new, sb, &d.new)?);
+    Some(super::page::Comparison {
+        title: format!("{} vs {}", d.old, d.new),
+        changes: d.changed_parameters.iter().map(ParamChange::text).collect(),
+        a,
+        b,
+        bootstrap: m.bootstrap.clone(),
+        no_bootstrap: m.no_bootstrap.clone(),
+        bins: new.pipeline_ir(sb).data.age_bins,
+    })
+}
+
 fn num(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.4}"))
 }

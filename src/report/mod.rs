@@ -10,6 +10,7 @@ pub mod diff;
 pub mod git;
 pub mod lockfile;
 pub mod metrics;
+pub mod page;
 pub mod runs;
 pub mod table;
 pub mod verify;

@@ -115,18 +115,25 @@ pub fn render_csv(rows: &[Row]) -> anyhow::Result<String> {
     Ok(String::from_utf8(w.into_inner()?)?)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+use crate::charts::escape;
+
+/// What the index shows beyond the table: per row, where its run and its comparison with the
+/// best run are (relative to the page), and per pipeline, its training curves overlaid.
+#[derive(Debug, Default)]
+pub struct IndexExtras {
+    pub run_links: Vec<Option<String>>,
+    pub diff_links: Vec<Option<String>>,
+    /// (pipeline, curves of its variants and folds), in row order.
+    pub overlays: Vec<(String, String)>,
 }
 
-/// A static page (no server, no network, no scripts) with the runs table and, per pipeline,
-/// the plots of its latest saved run. `saved_root` is where `saved/` is; plot links are
-/// relative to the page, which is written at `saved_root/index.html`.
-pub fn render_html(rows: &[Row], saved_root: &std::path::Path) -> String {
-    let mut out = String::from(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>maskflow runs</title>\n<style>body{font-family:sans-serif;margin:2em}\
-         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:480px;margin:4px}</style>\n\
-         </head><body>\n<h1>maskflow runs</h1>\n",
+/// A static page (no server, no network, no scripts) with the runs table (each row linked to
+/// its run and to a comparison with the best), each pipeline's curves overlaid over its
+/// variants and folds, and the charts of its latest saved run, inlined.
+pub fn render_html(rows: &[Row], saved_root: &std::path::Path, extras: &IndexExtras) -> String {
+    let mut out = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>maskflow runs</title>\n<style>{}</style>\n</head><body>\n<h1>maskflow runs</h1>\n",
+        super::page::STYLE
     );
     if rows.is_empty() {
         out.push_str("<p>no evaluated runs in the cache</p>\n");
@@ -135,48 +142,151 @@ pub fn render_html(rows: &[Row], saved_root: &std::path::Path) -> String {
         for c in columns(rows) {
             out.push_str(&format!("<th>{}</th>", escape(&c)));
         }
-        out.push_str("</tr>\n");
-        for r in rows {
+        out.push_str("<th>links</th></tr>\n");
+        for (i, r) in rows.iter().enumerate() {
             out.push_str("<tr>");
             for c in cells(r) {
                 out.push_str(&format!("<td>{}</td>", escape(&c)));
             }
-            out.push_str("</tr>\n");
+            let mut links = Vec::new();
+            if let Some(Some(run)) = extras.run_links.get(i) {
+                links.push(format!("<a href=\"{}\">run</a>", escape(run)));
+            }
+            if let Some(Some(diff)) = extras.diff_links.get(i) {
+                links.push(format!("<a href=\"{}\">diff vs best</a>", escape(diff)));
+            }
+            out.push_str(&format!("<td>{}</td></tr>\n", links.join(" · ")));
         }
         out.push_str("</table>\n");
+    }
+    for (pipeline, svg) in &extras.overlays {
+        out.push_str(&format!("<h2>{}: training curves of every variant and fold</h2>\n", escape(pipeline)));
+        out.push_str(&crate::charts::inline(svg, &format!("overlay-{pipeline}")));
     }
     let mut pipelines: Vec<&str> = rows.iter().map(|r| r.pipeline.as_str()).collect();
     pipelines.dedup();
     for p in pipelines {
         let name = std::path::Path::new(p).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         let latest = saved_root.join(&name).join("latest");
-        let mut plots: Vec<String> = walkdir::WalkDir::new(&latest)
+        let mut charts: Vec<std::path::PathBuf> = walkdir::WalkDir::new(&latest)
             .follow_links(true)
             .into_iter()
             .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
-            .filter_map(|e| e.path().strip_prefix(saved_root).ok().map(|r| r.to_string_lossy().to_string()))
+            .filter(|e| e.path().extension().is_some_and(|x| x == "svg"))
+            .map(|e| e.into_path())
             .collect();
-        plots.sort();
-        if plots.is_empty() {
+        charts.sort();
+        if charts.is_empty() {
             continue;
         }
-        out.push_str(&format!("<h2>{}</h2>\n", escape(p)));
-        for plot in plots {
-            out.push_str(&format!("<img src=\"{0}\" alt=\"{0}\">\n", escape(&plot)));
+        out.push_str(&format!("<h2>{}: latest run</h2>\n", escape(p)));
+        for chart in charts {
+            let Ok(svg) = std::fs::read_to_string(&chart) else { continue };
+            let rel = chart.strip_prefix(saved_root).unwrap_or(&chart).to_string_lossy().to_string();
+            out.push_str(&format!("<h3>{}</h3>\n", escape(&rel)));
+            out.push_str(&crate::charts::inline(&svg, &rel));
         }
     }
     out.push_str("</body></html>\n");
     out
 }
 
-/// Writes `saved/index.html`: the runs table of `plans` and their latest plots.
-pub fn write_index(find: FindRecord, saved: &std::path::Path, plans: &[&Plan]) -> anyhow::Result<std::path::PathBuf> {
+/// Reads a blob of the local cache (histories and predictions for the index's charts).
+pub type ReadBlob<'a> = &'a dyn Fn(&crate::digest::Digest) -> Option<Vec<u8>>;
+
+fn history_of(find: FindRecord, read: ReadBlob, row: &Row) -> Option<Vec<crate::train::EpochRecord>> {
+    let key = crate::digest::Digest::from_hex(&row.key)?;
+    let record = find(&key)?;
+    serde_json::from_slice(&read(&record.outputs.get("history.json")?.digest)?).ok()
+}
+
+fn row_label(r: &Row) -> String {
+    let mut label = r.pipeline.clone();
+    if !r.variant.is_empty() {
+        label.push_str(&format!("[{}]", r.variant));
+    }
+    if let Some(f) = r.fold {
+        label.push_str(&format!(" fold {f}"));
+    }
+    label
+}
+
+/// The comparison page of the best row and `row`.
+fn page_against_best(find: FindRecord, read: ReadBlob, best: &Row, row: &Row, bins: crate::data::labels::AgeBins) -> Option<String> {
+    let record = |r: &Row| find(&crate::digest::Digest::from_hex(&r.key)?);
+    let (ra, rb) = (record(best)?, record(row)?);
+    let preds = |rec: &crate::cache::Record| -> Option<Vec<super::metrics::Prediction>> {
+        let bytes = read(&rec.outputs.get("val_predictions.csv")?.digest)?;
+        super::metrics::read_predictions(&bytes, "val_predictions.csv").ok()
+    };
+    let (bootstrap, no_bootstrap) = match (preds(&ra), preds(&rb)) {
+        (Some(a), Some(b)) => match super::metrics::paired_bootstrap(&a, &b, 1000, 0) {
+            Ok(bs) => (Some(bs), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        _ => (None, Some("the validation predictions are not in the local cache".to_string())),
+    };
+    let changes = best
+        .params
+        .iter()
+        .filter(|(k, v)| row.params.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {} → {}", crate::plan::key::show(&Some(v.clone())), crate::plan::key::show(&row.params.get(k).cloned())))
+        .collect();
+    let comparison = super::page::Comparison {
+        title: format!("{} vs {}", row_label(best), row_label(row)),
+        changes,
+        a: super::page::Side { label: row_label(best), metrics: ra.metrics?, history: history_of(find, read, best) },
+        b: super::page::Side { label: row_label(row), metrics: rb.metrics?, history: history_of(find, read, row) },
+        bootstrap,
+        no_bootstrap,
+        bins,
+    };
+    super::page::render(&comparison).ok()
+}
+
+/// Writes `saved/index.html` (the runs table of `plans`, the curves of each pipeline's
+/// variants and folds overlaid, the charts of their latest runs) and, per row, the page
+/// comparing it with the best run under `saved/diff/`.
+pub fn write_index(find: FindRecord, read: ReadBlob, saved: &std::path::Path, plans: &[&Plan]) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
     let rows = collect(find, plans);
-    let path = saved.join("index.html");
     std::fs::create_dir_all(saved).with_context(|| format!("{}: cannot create", saved.display()))?;
-    crate::fsutil::write_atomic(&path, render_html(&rows, saved).as_bytes())
+    let mut extras = IndexExtras::default();
+    let bins_of =
+        |r: &Row| plans.iter().find(|p| p.pipeline == r.pipeline).and_then(|p| p.step(&r.step).map(|s| p.pipeline_ir(s).data.age_bins));
+    for r in &rows {
+        let name = std::path::Path::new(&r.pipeline).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        extras.run_links.push(saved.join(&name).join("latest").is_dir().then(|| format!("{name}/latest/")));
+        let page = rows.first().filter(|best| best.key != r.key).and_then(|best| {
+            page_against_best(find, read, best, r, bins_of(r).unwrap_or(crate::data::labels::DEFAULT_AGE_BINS)).map(|text| (best, text))
+        });
+        extras.diff_links.push(match page {
+            Some((best, text)) => {
+                let file = format!("diff/best-{}-vs-{}.html", &best.key[..12], &r.key[..12]);
+                let path = saved.join(&file);
+                std::fs::create_dir_all(saved.join("diff")).with_context(|| format!("{}: cannot create", saved.join("diff").display()))?;
+                crate::fsutil::write_atomic(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+                Some(file)
+            }
+            None => None,
+        });
+    }
+    let mut pipelines: Vec<&str> = rows.iter().map(|r| r.pipeline.as_str()).collect();
+    pipelines.sort();
+    pipelines.dedup();
+    for p in pipelines {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.pipeline == p).collect();
+        let histories: Vec<(String, Vec<crate::train::EpochRecord>)> =
+            mine.iter().filter_map(|r| Some((row_label(r), history_of(find, read, r)?))).collect();
+        if histories.len() < 2 {
+            continue;
+        }
+        let runs: Vec<crate::charts::curves::Run> =
+            histories.iter().map(|(label, h)| crate::charts::curves::Run { label: label.clone(), history: h }).collect();
+        extras.overlays.push((p.to_string(), crate::charts::curves::svg_of(&runs, &format!("{p}: every variant and fold"))?));
+    }
+    let path = saved.join("index.html");
+    crate::fsutil::write_atomic(&path, render_html(&rows, saved, &extras).as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(path)
 }

@@ -85,7 +85,7 @@ fn ablation_html_draws_each_interval_against_zero_in_headless_chromium() {
     s.run(&["ablate", "a.mf", "b.mf", "--html", "ablation.html"]).ok();
     let page = s.path("ablation.html").canonicalize().unwrap();
     let dom = headless(&browser, s.dir.path(), &page, &["--dump-dom", "--virtual-time-budget=1000"]);
-    assert_eq!(dom.matches("<svg class=\"interval\"").count(), 6, "two intervals per change: {dom}");
+    assert_eq!(dom.matches("<figure class=\"interval\"").count(), 6, "two intervals per change: {dom}");
     let shot = s.path("shot.png");
     headless(&browser, s.dir.path(), &page, &[&format!("--screenshot={}", shot.display()), "--window-size=1400,500"]);
     let img = image::open(&shot).unwrap().to_rgb8();

@@ -36,7 +36,7 @@ fn full_pipeline_runs_then_hits_then_verifies() {
     }
     let preds = s.read("saved/p/latest/val_predictions.csv");
     assert!(preds.starts_with("path,person,true,pred,p0,"), "{}", &preds[..60]);
-    assert!(s.path("saved/p/latest/confusion.png").is_file());
+    assert!(s.path("saved/p/latest/confusion.svg").is_file());
     // Second run: all hits.
     let second = s.run(&["run", "p.mf"]);
     assert!(second.step_lines().iter().all(|l| l.starts_with("hit ")), "{}", second.stdout);

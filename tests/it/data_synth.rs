@@ -8,7 +8,6 @@ use maskflow::data::labels::{DEFAULT_AGE_BINS, Gender, ImageSlot, class_of};
 use maskflow::data::layout::{BadImagePolicy, read_eval, read_train};
 use maskflow::data::stats::{render_table, stats};
 use maskflow::data::synth::{SynthParams, generate};
-use maskflow::plots::stats_png;
 use tempfile::TempDir;
 
 fn small(persons: usize, eval_persons: usize, seed: u64) -> SynthParams {
@@ -117,10 +116,12 @@ fn shares(persons: usize, seed: u64) -> (f64, [f64; 3], String, TempDir) {
     let n = s.persons as f64;
     let female = s.gender_persons[1] as f64 / n;
     let ages = s.age_class_persons.map(|c| c as f64 / n);
-    let png = tmp.path().join("stats.png");
-    stats_png(&s, &png).unwrap();
-    let decoded = image::open(&png).unwrap();
-    assert_eq!((decoded.width(), decoded.height()), (960, 640));
+    // The chart names every class in words and gives each bar its count.
+    let svg = maskflow::charts::stats::svg_of(&s).unwrap();
+    let texts: Vec<&str> = svg.split("<text").skip(1).filter_map(|t| Some(t.split_once('>')?.1.split("</text>").next()?.trim())).collect();
+    assert!(texts.iter().any(|t| t.ends_with("wear·F·&lt;30")), "{texts:?}");
+    assert!(texts.contains(&s.class_images[0].to_string().as_str()), "the first class's count is written: {texts:?}");
+    assert!(texts.contains(&"images") && texts.contains(&"class (mask·gender·age)"), "axis titles: {texts:?}");
     (female, ages, render_table(&s), tmp)
 }
 

@@ -4,7 +4,7 @@
 //! a redirect to a CDN path, where a `GET` (with `Range`) brings the bytes. The server counts
 //! and logs every request, so "no request" is measured, not assumed.
 //!
-//! Python's huggingface_hub (the venv of `scripts/hub-venv.sh`, which `.ci/run` makes) reads the
+//! Python's huggingface_hub (the venv of `scripts/py-venv.sh`, which `.ci/run` makes) reads the
 //! cache maskflow wrote: `scan_cache_dir` lists the file and `hf_hub_download` finds it offline.
 //! `MASKFLOW_SKIP_HUB_PYTHON=1` skips only that part, explicitly.
 
@@ -276,8 +276,8 @@ fn python_reads_the_cache(hf_home: &Path, bytes: &[u8]) {
         eprintln!("MASKFLOW_SKIP_HUB_PYTHON set: huggingface_hub's reading of the cache not checked");
         return;
     }
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hub-venv/bin/python");
-    assert!(python.exists(), "{}: missing; run scripts/hub-venv.sh (or set MASKFLOW_SKIP_HUB_PYTHON=1)", python.display());
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-venv/bin/python");
+    assert!(python.exists(), "{}: missing; run scripts/py-venv.sh (or set MASKFLOW_SKIP_HUB_PYTHON=1)", python.display());
     let script = r#"
 import json, sys
 from huggingface_hub import hf_hub_download, scan_cache_dir

@@ -40,6 +40,7 @@ mod remote_cache;
 mod report_browser;
 mod report_cli;
 mod report_metrics;
+mod report_tensorboard;
 mod train_clip;
 mod train_loop;
 mod train_loss;

@@ -124,7 +124,7 @@ fn run_writes_a_stable_sorted_lockfile() {
     let key = explain["key"].as_str().unwrap();
     let record: Value = serde_json::from_str(&s.read(&format!("cache/records/{}/{}.json", &key[..2], &key[2..]))).unwrap();
     assert_eq!(steps["split"]["outputs"]["split.json"], record["outputs"]["split.json"]["digest"]);
-    assert_eq!(value["step_versions"]["train"], 2);
+    assert_eq!(value["step_versions"]["train"], 3);
     assert_eq!(value["maskflow_version"], env!("CARGO_PKG_VERSION"));
     // A second run (all hits) leaves the same bytes.
     s.run(&["run", "p.mf", "--until", "split"]).ok();
@@ -315,12 +315,12 @@ p.mf                     1               0.6000    0.7000   0.9000     0.6000  0
     assert_eq!(csv.ok().lines().next().unwrap(), "pipeline,variant,fold,train.epochs,macro_f1,accuracy,mask_f1,gender_f1,age_f1");
     let rows: Value = serde_json::from_str(s.run(&["runs", "p.mf", "q.mf", "--json"]).ok()).unwrap();
     assert_eq!(rows[0]["params"], json!({"train.epochs": 3}));
-    // The static page: the same table, plots of the latest saved run linked relatively.
-    s.write("saved/q/latest/evaluate/curves.png", "png");
+    // The static page: the same table, the charts of the latest saved run inlined.
+    s.write("saved/q/latest/evaluate/curves.svg", "<svg id=\"fake-curves\"></svg>");
     assert_eq!(s.run(&["runs", "p.mf", "q.mf", "--html"]).ok(), "wrote saved/index.html\n");
     let html = s.read("saved/index.html");
     assert!(html.contains("<tr><td>q.mf</td><td></td><td></td><td>3</td><td>0.8000</td>"), "{html}");
-    assert!(html.contains("<img src=\"q/latest/evaluate/curves.png\""), "{html}");
+    assert!(html.contains("<h3>q/latest/evaluate/curves.svg</h3>\n<figure class=\"chart\" id=\"q/latest/evaluate/curves.svg\"><svg id=\"fake-curves\"></svg></figure>"), "{html}");
     assert!(!html.contains("http"), "no network references");
 }
 
@@ -343,7 +343,10 @@ fn diff_of_k_fold_versions_compares_each_fold_and_shows_mean_and_std() {
     assert!(text.contains("macro-F1 delta +0.0000, 95% interval [+0.0000, +0.0000] (paired bootstrap over 2 val persons"), "{text}");
     assert!(text.contains(": within noise\n"), "{text}");
     // mean ± sample std: old 0.6 ± 0.1414, new 0.6 ± 0.
-    assert!(text.ends_with("\nmacro-F1 over evaluations: old 0.6000 ± 0.1414 (n=2), new 0.6000 ± 0.0000 (n=2)\n"), "{text}");
+    assert!(
+        text.ends_with("\nmacro-F1 over evaluations: old 0.6000 ± 0.1414 (n=2), new 0.6000 ± 0.0000 (n=2)\npage: saved/diff/a-vs-b.html\n"),
+        "{text}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

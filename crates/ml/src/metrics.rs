@@ -68,7 +68,7 @@ pub fn per_class(y_true: &[u32], y_pred: &[u32]) -> Vec<ClassScores> {
 }
 
 /// Macro F1 of each sub-task, derived from `class = mask * 6 + gender * 3 + age`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct TaskF1 {
     /// 3-way: wear / incorrect / normal.
     pub mask: f64,

@@ -28,7 +28,7 @@ pub fn human_outputs(kind: StepKind) -> &'static [&'static str] {
     match kind {
         StepKind::Relabel => &["relabel_report.json"],
         StepKind::Split => &["split.json"],
-        StepKind::Evaluate => &["metrics.json", "val_predictions.csv", "confusion.png", "curves.png"],
+        StepKind::Evaluate => &["metrics.json", "val_predictions.csv", "confusion.svg", "curves.svg", "history.json"],
         StepKind::Predict | StepKind::Ensemble => &["submission.csv"],
         StepKind::Source | StepKind::Prepare | StepKind::Train => &[],
     }

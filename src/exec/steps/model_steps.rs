@@ -277,15 +277,21 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
     out.outputs.insert("val_predictions.csv".into(), cache.put_bytes(csv.as_bytes())?);
     let metrics = serde_json::to_value(&report)?;
     put_json(cache, &mut out, "metrics.json", &metrics)?;
-    let history = dep_history(cache, inputs);
-    let plots = cache.temp_dir("plots")?;
-    crate::plots::confusion_png(&confusion_array(&report.confusion), &plots.join("confusion.png"))?;
-    out.outputs.insert("confusion.png".into(), cache.put_file(&plots.join("confusion.png"))?);
-    if let Some(h) = history {
-        crate::plots::curves_png(&h, &plots.join("curves.png"))?;
-        out.outputs.insert("curves.png".into(), cache.put_file(&plots.join("curves.png"))?);
+    let bins = p.data.age_bins;
+    let f1: Vec<f64> = report.per_class.iter().map(|c| c.f1).collect();
+    let confusion = crate::charts::confusion::svg_of(&confusion_array(&report.confusion), &f1, bins)?;
+    out.outputs.insert("confusion.svg".into(), cache.put_bytes(confusion.as_bytes())?);
+    if let Some(h) = dep_history(cache, inputs) {
+        // No step or pipeline name in the chart: the output is shared by every pipeline
+        // whose step has this key, so it may depend on nothing outside the key.
+        let curves = crate::charts::curves::svg_of(&[crate::charts::curves::Run { label: String::new(), history: &h }], "training curves")?;
+        out.outputs.insert("curves.svg".into(), cache.put_bytes(curves.as_bytes())?);
+        // The training history beside the metrics: the index, diff pages and TensorBoard
+        // files read it from the evaluation (the same blob as the train step's).
+        if let Some(history) = inputs.record(Role::Train)?.outputs.get("history.json") {
+            out.outputs.insert("history.json".into(), history.clone());
+        }
     }
-    let _ = std::fs::remove_dir_all(&plots);
     out.summary = Some(format!("val macro-F1 {:.4}, accuracy {:.4} on {} images", report.macro_f1, report.accuracy, y_true.len()));
     out.metrics = Some(metrics);
     Ok(out)

@@ -140,6 +140,14 @@ pub struct EpochRecord {
     pub train_f1: f64,
     pub val_f1: f64,
     pub val_accuracy: f64,
+    /// Mean cross-entropy of the true class under the model's 18-class probabilities on the
+    /// validation set (the configured training loss may add smoothing or focusing; this is
+    /// the plain one, comparable across losses). 0 in histories written before it existed.
+    #[serde(default)]
+    pub val_loss: f64,
+    /// Macro-F1 of each task (mask, gender, age) on the validation set.
+    #[serde(default)]
+    pub val_task_f1: metrics::TaskF1,
     pub lr: f64,
     pub is_best: bool,
 }
@@ -413,9 +421,20 @@ impl<B: TrainBackend> Session<'_, B> {
         trained: EpochTrain,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<()> {
-        let (val_f1, val_accuracy) = evaluate(&model.valid(), self.val);
+        let val = evaluate(&model.valid(), self.val);
+        let (val_f1, val_accuracy) = (val.macro_f1, val.accuracy);
         let is_best = val_f1 > state.best_val_f1;
-        let record = EpochRecord { epoch, train_loss: trained.loss, train_f1: trained.f1, val_f1, val_accuracy, lr: trained.lr, is_best };
+        let record = EpochRecord {
+            epoch,
+            train_loss: trained.loss,
+            train_f1: trained.f1,
+            val_f1,
+            val_accuracy,
+            val_loss: val.loss,
+            val_task_f1: val.task_f1,
+            lr: trained.lr,
+            is_best,
+        };
         let superseded = save_epoch(self.ckpt_dir, &self.rec, model, optim, epoch, is_best, state)?;
         if is_best {
             state.best_epoch = epoch;
@@ -445,21 +464,38 @@ pub fn load_model<B: Backend>(spec: &ModelSpec, path: &Path, device: &B::Device)
     spec.build::<B>(device)?.load_file(path.to_path_buf(), &rec, device).map_err(|e| anyhow!("{}: loading model: {e:?}", path.display()))
 }
 
-/// Validation macro-F1 and accuracy of an eval-mode model.
-pub fn evaluate<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource) -> (f64, f64) {
+/// What [`evaluate`] measures on a validation set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValScores {
+    pub macro_f1: f64,
+    pub accuracy: f64,
+    /// Mean −ln p(true class), probabilities floored at 1e-7.
+    pub loss: f64,
+    pub task_f1: metrics::TaskF1,
+}
+
+/// Validation scores of an eval-mode model.
+pub fn evaluate<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource) -> ValScores {
     let device = predict::default_device::<B>();
     let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
+    let mut nll = 0.0f64;
     for index in 0..source.num_batches(0) {
         let batch = source.batch(0, index);
         if batch.n == 0 {
             continue;
         }
-        for row in predict::predict_batch(model, &batch, false, &device) {
-            y_pred.push(metrics::argmax(&row));
+        for (row, &label) in predict::predict_batch(model, &batch, false, &device).iter().zip(&batch.labels) {
+            y_pred.push(metrics::argmax(row));
+            nll -= (row[label as usize] as f64).max(1e-7).ln();
         }
         y_true.extend_from_slice(&batch.labels);
     }
-    (metrics::macro_f1(&y_true, &y_pred), metrics::accuracy(&y_true, &y_pred))
+    ValScores {
+        macro_f1: metrics::macro_f1(&y_true, &y_pred),
+        accuracy: metrics::accuracy(&y_true, &y_pred),
+        loss: if y_true.is_empty() { 0.0 } else { nll / y_true.len() as f64 },
+        task_f1: metrics::task_f1(&y_true, &y_pred),
+    }
 }
 
 /// The backend's seed at the start of `epoch`.
