@@ -201,7 +201,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show every step with hit or miss and why, without running or writing anything.
+    /// Show every step with hit or miss and why, without running anything or writing to the
+    /// cache (pretrained weights named from the hub are downloaded: their digest is in the key).
     #[command(after_help = "Example:\n  maskflow plan pipelines/quickstart.mf --set split.seed=7")]
     Plan {
         #[command(flatten)]
@@ -229,7 +230,8 @@ pub enum Command {
         #[arg(long, conflicts_with = "check")]
         write: bool,
     },
-    /// Print the key object of one step (what its cache key is computed from).
+    /// Print what one step's cache key is computed from: its inputs in the pipeline's spelling
+    /// (`loss.gamma = 2.0`), then the key object.
     #[command(after_help = "Example:\n  maskflow explain pipelines/quickstart.mf train")]
     Explain {
         #[command(flatten)]

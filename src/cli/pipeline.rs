@@ -344,7 +344,19 @@ pub(super) fn explain(cache_dir: &Path, args: &PipelineArgs, step: &str) -> Resu
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         return Err(anyhow!("no step `{step}` in {} (steps: {})", args.file.display(), names.join(", ")));
     };
-    let out = serde_json::json!({ "step": s.name, "key": s.key.hex(), "key_object": s.key_object });
+    // What the key is computed from, in the user's spelling (`loss.gamma = 2.0`), then the
+    // key object itself.
+    let kind = s.kind.to_string();
+    let mut leaves = Vec::new();
+    crate::report::diff::leaves("params", &s.key_object["params"], &mut leaves);
+    crate::report::diff::leaves("env", &s.key_object["env"], &mut leaves);
+    let inputs: Vec<String> = leaves
+        .iter()
+        .map(|(path, v)| {
+            format!("{} = {}", crate::plan::spelling::label(&kind, path, &s.key_object), crate::plan::key::show(&Some(v.clone())))
+        })
+        .collect();
+    let out = serde_json::json!({ "step": s.name, "key": s.key.hex(), "inputs": inputs, "key_object": s.key_object });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }

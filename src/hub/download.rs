@@ -88,6 +88,18 @@ impl Client {
             ),
             HeadError::Other(e) => e,
         })?;
+        // One download of a blob at a time, across processes (huggingface_hub locks the same
+        // way, under `.locks/`); whoever waited finds the blob there.
+        let locks = self.cache.root.join(".locks").join(r.cache_folder());
+        std::fs::create_dir_all(&locks).with_context(|| format!("{}: cannot create", locks.display()))?;
+        let lock_path = locks.join(format!("{}.lock", meta.etag));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("{}: cannot open", lock_path.display()))?;
+        lock.lock().with_context(|| format!("{}: cannot lock", lock_path.display()))?;
         // Another tool may have downloaded this commit already.
         let snapshot = self.cache.snapshot_path(r, &meta.commit);
         if !snapshot.is_file() {

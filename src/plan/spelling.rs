@@ -11,21 +11,39 @@ use super::key::show;
 use serde_json::Value;
 
 /// One reason line for a change at `path` (a key-object path under `params` or `env`) of a
-/// step of `kind`: `<user path> <old> → <new>`. `key` is the new key object (the old one when
-/// the step no longer has the field), to name list entries (an op, a loss term).
+/// step of `kind`: `<user path> <old> → <new>`. `key` is the new key object, to name list
+/// entries (an op, a loss term).
 pub fn reason(kind: &str, path: &str, old: &Option<Value>, new: &Option<Value>, key: &Value) -> String {
+    let rest = path.strip_prefix("params.").unwrap_or("");
+    if rest == "augment" {
+        // Ops added or removed: the op lists.
+        let block = if kind == "train" { "augment train" } else { "augment eval" };
+        let ops = |v: &Option<Value>| match v {
+            Some(Value::Array(items)) => {
+                format!("[{}]", items.iter().map(|o| o["op"].as_str().unwrap_or("?")).collect::<Vec<_>>().join(", "))
+            }
+            other => show(other),
+        };
+        return format!("{block} {} → {}", ops(old), ops(new));
+    }
+    format!("{} {} → {}", label(kind, path, key), show(old), show(new))
+}
+
+/// The user's name for the key-object leaf at `path` (under `params` or `env`) of a step of
+/// `kind`: `loss.gamma`, `train.optimizer.lr`, `augment train: hflip`. `key` names list
+/// entries (an op, a loss term).
+pub fn label(kind: &str, path: &str, key: &Value) -> String {
     let (section, rest) = path.split_once('.').unwrap_or((path, ""));
     if section == "env" {
-        let name = if rest == "backend" { "train.backend".to_string() } else { format!("env.{rest}") };
-        return format!("{name} {} → {}", show(old), show(new));
+        return if rest == "backend" { "train.backend".to_string() } else { format!("env.{rest}") };
     }
     let params = &key["params"];
     let segs = segments(rest);
     let head = segs.first().map(String::as_str).unwrap_or("");
     match (kind, head) {
-        (_, "augment") => augment(kind, &segs[1..], old, new, params),
-        ("train", "loss") => loss(&segs[1..], old, new, params),
-        _ => format!("{} {} → {}", user_path(kind, &segs), show(old), show(new)),
+        (_, "augment") => augment(kind, &segs[1..], params),
+        ("train", "loss") => loss(&segs[1..], params),
+        _ => user_path(kind, &segs),
     }
 }
 
@@ -88,35 +106,26 @@ fn user_path(kind: &str, segs: &[String]) -> String {
     }
 }
 
-/// `augment train: hflip 0.5 → 0.3`, `augment train: jitter brightness 0.2 → 0.4`, or the op
-/// lists when ops were added or removed.
-fn augment(kind: &str, segs: &[String], old: &Option<Value>, new: &Option<Value>, params: &Value) -> String {
+/// `augment train: hflip` (an op with one parameter), `augment train: jitter brightness`.
+fn augment(kind: &str, segs: &[String], params: &Value) -> String {
     let block = if kind == "train" { "augment train" } else { "augment eval" };
     let Some(i) = segs.first().and_then(|s| index(s)) else {
-        let ops = |v: &Option<Value>| match v {
-            Some(Value::Array(items)) => {
-                format!("[{}]", items.iter().map(|o| o["op"].as_str().unwrap_or("?")).collect::<Vec<_>>().join(", "))
-            }
-            other => show(other),
-        };
-        return format!("{block} {} → {}", ops(old), ops(new));
+        return block.to_string();
     };
     let op = params["augment"][i]["op"].as_str().unwrap_or("op");
     let fields = params["augment"][i].as_object().map_or(0, |m| m.len().saturating_sub(1));
     let field: Vec<&str> = segs[1..].iter().map(String::as_str).collect();
     match field.as_slice() {
-        ["op"] => format!("{block}: op {} {} → {}", i + 1, show(old), show(new)),
-        [f] if fields > 1 => format!("{block}: {op} {f} {} → {}", show(old), show(new)),
-        _ => format!("{block}: {op} {} → {}", show(old), show(new)),
+        ["op"] => format!("{block}: op {}", i + 1),
+        [f] if fields > 1 => format!("{block}: {op} {f}"),
+        _ => format!("{block}: {op}"),
     }
 }
 
-/// `loss.gamma 2.0 → 1.5` for a one-term loss; `loss.focal.gamma`, `loss.focal weight` for a
-/// weighted sum.
-fn loss(segs: &[String], old: &Option<Value>, new: &Option<Value>, params: &Value) -> String {
+/// `loss.gamma` for a one-term loss; `loss.focal.gamma`, `loss.focal weight` for a weighted sum.
+fn loss(segs: &[String], params: &Value) -> String {
     let terms = params["loss"]["terms"].as_array().map_or(0, Vec::len);
-    let change = |name: String| format!("{name} {} → {}", show(old), show(new));
-    let plain = || change(std::iter::once("loss").chain(segs.iter().map(String::as_str)).collect::<Vec<_>>().join("."));
+    let plain = || std::iter::once("loss").chain(segs.iter().map(String::as_str)).collect::<Vec<_>>().join(".");
     let [terms_seg, i_seg, rest @ ..] = segs else {
         return plain();
     };
@@ -127,14 +136,20 @@ fn loss(segs: &[String], old: &Option<Value>, new: &Option<Value>, params: &Valu
     let prefix = if terms > 1 { format!("loss.{term_kind}") } else { "loss".to_string() };
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match rest.as_slice() {
-        ["weight"] => change(format!("loss.{term_kind} weight")),
-        ["kind", "kind"] => change(if terms > 1 { format!("loss term {}", i + 1) } else { "loss.kind".into() }),
-        ["kind", field, "kind"] => change(format!("{prefix}.{field}")),
-        ["kind", field, more @ ..] => change(format!(
+        ["weight"] => format!("loss.{term_kind} weight"),
+        ["kind", "kind"] => {
+            if terms > 1 {
+                format!("loss term {}", i + 1)
+            } else {
+                "loss.kind".into()
+            }
+        }
+        ["kind", field, "kind"] => format!("{prefix}.{field}"),
+        ["kind", field, more @ ..] => format!(
             "{prefix}.{field}{}",
             more.iter().map(|m| if m.starts_with('[') { m.to_string() } else { format!(".{m}") }).collect::<String>()
-        )),
-        _ => change(prefix),
+        ),
+        _ => prefix,
     }
 }
 
@@ -175,5 +190,8 @@ mod tests {
             reason("train", "env.backend", &Some(json!("cpu")), &Some(json!("cuda")), &json!({})),
             "train.backend \"cpu\" → \"cuda\""
         );
+        let aug = json!({"params": {"augment": [{"op": "hflip", "p": 0.5}]}});
+        assert_eq!(label("train", "params.augment[0].p", &aug), "augment train: hflip");
+        assert_eq!(label("train", "params.train.epochs", &json!({})), "train.epochs");
     }
 }

@@ -121,6 +121,9 @@ fn run_writes_a_stable_sorted_lockfile() {
     assert_eq!(steps.keys().collect::<Vec<_>>(), ["relabel", "source", "split"]);
     let explain: Value = serde_json::from_str(s.run(&["explain", "p.mf", "split"]).ok()).unwrap();
     assert_eq!(steps["split"]["key"], explain["key"]);
+    // `explain` lists what the key is computed from in the pipeline's own spelling.
+    let inputs = explain["inputs"].as_array().unwrap();
+    assert!(inputs.contains(&json!("split.seed = 42")) && inputs.contains(&json!("split.val = 0.2")), "{inputs:?}");
     let key = explain["key"].as_str().unwrap();
     let record: Value = serde_json::from_str(&s.read(&format!("cache/records/{}/{}.json", &key[..2], &key[2..]))).unwrap();
     assert_eq!(steps["split"]["outputs"]["split.json"], record["outputs"]["split.json"]["digest"]);
