@@ -189,7 +189,7 @@ pub fn add_metrics(d: &mut PipelineDiff, cache: &mut Cache, old: &Plan, new: &Pl
         let mut cmp = MetricsComparison {
             step: name.clone(),
             headline: metrics::headline_deltas(&ma, &mb),
-            per_class: metrics::per_class_deltas(&ma, &mb),
+            per_class: metrics::per_class_deltas(&ma, &mb, age_bins(new, name)),
             bootstrap: None,
             no_bootstrap: None,
         };
@@ -239,6 +239,11 @@ pub fn comparison(d: &PipelineDiff, cache: &mut Cache, old: &Plan, new: &Plan) -
         no_bootstrap: m.no_bootstrap.clone(),
         bins: new.pipeline_ir(sb).data.age_bins,
     })
+}
+
+/// The age cut-offs of the step named `name` of `plan` (the default ones when it has none).
+fn age_bins(plan: &Plan, name: &str) -> crate::data::labels::AgeBins {
+    plan.step(name).map_or(crate::data::labels::DEFAULT_AGE_BINS, |s| plan.pipeline_ir(s).data.age_bins)
 }
 
 fn num(v: Option<f64>) -> String {

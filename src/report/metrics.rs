@@ -252,7 +252,9 @@ pub fn headline_deltas(old: &serde_json::Value, new: &serde_json::Value) -> Vec<
 }
 
 /// Per-class F1 of two `metrics` values, largest absolute change first (ties by class).
-pub fn per_class_deltas(old: &serde_json::Value, new: &serde_json::Value) -> Vec<MetricDelta> {
+/// Per-class F1 changes, largest first, each class named in words (`wear·F·<30`) under the
+/// age cut-offs `bins`.
+pub fn per_class_deltas(old: &serde_json::Value, new: &serde_json::Value, bins: crate::data::labels::AgeBins) -> Vec<MetricDelta> {
     let by_class = |v: &serde_json::Value| -> BTreeMap<u64, f64> {
         v["per_class"]
             .as_array()
@@ -263,8 +265,10 @@ pub fn per_class_deltas(old: &serde_json::Value, new: &serde_json::Value) -> Vec
     let mut classes: Vec<u64> = a.keys().chain(b.keys()).copied().collect();
     classes.sort();
     classes.dedup();
-    let mut out: Vec<(u64, MetricDelta)> =
-        classes.into_iter().map(|c| (c, delta(format!("class {c}"), a.get(&c).copied(), b.get(&c).copied()))).collect();
+    let mut out: Vec<(u64, MetricDelta)> = classes
+        .into_iter()
+        .map(|c| (c, delta(crate::charts::class_name(c as usize, bins), a.get(&c).copied(), b.get(&c).copied())))
+        .collect();
     out.sort_by(|(ca, x), (cb, y)| {
         let (x, y) = (x.delta.map_or(-1.0, f64::abs), y.delta.map_or(-1.0, f64::abs));
         y.total_cmp(&x).then(ca.cmp(cb))

@@ -296,7 +296,7 @@ fn diff_shows_metrics_side_by_side_with_a_verdict_and_runs_lists_them() {
     );
     assert!(
         text.contains(
-            "\nper-class F1, largest change first\nclass       old     new    delta\nclass 0  0.4000  0.9000  +0.5000\nclass 1  0.5000  0.5000  +0.0000\n"
+            "\nper-class F1, largest change first\nclass            old     new    delta\nwear·M·<30    0.4000  0.9000  +0.5000\nwear·M·30–59  0.5000  0.5000  +0.0000\n"
         ),
         "{text}"
     );

@@ -95,6 +95,6 @@ fn a_bad_prediction_row_names_the_line() {
 fn per_class_deltas_are_sorted_by_size() {
     let old = serde_json::json!({"per_class": [{"class": 0, "f1": 0.5}, {"class": 1, "f1": 0.9}, {"class": 2, "f1": 0.4}]});
     let new = serde_json::json!({"per_class": [{"class": 0, "f1": 0.6}, {"class": 1, "f1": 0.6}, {"class": 2, "f1": 0.38}]});
-    let names: Vec<String> = metrics::per_class_deltas(&old, &new).into_iter().map(|d| d.name).collect();
-    assert_eq!(names, ["class 1", "class 0", "class 2"]);
+    let names: Vec<String> = metrics::per_class_deltas(&old, &new, [30, 60]).into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["wear·M·30–59", "wear·M·<30", "wear·M·≥60"]);
 }
