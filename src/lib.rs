@@ -5,7 +5,10 @@
 //! - `plan`: IR → a graph of steps, each with a blake3 key and an explanation;
 //! - `cache`: the content-addressed store that holds step outputs;
 //! - `exec`: runs the steps whose key missed, and writes `saved/`;
-//! - `report`: diff, runs, lockfiles and verify over plans and records;
+//! - `report`: diff, runs, lockfiles and verify over plans and records, and the comparison page;
+//! - `charts`: the SVG charts those pages and `saved/` show (plotters); `tensorboard`: event
+//!   files of a training history;
+//! - `hub`: pretrained weights by name, from the Hugging Face hub into its own cache;
 //! - `cli`: the only module that prints.
 //!
 //! The ML libraries (`data`, `model`, `train`, `metrics`, `batch`, `rng`) are the `maskflow-ml`

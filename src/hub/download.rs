@@ -201,7 +201,9 @@ impl Client {
             let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = reader.read(&mut buf).with_context(|| format!("{}: the transfer broke off after {have} bytes", meta.location))?;
+                let n = reader
+                    .read(&mut buf)
+                    .with_context(|| format!("{}: the transfer broke off after {have} bytes; run again to resume", meta.location))?;
                 if n == 0 {
                     break;
                 }

@@ -265,7 +265,11 @@ pub fn write_index(find: FindRecord, read: ReadBlob, saved: &std::path::Path, pl
                 let file = format!("diff/best-{}-vs-{}.html", &best.key[..12], &r.key[..12]);
                 let path = saved.join(&file);
                 std::fs::create_dir_all(saved.join("diff")).with_context(|| format!("{}: cannot create", saved.join("diff").display()))?;
-                crate::fsutil::write_atomic(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+                // Pages are rewritten only when they change: a sweep's index refresh after
+                // each run would otherwise rewrite every variant's page.
+                if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                    crate::fsutil::write_atomic(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+                }
                 Some(file)
             }
             None => None,
