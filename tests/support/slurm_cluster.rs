@@ -17,25 +17,36 @@ pub struct Cluster {
 
 impl Cluster {
     /// Brings a cluster up; panics, saying how to install Slurm, when it does not start.
+    ///
+    /// A port found free can be taken before slurmd binds it (by any other test's connection),
+    /// so a start that fails with "Address already in use" is stopped and tried again on new
+    /// ports, up to three times.
     pub fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
         let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", &dir.path().to_string_lossy()])
-            .env("SLURMCTLD_PORT", free())
-            .env("SLURMD_PORT", free())
-            .output()
-            .expect("run scripts/slurm.sh");
-        assert!(
-            out.status.success(),
-            "the Slurm cluster did not start ({}); install it with `scripts/slurm.sh install`, or set MASKFLOW_SKIP_SLURM=1\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let conf = stdout.lines().last().and_then(|l| l.strip_prefix("export SLURM_CONF=")).expect("start prints SLURM_CONF").to_string();
-        Cluster { dir, conf }
+        let mut failure = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let out = Command::new("bash")
+                .arg(script())
+                .args(["start", &dir.path().to_string_lossy()])
+                .env("SLURMCTLD_PORT", free())
+                .env("SLURMD_PORT", free())
+                .output()
+                .expect("run scripts/slurm.sh");
+            if out.status.success() {
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let conf =
+                    stdout.lines().last().and_then(|l| l.strip_prefix("export SLURM_CONF=")).expect("start prints SLURM_CONF").to_string();
+                return Cluster { dir, conf };
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            failure = format!("{}\n{stderr}", out.status);
+            let _ = Command::new("bash").arg(script()).args(["stop", &dir.path().to_string_lossy()]).status();
+            if !stderr.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("the Slurm cluster did not start ({failure}); install it with `scripts/slurm.sh install`, or set MASKFLOW_SKIP_SLURM=1")
     }
 
     pub fn env(&self) -> [(&'static str, &str); 1] {
