@@ -82,8 +82,8 @@ pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// An SVG as an `<img>` with a data URL, for the few places a chart must be an image file's
-/// twin; pages inline the SVG text instead.
+/// An SVG inlined in a page as `<figure class="chart" id=ID>`, its XML declaration dropped, so
+/// the page stays one self-contained file.
 pub fn inline(svg: &str, id: &str) -> String {
     format!("<figure class=\"chart\" id=\"{}\">{}</figure>\n", escape(id), strip_xml_declaration(svg))
 }
