@@ -8,72 +8,24 @@
 //! `BENCH_ARCH` (default efficientnet_b0), `BENCH_BATCH` (default 16), `BENCH_GLIBC_DEFAULTS=1`
 //! (leave glibc's allocator alone, to see what `maskflow::alloc` saves).
 
-use std::time::Instant;
-
 use burn::backend::{Autodiff, Flex};
-use burn::module::AutodiffModule;
-use burn::optim::GradientsParams;
-
-use burn::tensor::{Distribution, ElementConversion, Tensor};
-use maskflow::model::{HeadKind, ModelSpec, TrainBackend};
-use maskflow::train::{LossConfig, OptimizerConfig};
+use maskflow::model::TrainBackend;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn bench<B: TrainBackend>(label: &str, arch: &str, batch: usize, h: usize, w: usize, steps: usize) {
-    let device: B::Device = Default::default();
-    B::seed(&device, 1);
-    let mut model = ModelSpec::new(arch, HeadKind::Single).build::<B>(&device).expect("known architecture");
-    let mut optim = OptimizerConfig::default().init::<B, _>();
-    let loss_cfg = LossConfig::default();
-    let x = Tensor::<B, 4>::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
-    let labels: Vec<usize> = (0..batch).map(|i| i % 18).collect();
-    let mut t = vec![0.0f32; batch * 18];
-    for (i, l) in labels.iter().enumerate() {
-        t[i * 18 + l] = 1.0;
-    }
-    let targets = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(t, [batch, 18]), &device);
-
-    let (mut fwd, mut bwd, mut opt) = (0.0f64, 0.0f64, 0.0f64);
-    for step in 0..=steps {
-        let t0 = Instant::now();
-        let out = model.forward(x.clone());
-        let loss = loss_cfg.compute(&out, targets.clone()).expect("valid loss");
-        let _: f32 = loss.clone().into_scalar().elem(); // forces the forward pass
-        let t1 = Instant::now();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let t2 = Instant::now();
-        model = optim.step(1e-3, model, grads);
-        let t3 = Instant::now();
-        if step > 0 {
-            // step 0 is warm-up (allocations, autotune)
-            fwd += (t1 - t0).as_secs_f64();
-            bwd += (t2 - t1).as_secs_f64();
-            opt += (t3 - t2).as_secs_f64();
-        }
-    }
-    let n = steps as f64;
-    let total = (fwd + bwd + opt) / n;
+    let t = maskflow::train::throughput::measure::<B>(&Default::default(), arch, batch, h, w, steps).expect("known architecture");
     println!(
         "{label:<8} {arch} train  b{batch} {h}x{w}: {:>7.2} img/s  (step {:.2} s = fwd {:.2} + bwd {:.2} + optim {:.2})",
-        batch as f64 / total,
-        total,
-        fwd / n,
-        bwd / n,
-        opt / n
+        t.train_images_per_second,
+        t.forward_seconds + t.backward_seconds + t.optimizer_seconds,
+        t.forward_seconds,
+        t.backward_seconds,
+        t.optimizer_seconds
     );
-
-    let eval = model.valid();
-    let xe = Tensor::<B::InnerBackend, 4>::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
-    let _: f32 = eval.forward(xe.clone()).log_probs.sum().into_scalar().elem();
-    let t0 = Instant::now();
-    for _ in 0..steps {
-        let _: f32 = eval.forward(xe.clone()).log_probs.sum().into_scalar().elem();
-    }
-    let per = t0.elapsed().as_secs_f64() / n;
-    println!("{label:<8} {arch} infer  b{batch} {h}x{w}: {:>7.2} img/s", batch as f64 / per);
+    println!("{label:<8} {arch} infer  b{batch} {h}x{w}: {:>7.2} img/s", t.infer_images_per_second);
 }
 
 fn main() {

@@ -361,6 +361,9 @@ pub enum Backend {
     Cpu,
     /// burn-cuda; needs a build with `--features cuda`.
     Cuda,
+    /// burn-wgpu (Vulkan, Metal, DX12; lavapipe on a machine without a GPU); needs a build with
+    /// `--features wgpu`.
+    Wgpu,
 }
 
 // ---------------------------------------------------------------- evaluate, predict, ensemble

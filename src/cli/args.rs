@@ -342,6 +342,27 @@ pub enum ModelCommand {
         io: PathBuf,
         #[arg(long, default_value_t = 1e-4)]
         tol: f64,
+        /// The backend to run on: `cpu`, or `cuda`/`wgpu` in a build with that feature.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
+    /// Measure training and inference throughput (random images, AdamW) on a backend.
+    #[command(after_help = "Example:\n  maskflow model bench --model efficientnet_b4 --size 380x380 --batch 16 --backend cuda --json")]
+    Bench {
+        #[arg(long, default_value = "efficientnet_b0")]
+        model: String,
+        /// `HxW`, the input size.
+        #[arg(long, default_value = "224x224")]
+        size: String,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Timed steps after the warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -75,8 +75,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Cache { command: CacheCommand::Verify } => store::verify(cache),
         Command::Synth { persons, eval_persons, seed, size, out } => tools::synth(persons, eval_persons, seed, size, &out),
         Command::Model { command: ModelCommand::Info { name, classes, json } } => tools::model_info(&name, classes, json),
-        Command::Model { command: ModelCommand::CheckWeights { model, classes, weights, io, tol } } => {
-            tools::check_weights(&model, classes, &weights, &io, tol)
+        Command::Model { command: ModelCommand::CheckWeights { model, classes, weights, io, tol, backend } } => {
+            tools::check_weights(&backend, &model, classes, &weights, &io, tol)
+        }
+        Command::Model { command: ModelCommand::Bench { model, size, batch, steps, backend, json } } => {
+            tools::model_bench(&backend, &model, &size, batch, steps, json)
         }
         Command::Score { submission, labels, json } => tools::score(&submission, &labels, json),
         Command::Data { command: DataCommand::Stats { dir, age_bins, svg } } => tools::data_stats(&dir, age_bins, &svg),

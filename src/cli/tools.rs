@@ -1,4 +1,4 @@
-//! The tools around pipelines: `synth`, `data stats`, `model info`, `model check-weights`,
+//! The tools around pipelines: `synth`, `data stats`, `model info`, `model check-weights`, `model bench`,
 //! `score`.
 
 use crate::data::labels::NUM_CLASSES;
@@ -47,8 +47,34 @@ pub(super) fn model_info(name: &str, classes: usize, json: bool) -> Result<i32> 
     Ok(0)
 }
 
-pub(super) fn check_weights(model: &str, classes: usize, weights: &Path, io: &Path, tol: f64) -> Result<i32> {
-    let report = crate::model::check_weights(model, classes, weights, io, tol)?;
+pub(super) fn model_bench(backend: &str, model: &str, size: &str, batch: usize, steps: usize, json: bool) -> Result<i32> {
+    let parsed = size.split_once('x').and_then(|(h, w)| Some((h.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)));
+    let Some((height, width)) = parsed.filter(|&(h, w)| h > 0 && w > 0) else {
+        anyhow::bail!("--size {size:?}: expected HxW, e.g. 224x224");
+    };
+    if batch == 0 {
+        anyhow::bail!("--batch must be at least 1");
+    }
+    let t = crate::train::measure_on(backend, model, batch, height, width, steps)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        println!(
+            "{model} on {backend}, batch {batch}, {height}x{width}: train {:.2} img/s (step {:.3} s = forward {:.3} + backward {:.3} + optimizer {:.3}), inference {:.2} img/s; warm-up step {:.2} s",
+            t.train_images_per_second,
+            t.forward_seconds + t.backward_seconds + t.optimizer_seconds,
+            t.forward_seconds,
+            t.backward_seconds,
+            t.optimizer_seconds,
+            t.infer_images_per_second,
+            t.warmup_seconds
+        );
+    }
+    Ok(0)
+}
+
+pub(super) fn check_weights(backend: &str, model: &str, classes: usize, weights: &Path, io: &Path, tol: f64) -> Result<i32> {
+    let report = crate::train::check_weights_on(backend, model, classes, weights, io, tol)?;
     let verdict = if report.passed { "ok" } else { "FAILED" };
     println!("{}: max |Δlogit| = {:.3e} (tolerance {:.1e}): {verdict}", weights.display(), report.max_abs_diff, report.tol);
     Ok(if report.passed { 0 } else { 1 })

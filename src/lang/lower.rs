@@ -764,8 +764,12 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
     if let Some(x) = k.get("seed").and_then(|v| cx.seed(v, "seed")) {
         out.seed = x;
     }
-    if let Some(x) = k.get("backend").and_then(|v| cx.choice(v, "backend", &["cpu", "cuda"])) {
-        out.backend = if x == "cuda" { ir::Backend::Cuda } else { ir::Backend::Cpu };
+    if let Some(x) = k.get("backend").and_then(|v| cx.choice(v, "backend", &["cpu", "cuda", "wgpu"])) {
+        out.backend = match x {
+            "cuda" => ir::Backend::Cuda,
+            "wgpu" => ir::Backend::Wgpu,
+            _ => ir::Backend::Cpu,
+        };
     }
     k.finish(cx, "train", names::block_keys("train"));
     out

@@ -13,7 +13,9 @@
 //! | `files`    | content digests of the files it reads directly: the data manifest, the    |
 //! |            | relabel CSV, pretrained weights (a local file or one from the hub cache)   |
 //! | `env`      | what the result depends on beyond the inputs: backend, burn version and    |
-//! |            | the compute feature set, for training and inference steps only            |
+//! |            | the compute feature set, for training and inference steps only; on wgpu   |
+//! |            | also the adapter (name, kind, API, driver: llvmpipe and a GPU round        |
+//! |            | differently)                                                              |
 //!
 //! Deliberately left out:
 //! - source text, spans, comments, key order and spellings: keys come from the IR, so an edit

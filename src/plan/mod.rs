@@ -206,11 +206,17 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// The compute environment of steps that run models: results depend on it bit for bit.
+/// On wgpu the adapter enters too (llvmpipe and a GPU round differently); `null` when this
+/// build or machine has none, and then running the step fails with the reason.
 pub fn model_env(backend: ir::Backend) -> Value {
-    json!({
+    let mut env = json!({
         "backend": to_value(&backend),
         "burn": crate::BURN_VERSION,
-    })
+    });
+    if backend == ir::Backend::Wgpu {
+        env["adapter"] = crate::train::backend::adapter_description().map_or(Value::Null, Value::String);
+    }
+    env
 }
 
 impl Builder<'_> {

@@ -125,6 +125,7 @@ pub fn backend_name(b: ir::Backend) -> &'static str {
     match b {
         ir::Backend::Cpu => "cpu",
         ir::Backend::Cuda => "cuda",
+        ir::Backend::Wgpu => "wgpu",
     }
 }
 

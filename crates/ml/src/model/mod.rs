@@ -23,7 +23,7 @@ use crate::data::labels::{AGE_CLASSES, GENDER_CLASSES, MASK_CLASSES, NUM_CLASSES
 pub use digest::weights_digest;
 pub use efficientnet::{EfficientNet, EfficientNetConfig};
 pub use fused::{ModelBackend, TrainBackend};
-pub use timm::{CheckReport, LoadReport, check_weights, load_pretrained, load_timm_weights};
+pub use timm::{CheckReport, LoadReport, check_weights, check_weights_with, load_pretrained, load_timm_weights};
 pub use tiny::TinyCnn;
 
 /// Every architecture name [`ModelSpec::arch`] accepts.

@@ -17,7 +17,7 @@ use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use serde::Serialize;
 
 use super::efficientnet::{EfficientNet, EfficientNetConfig, stage_layout};
-use super::{Backbone, Classifier};
+use super::{Backbone, Classifier, ModelBackend};
 
 /// The ordered `(regex, replacement)` remaps from timm keys to ours for `config`.
 pub fn timm_key_remaps(config: &EfficientNetConfig) -> Vec<(String, String)> {
@@ -131,9 +131,20 @@ pub struct CheckReport {
 /// Loads timm weights `weights` into `arch` with `classes` outputs, runs `io`'s `input` tensor
 /// (`[N, 3, H, W]`, f32) through it in eval mode on the CPU, and compares with `io`'s `logits`.
 pub fn check_weights(arch: &str, classes: usize, weights: &Path, io: &Path, tol: f64) -> Result<CheckReport> {
+    check_weights_with::<Flex>(&Default::default(), arch, classes, weights, io, tol)
+}
+
+/// [`check_weights`] on backend `B` (eval mode): the same check for every backend.
+pub fn check_weights_with<B: ModelBackend>(
+    device: &B::Device,
+    arch: &str,
+    classes: usize,
+    weights: &Path,
+    io: &Path,
+    tol: f64,
+) -> Result<CheckReport> {
     let config = EfficientNetConfig::by_name(arch).ok_or_else(|| anyhow!("{arch:?} is not a timm EfficientNet (efficientnet_b0..b7)"))?;
-    let device = Default::default();
-    let mut net = config.init::<Flex>(classes, 0.0, 0.0, &device);
+    let mut net = config.init::<B>(classes, 0.0, 0.0, device);
     load_timm_weights(&mut net, &config, weights, false)?;
 
     let bytes = std::fs::read(io).with_context(|| format!("reading {}", io.display()))?;
@@ -146,7 +157,7 @@ pub fn check_weights(arch: &str, classes: usize, weights: &Path, io: &Path, tol:
     if c != 3 || expected_shape != [n, classes] {
         bail!("{}: expected input [N, 3, H, W] and logits [N, {classes}], got {input_shape:?} and {expected_shape:?}", io.display());
     }
-    let x = Tensor::<Flex, 4>::from_data(TensorData::new(input, [n, c, h, w]), &device);
+    let x = Tensor::<B, 4>::from_data(TensorData::new(input, [n, c, h, w]), device);
     let logits = net.forward(x).into_data();
     let ours = logits.to_vec::<f32>().map_err(|e| anyhow!("reading logits: {e:?}"))?;
     let max_abs_diff = ours.iter().zip(&expected).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);

@@ -1,9 +1,20 @@
 //! Choosing the burn backend at run time by name.
 //!
 //! The constraint this module keeps: generic code is instantiated once per backend in one
-//! `match`; `"cuda"` exists only with the crate's `cuda` feature and is probed first, because
-//! burn's CUDA runtime panics on a device thread (and the process exits 101) when no driver
-//! library is present — the probe turns that into an error message.
+//! `match`. `"cuda"` and `"wgpu"` exist only with the crate's features of the same names and
+//! are probed first, because burn's CubeCL runtimes panic (on a device thread for CUDA, on
+//! the caller's for wgpu) when no driver or adapter is present: the probe turns that into an
+//! error message.
+//!
+//! | name   | burn backend                                         | feature | fused ops            |
+//! |--------|------------------------------------------------------|---------|----------------------|
+//! | `cpu`  | `Autodiff<Flex>`                                     | always  | flex kernels         |
+//! | `cuda` | `Autodiff<Cuda>` (`Fusion<CubeBackend<CudaRuntime>>`) | `cuda`  | reference compositions |
+//! | `wgpu` | `Autodiff<Wgpu>` (`Fusion<CubeBackend<WgpuRuntime>>`) | `wgpu`  | reference compositions |
+//!
+//! "Reference compositions" are [`crate::model::fused::reference`]: BatchNorm (+ SiLU), the
+//! depthwise convolution and the 1×1 convolution written as burn tensor ops, which burn's
+//! fusion then compiles into CubeCL kernels.
 
 use crate::model::TrainBackend;
 use anyhow::{Result, bail};
@@ -17,11 +28,17 @@ pub trait BackendTask {
 
 /// Names [`dispatch`] accepts in this build.
 pub fn backend_names() -> &'static [&'static str] {
-    if cfg!(feature = "cuda") { &["cpu", "cuda"] } else { &["cpu"] }
+    match (cfg!(feature = "cuda"), cfg!(feature = "wgpu")) {
+        (true, true) => &["cpu", "cuda", "wgpu"],
+        (true, false) => &["cpu", "cuda"],
+        (false, true) => &["cpu", "wgpu"],
+        (false, false) => &["cpu"],
+    }
 }
 
 /// Runs `task` on `"cpu"` (`Autodiff<Flex>`) or, with the `cuda` feature, `"cuda"`
-/// (`Autodiff<Cuda>` on device 0, after a probe).
+/// (`Autodiff<Cuda>` on device 0), or with the `wgpu` feature, `"wgpu"` (`Autodiff<Wgpu>` on
+/// the default adapter), each after a probe.
 pub fn dispatch<T: BackendTask>(name: &str, task: T) -> Result<T::Output> {
     match name {
         "cpu" | "flex" => task.run::<Autodiff<Flex>>(Default::default()),
@@ -35,8 +52,90 @@ pub fn dispatch<T: BackendTask>(name: &str, task: T) -> Result<T::Output> {
         }
         #[cfg(not(feature = "cuda"))]
         "cuda" => bail!("this build has no cuda backend; rebuild with `--features cuda`"),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => {
+            let adapter = wgpu_adapter()?;
+            task.run::<Autodiff<burn::backend::Wgpu>>(adapter.device.clone())
+        }
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => bail!("this build has no wgpu backend; rebuild with `--features wgpu`"),
         other => bail!("unknown backend {other:?}; known: {}", backend_names().join(", ")),
     }
+}
+
+/// The wgpu adapter maskflow computes on: what it is (for step keys and messages) and the
+/// device handle burn uses.
+#[cfg(feature = "wgpu")]
+#[derive(Clone, Debug)]
+pub struct WgpuAdapter {
+    /// The driver's name for the adapter, e.g. `llvmpipe (LLVM 19.1.7, 256 bits)`.
+    pub name: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
+    pub kind: String,
+    /// The graphics API wgpu chose: `Vulkan`, `Metal`, `Dx12` or `Gl`.
+    pub api: String,
+    /// The driver and its version, as the driver reports them (e.g. `llvmpipe`, `Mesa 25.0.7`).
+    pub driver: String,
+    pub device: burn::backend::wgpu::WgpuDevice,
+}
+
+/// Probes the default wgpu adapter once per process. No adapter (no Vulkan loader, no ICD,
+/// no GPU) is an error that says what to install, not a panic.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_adapter() -> Result<WgpuAdapter> {
+    use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::AutoGraphicsApi, init_setup};
+    static ADAPTER: std::sync::OnceLock<std::result::Result<WgpuAdapter, String>> = std::sync::OnceLock::new();
+    let probed = ADAPTER.get_or_init(|| {
+        let device = WgpuDevice::DefaultDevice;
+        let setup = catch_panic_message(|| init_setup::<AutoGraphicsApi>(&device, RuntimeOptions::default()))?;
+        let info = setup.adapter.get_info();
+        let driver =
+            [info.driver.as_str(), info.driver_info.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+        Ok(WgpuAdapter {
+            name: info.name.clone(),
+            kind: format!("{:?}", info.device_type),
+            api: format!("{:?}", info.backend),
+            driver,
+            device,
+        })
+    });
+    probed.clone().map_err(|msg| {
+        anyhow::anyhow!(
+            "the wgpu backend found no usable adapter ({msg}); install a Vulkan driver \
+             (on Debian: `apt-get install libvulkan1 mesa-vulkan-drivers`, whose lavapipe runs on the CPU) \
+             or run on the CPU with `--set train.backend=cpu`"
+        )
+    })
+}
+
+/// What the step keys record of the wgpu adapter: `name (kind, api, driver)`, or `None` when
+/// this build has no wgpu backend or the machine no adapter.
+pub fn adapter_description() -> Option<String> {
+    #[cfg(feature = "wgpu")]
+    if let Ok(a) = wgpu_adapter() {
+        return Some(format!("{} ({}, {}, {})", a.name, a.kind, a.api, a.driver));
+    }
+    None
+}
+
+/// Runs `f`, turning a panic (on this thread or a runtime thread it waits on) into its message.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn catch_panic_message<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    use std::sync::{Arc, Mutex};
+    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = messages.clone();
+    let previous = std::panic::take_hook();
+    // The hook sees panics of every thread, including cubecl's device threads.
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        if let Ok(mut m) = sink.lock() {
+            m.push(msg);
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    result.map_err(|_| messages.lock().ok().and_then(|m| m.first().cloned()).unwrap_or_else(|| "unknown failure".to_string()))
 }
 
 /// Runs a one-element computation on CUDA device `index`, catching the panic burn raises when
@@ -45,26 +144,8 @@ pub fn dispatch<T: BackendTask>(name: &str, task: T) -> Result<T::Output> {
 pub fn cuda_probe(index: usize) -> std::result::Result<(), String> {
     use burn::backend::{Cuda, cuda::CudaDevice};
     use burn::tensor::{ElementConversion, Tensor};
-    use std::sync::{Arc, Mutex};
-
-    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = messages.clone();
-    let previous = std::panic::take_hook();
-    // The hook sees panics of every thread, including cubecl's device thread.
-    std::panic::set_hook(Box::new(move |info| {
-        let p = info.payload();
-        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-        if let Ok(mut m) = sink.lock() {
-            m.push(msg);
-        }
-    }));
-    let result =
-        std::panic::catch_unwind(|| Tensor::<Cuda, 1>::from_floats([1.0, 2.0], &CudaDevice::new(index)).sum().into_scalar().elem::<f32>());
-    std::panic::set_hook(previous);
-    match result {
-        Ok(_) => Ok(()),
-        Err(_) => Err(messages.lock().ok().and_then(|m| m.first().cloned()).unwrap_or_else(|| "unknown CUDA failure".to_string())),
-    }
+    catch_panic_message(|| Tensor::<Cuda, 1>::from_floats([1.0, 2.0], &CudaDevice::new(index)).sum().into_scalar().elem::<f32>())
+        .map(|_| ())
 }
 
 /// [`train`](super::train) on the backend named `backend`.
@@ -120,4 +201,77 @@ pub fn predict_on(
         }
     }
     dispatch(backend, Task { spec, model_path, source, hflip_tta })
+}
+
+/// [`crate::model::check_weights`] on the backend named `backend` (eval mode).
+pub fn check_weights_on(
+    backend: &str,
+    arch: &str,
+    classes: usize,
+    weights: &std::path::Path,
+    io: &std::path::Path,
+    tol: f64,
+) -> Result<crate::model::CheckReport> {
+    struct Task<'a> {
+        arch: &'a str,
+        classes: usize,
+        weights: &'a std::path::Path,
+        io: &'a std::path::Path,
+        tol: f64,
+    }
+    impl BackendTask for Task<'_> {
+        type Output = crate::model::CheckReport;
+        fn run<B: TrainBackend>(self, device: B::Device) -> Result<Self::Output> {
+            crate::model::check_weights_with::<B::InnerBackend>(&device, self.arch, self.classes, self.weights, self.io, self.tol)
+        }
+    }
+    dispatch(backend, Task { arch, classes, weights, io, tol })
+}
+
+/// [`one_step`](super::one_step::one_step) on the backend named `backend`.
+pub fn one_step_on(
+    backend: &str,
+    arch: &str,
+    weights: &std::path::Path,
+    batch: &crate::batch::Batch,
+    optimizer: &super::OptimizerConfig,
+    lr: f64,
+) -> Result<super::one_step::StepResult> {
+    struct Task<'a> {
+        arch: &'a str,
+        weights: &'a std::path::Path,
+        batch: &'a crate::batch::Batch,
+        optimizer: &'a super::OptimizerConfig,
+        lr: f64,
+    }
+    impl BackendTask for Task<'_> {
+        type Output = super::one_step::StepResult;
+        fn run<B: TrainBackend>(self, device: B::Device) -> Result<Self::Output> {
+            super::one_step::one_step::<B>(&device, self.arch, self.weights, self.batch, self.optimizer, self.lr)
+        }
+    }
+    dispatch(backend, Task { arch, weights, batch, optimizer, lr })
+}
+
+/// [`throughput::measure`](super::throughput::measure) on the backend named `backend`.
+pub fn measure_on(
+    backend: &str,
+    arch: &str,
+    batch: usize,
+    height: usize,
+    width: usize,
+    steps: usize,
+) -> Result<super::throughput::Throughput> {
+    struct Task<'a> {
+        arch: &'a str,
+        shape: [usize; 4],
+    }
+    impl BackendTask for Task<'_> {
+        type Output = super::throughput::Throughput;
+        fn run<B: TrainBackend>(self, device: B::Device) -> Result<Self::Output> {
+            let [batch, height, width, steps] = self.shape;
+            super::throughput::measure::<B>(&device, self.arch, batch, height, width, steps)
+        }
+    }
+    dispatch(backend, Task { arch, shape: [batch, height, width, steps] })
 }

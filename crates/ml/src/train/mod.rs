@@ -16,8 +16,10 @@
 
 pub mod backend;
 pub mod loss;
+pub mod one_step;
 pub mod optim;
 pub mod predict;
+pub mod throughput;
 pub mod toy;
 pub mod weights;
 
@@ -37,7 +39,7 @@ use crate::fsutil;
 use crate::metrics;
 use crate::model::{self, Classifier, ModelBackend, ModelSpec, TrainBackend, digest};
 use crate::rng::splitmix64;
-pub use backend::{BackendTask, backend_names, dispatch, predict_on, train_on};
+pub use backend::{BackendTask, backend_names, check_weights_on, dispatch, measure_on, one_step_on, predict_on, train_on};
 pub use loss::{ClassWeights, LossConfig, LossKind, LossTerm};
 pub use optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 pub use predict::predict;
@@ -321,8 +323,7 @@ impl<B: TrainBackend> Session<'_, B> {
     fn start_or_resume(&self, progress: &mut dyn FnMut(Progress)) -> Result<Start<B>> {
         let (cfg, ckpt_dir, device) = (self.cfg, self.ckpt_dir, &self.device);
         let fingerprint = cfg.fingerprint::<B>();
-        B::seed(device, cfg.seed);
-        let mut model: Classifier<B> = cfg.model.build(device)?;
+        let mut model: Classifier<B> = build_seeded(&cfg.model, cfg.seed, device)?;
         let mut optim = cfg.optimizer.init::<B, Classifier<B>>();
         let state = match read_state(ckpt_dir)? {
             Some(state) => {
@@ -496,6 +497,33 @@ pub fn evaluate<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource
         loss: if y_true.is_empty() { 0.0 } else { nll / y_true.len() as f64 },
         task_f1: metrics::task_f1(&y_true, &y_pred),
     }
+}
+
+/// Builds `spec` with fresh weights drawn from `seed` (the backend seeded too). On any backend
+/// but the CPU's, the weights are drawn on the CPU backend and copied over: each backend has
+/// its own random generator, and a run should start from the same weights wherever it runs,
+/// so that a GPU run and a CPU run of one pipeline differ by rounding, not by their draw.
+fn build_seeded<B: TrainBackend>(spec: &ModelSpec, seed: u64, device: &B::Device) -> Result<Classifier<B>> {
+    use burn::backend::{Autodiff, Flex};
+    use burn_store::ModuleSnapshot;
+    B::seed(device, seed);
+    let mut model: Classifier<B> = spec.build(device)?;
+    if std::any::TypeId::of::<B>() == std::any::TypeId::of::<Autodiff<Flex>>() {
+        return Ok(model);
+    }
+    let cpu = Default::default();
+    <Flex as Backend>::seed(&cpu, seed);
+    let drawn: Classifier<Flex> = spec.build(&cpu)?;
+    let applied = model.apply(drawn.collect(None, None, false), None, None, false);
+    if !applied.errors.is_empty() || !applied.missing.is_empty() {
+        bail!(
+            "copying the initial weights to the {} backend failed: {} errors, {} missing",
+            B::name(device),
+            applied.errors.len(),
+            applied.missing.len()
+        );
+    }
+    Ok(model)
 }
 
 /// The backend's seed at the start of `epoch`.

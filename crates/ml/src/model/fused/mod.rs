@@ -142,6 +142,9 @@ fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
 #[cfg(feature = "cuda")]
 impl ModelBackend for burn::backend::Cuda {}
 
+#[cfg(feature = "wgpu")]
+impl ModelBackend for burn::backend::Wgpu {}
+
 #[cfg(feature = "ndarray")]
 impl ModelBackend for burn_ndarray::NdArray<f32> {}
 

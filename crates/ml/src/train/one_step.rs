@@ -1,0 +1,90 @@
+//! One optimiser step on one fixed batch, from given weights: what the backend-parity checks
+//! (flex against wgpu or CUDA) and the PyTorch-parity check compare.
+//!
+//! It runs the training loop's own pieces — [`ModelSpec::build`], [`load_pretrained`],
+//! [`LossConfig::compute`], [`OptimizerConfig`] with its global-norm clipping — on a `Single`
+//! head with dropout and drop-path off, so nothing random enters and two backends (or two
+//! frameworks) must agree up to rounding. BatchNorm runs in training mode: batch statistics in
+//! the forward pass, running statistics updated by the step.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::ElementConversion;
+use burn_store::ModuleSnapshot;
+
+use super::{LossConfig, OptimizerConfig, predict};
+use crate::batch::Batch;
+use crate::model::{Classifier, HeadKind, ModelSpec, TrainBackend, load_pretrained};
+
+/// A named tensor after the step, in maskflow's parameter names (`stem.conv.weight`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// What one step gives: the loss before the step and every tensor of the model after it
+/// (parameters and BatchNorm running statistics), sorted by name.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub loss: f32,
+    pub tensors: Vec<NamedTensor>,
+}
+
+/// One step of `optimizer` at learning rate `lr` for `arch` (18 classes) loaded from timm
+/// `weights`, on `batch`, with the plain cross-entropy loss.
+pub fn one_step<B: TrainBackend>(
+    device: &B::Device,
+    arch: &str,
+    weights: &Path,
+    batch: &Batch,
+    optimizer: &OptimizerConfig,
+    lr: f64,
+) -> Result<StepResult> {
+    optimizer.validate()?;
+    let spec = ModelSpec { dropout: Some(0.0), ..ModelSpec::new(arch, HeadKind::Single) };
+    let mut model: Classifier<B> = spec.build(device)?;
+    load_pretrained(&mut model, arch, weights)?;
+    let mut optim = optimizer.init::<B, Classifier<B>>();
+    let x = predict::images_tensor::<B>(batch, device);
+    let t = predict::targets_tensor::<B>(batch, device);
+    let loss = LossConfig::default().compute(&model.forward(x), t)?;
+    let value: f32 = loss.clone().into_scalar().elem::<f32>();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    let mut tensors = Vec::new();
+    for snapshot in model.valid().collect(None, None, false) {
+        let name = snapshot.full_path();
+        let data = snapshot.to_data().map_err(|e| anyhow!("reading {name} after the step: {e:?}"))?;
+        let values = data.convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("reading {name} after the step: {e:?}"))?;
+        tensors.push(NamedTensor { name, shape: snapshot.shape.to_vec(), values });
+    }
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(StepResult { loss: value, tensors })
+}
+
+/// The largest per-tensor relative difference between two step results:
+/// `max |a − b| / max |b|` over each tensor, with the tensor it occurs in. Tensors are
+/// matched by name; one missing on either side is an error.
+pub fn max_relative_difference(a: &StepResult, b: &StepResult) -> Result<(f64, String)> {
+    if a.tensors.len() != b.tensors.len() {
+        return Err(anyhow!("the two steps have {} and {} tensors", a.tensors.len(), b.tensors.len()));
+    }
+    let mut worst = (0.0f64, String::new());
+    for (x, y) in a.tensors.iter().zip(&b.tensors) {
+        if x.name != y.name || x.values.len() != y.values.len() {
+            return Err(anyhow!("tensor {} ({} values) does not match {} ({} values)", x.name, x.values.len(), y.name, y.values.len()));
+        }
+        let scale = y.values.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs())).max(f64::MIN_POSITIVE);
+        let diff = x.values.iter().zip(&y.values).fold(0.0f64, |m, (p, q)| m.max((*p as f64 - *q as f64).abs()));
+        let relative = if diff.is_finite() { diff / scale } else { f64::INFINITY };
+        if relative > worst.0 || relative.is_nan() {
+            worst = (relative, x.name.clone());
+        }
+    }
+    Ok(worst)
+}
