@@ -6,9 +6,9 @@
 //! the caller's for wgpu) when no driver or adapter is present: the probe turns that into an
 //! error message.
 //!
-//! | name   | burn backend                                         | feature | fused ops            |
-//! |--------|------------------------------------------------------|---------|----------------------|
-//! | `cpu`  | `Autodiff<Flex>`                                     | always  | flex kernels         |
+//! | name   | burn backend                                          | feature | fused ops              |
+//! |--------|-------------------------------------------------------|---------|------------------------|
+//! | `cpu`  | `Autodiff<Flex>`                                      | always  | flex kernels           |
 //! | `cuda` | `Autodiff<Cuda>` (`Fusion<CubeBackend<CudaRuntime>>`) | `cuda`  | reference compositions |
 //! | `wgpu` | `Autodiff<Wgpu>` (`Fusion<CubeBackend<WgpuRuntime>>`) | `wgpu`  | reference compositions |
 //!
