@@ -501,8 +501,10 @@ pub fn evaluate<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource
 
 /// Builds `spec` with fresh weights drawn from `seed` (the backend seeded too). On any backend
 /// but the CPU's, the weights are drawn on the CPU backend and copied over: each backend has
-/// its own random generator, and a run should start from the same weights wherever it runs,
-/// so that a GPU run and a CPU run of one pipeline differ by rounding, not by their draw.
+/// its own random generator, and the aim is that a run starts from the same weights wherever
+/// it runs. Not reached yet (issue 17): burn initialises parameters lazily, so a CPU run draws
+/// them at its first forward pass, after the epoch-0 reseed, while this copy draws them in
+/// visit order from `seed`; the two differ until every backend uses one explicit order.
 fn build_seeded<B: TrainBackend>(spec: &ModelSpec, seed: u64, device: &B::Device) -> Result<Classifier<B>> {
     use burn::backend::{Autodiff, Flex};
     use burn_store::ModuleSnapshot;
