@@ -117,6 +117,42 @@ fn check_weights_rejects_weights_of_another_architecture() {
     );
 }
 
+#[test]
+fn a_backend_missing_from_the_build_is_a_clear_error() {
+    let s = Space::new();
+    for backend in ["wgpu", "cuda"] {
+        let run = s.run(&["model", "check-weights", "--backend", backend, "--model", "efficientnet_b0", "--weights", B0, "--io", B0_IO]);
+        assert_eq!(run.status, 1, "{}", run.stderr);
+        assert_eq!(first_error_line(&run), format!("error: this build has no {backend} backend; rebuild with `--features {backend}`"));
+    }
+    let run = s.run(&["model", "bench", "--backend", "tpu", "--model", "tiny_cnn"]);
+    assert_eq!(first_error_line(&run), "error: unknown backend \"tpu\"; known: cpu");
+}
+
+#[test]
+fn model_bench_measures_and_rejects_bad_sizes() {
+    let s = Space::new();
+    let run = s.run(&["model", "bench", "--model", "tiny_cnn", "--size", "32x24", "--batch", "4", "--steps", "1", "--json"]);
+    let t: serde_json::Value = serde_json::from_str(run.ok()).unwrap();
+    assert_eq!(
+        (t["arch"].as_str(), t["batch"].as_u64(), t["height"].as_u64(), t["width"].as_u64()),
+        (Some("tiny_cnn"), Some(4), Some(32), Some(24))
+    );
+    for key in ["train_images_per_second", "infer_images_per_second", "forward_seconds", "backward_seconds"] {
+        assert!(t[key].as_f64().is_some_and(|v| v > 0.0 && v.is_finite()), "{key}: {t}");
+    }
+    for (size, batch) in [("32", "4"), ("0x8", "4"), ("axb", "4"), ("32x24", "0")] {
+        let run = s.run(&["model", "bench", "--model", "tiny_cnn", "--size", size, "--batch", batch]);
+        assert_eq!(run.status, 1, "{size} {batch}: {}", run.stderr);
+        let expected = if batch == "0" {
+            "error: --batch must be at least 1".to_string()
+        } else {
+            format!("error: --size {size:?}: expected HxW, e.g. 224x224")
+        };
+        assert_eq!(first_error_line(&run), expected);
+    }
+}
+
 fn pretrained_space(weights: &str) -> Space {
     let s = dataset_space();
     let p = s.read("p.mf").replace("model tiny_cnn {}", &format!("model efficientnet_b0 {{ pretrained = \"{weights}\" }}"));
