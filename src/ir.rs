@@ -326,6 +326,16 @@ pub struct Train {
     pub early_stop: Option<u32>,
     pub seed: u64,
     pub backend: Backend,
+    /// The float type of the model's tensors on the device; f16 and bf16 only on a GPU backend.
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    F32,
+    F16,
+    Bf16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,8 +371,8 @@ pub enum Backend {
     Cpu,
     /// burn-cuda; needs a build with `--features cuda`.
     Cuda,
-    /// burn-wgpu (Vulkan, Metal, DX12; lavapipe on a machine without a GPU); needs a build with
-    /// `--features wgpu`.
+    /// burn-wgpu (Vulkan, Metal, DX12; lavapipe on a machine without a GPU); in the default
+    /// build, not in a `--no-default-features` one.
     Wgpu,
 }
 

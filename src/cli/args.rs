@@ -361,6 +361,9 @@ pub enum ModelCommand {
         steps: usize,
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// The device's float type (f16 and bf16 on a GPU backend that has them).
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+        precision: String,
         #[arg(long)]
         json: bool,
     },

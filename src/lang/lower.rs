@@ -738,6 +738,7 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
         early_stop: None,
         seed: DEFAULT_SEED,
         backend: ir::Backend::Cpu,
+        precision: ir::Precision::F32,
     };
     let Some(b) = b else { return out };
     let mut k = Keys::new(cx, b);
@@ -770,6 +771,22 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
             "wgpu" => ir::Backend::Wgpu,
             _ => ir::Backend::Cpu,
         };
+    }
+    if let Some(v) = k.get("precision") {
+        if let Some(x) = cx.choice(v, "precision", &["f32", "f16", "bf16"]) {
+            out.precision = match x {
+                "f16" => ir::Precision::F16,
+                "bf16" => ir::Precision::Bf16,
+                _ => ir::Precision::F32,
+            };
+        }
+        if out.precision != ir::Precision::F32 && out.backend == ir::Backend::Cpu {
+            cx.error(
+                Kind::Conflict,
+                v.span,
+                "half precision needs a GPU backend: set `backend = cuda` or `backend = wgpu` (the CPU backend computes in f32)",
+            );
+        }
     }
     k.finish(cx, "train", names::block_keys("train"));
     out

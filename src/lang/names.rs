@@ -14,7 +14,9 @@ pub fn block_keys(kind: &str) -> &'static [&'static str] {
         "oversample" => &["copies", "with"],
         "model" => &["pretrained", "heads", "dropout", "drop_path"],
         "loss" => &["gamma", "alpha", "smoothing", "class_weights"],
-        "train" => &["epochs", "batch", "optimizer", "schedule", "grad_clip", "cutmix", "mixup", "early_stop", "seed", "backend"],
+        "train" => {
+            &["epochs", "batch", "optimizer", "schedule", "grad_clip", "cutmix", "mixup", "early_stop", "seed", "backend", "precision"]
+        }
         "evaluate" => &["tta"],
         "predict" => &["tta", "output"],
         "ensemble" => &["members", "vote", "weights"],

@@ -12,10 +12,10 @@
 //! | `deps`     | the keys of the steps it depends on, by dependency name                   |
 //! | `files`    | content digests of the files it reads directly: the data manifest, the    |
 //! |            | relabel CSV, pretrained weights (a local file or one from the hub cache)   |
-//! | `env`      | what the result depends on beyond the inputs: backend, burn version and    |
-//! |            | the compute feature set, for training and inference steps only; on wgpu   |
-//! |            | also the adapter (name, kind, API, driver: llvmpipe and a GPU round        |
-//! |            | differently)                                                              |
+//! | `env`      | what the result depends on beyond the inputs: backend, precision (the     |
+//! |            | device's float type), burn version and the compute feature set, for       |
+//! |            | training and inference steps only; on wgpu also the adapter (name, kind,  |
+//! |            | API, driver: llvmpipe and a GPU round differently)                        |
 //!
 //! Deliberately left out:
 //! - source text, spans, comments, key order and spellings: keys come from the IR, so an edit
@@ -52,7 +52,9 @@ pub fn step_version(kind: StepKind) -> u32 {
         // with a polynomial `exp`, and 1×1 convolutions as matmuls; weights, and the
         // probabilities computed from them, differ in the last bits.
         // 3: history.json records the validation loss and per-task F1 of each epoch.
-        StepKind::Train => 3,
+        // 4: initial weights are drawn in module visit order from the seed on every backend
+        // (train::build_seeded), not lazily at the first forward pass.
+        StepKind::Train => 4,
         // 3: the charts are SVG (plotters) with labels in words, not hand-drawn PNGs.
         StepKind::Evaluate => 3,
         StepKind::Predict => 2,

@@ -207,11 +207,13 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 
 /// The compute environment of steps that run models: results depend on it bit for bit.
 /// On wgpu the adapter enters too (llvmpipe and a GPU round differently); `null` when this
-/// build or machine has none, and then running the step fails with the reason.
-pub fn model_env(backend: ir::Backend) -> Value {
+/// build or machine has none, and then running the step fails with the reason. `precision`
+/// is the float type of every tensor on the device, inference included.
+pub fn model_env(backend: ir::Backend, precision: ir::Precision) -> Value {
     let mut env = json!({
         "backend": to_value(&backend),
         "burn": crate::BURN_VERSION,
+        "precision": to_value(&precision),
     });
     if backend == ir::Backend::Wgpu {
         env["adapter"] = crate::train::backend::adapter_description().map_or(Value::Null, Value::String);
@@ -295,7 +297,7 @@ impl Builder<'_> {
                 "loss": to_value(&p.loss),
                 "train": train_params(&p.train),
             });
-            let env = Some(model_env(p.train.backend));
+            let env = Some(model_env(p.train.backend, p.train.precision));
             let deps = vec![(Role::Split, split), (Role::Relabel, relabel), (Role::Prepare, prepare)];
             let train = self.add(StepKind::Train, params, deps, weights.clone(), env.clone(), v, fold, None);
             let params = json!({ "fold": fold, "augment": to_value(&p.augment.eval), "evaluate": to_value(&p.evaluate) });
@@ -393,11 +395,12 @@ fn model_params(m: &ir::Model) -> Value {
     v
 }
 
-/// The train params, less what goes into `env` (the backend).
+/// The train params, less what goes into `env` (the backend and precision).
 fn train_params(t: &ir::Train) -> Value {
     let mut v = to_value(t);
     if let Value::Object(m) = &mut v {
         m.remove("backend");
+        m.remove("precision");
     }
     v
 }

@@ -231,3 +231,35 @@ impl<'a> Session<'a> {
         ran
     }
 }
+
+/// The timm fixture's two 64×64 inputs (`tests/fixtures/timm`) with their mirror images
+/// left-right, upside down and both: 8 images, labels `5 i mod 18` (the batch of
+/// `scripts/make_grad_fixture.py`). B0's last stage is 2×2 here, so its training-mode
+/// BatchNorm normalises each channel over 32 values; larger inputs cost minutes on lavapipe.
+pub fn timm_fixture_batch() -> maskflow::batch::Batch {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm/efficientnet_b0_18_io.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = st.tensor("input").unwrap();
+    let [n, c, h, w] = view.shape()[..] else { panic!("input is [N, 3, H, W]") };
+    assert_eq!(c, 3);
+    let input: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let (h2, w2) = (h, w);
+    let mut images = Vec::with_capacity(4 * n * 3 * h2 * w2);
+    for (flip_y, flip_x) in [(false, false), (false, true), (true, false), (true, true)] {
+        for plane in input.chunks_exact(h * w) {
+            for y in 0..h2 {
+                let sy = if flip_y { h - 1 - y } else { y };
+                for x in 0..w2 {
+                    let sx = if flip_x { w - 1 - x } else { x };
+                    images.push(plane[sy * w + sx]);
+                }
+            }
+        }
+    }
+    let labels: Vec<u32> = (0..4 * n as u32).map(|i| (i * 5) % maskflow::data::labels::NUM_CLASSES as u32).collect();
+    let mut targets = vec![0.0f32; labels.len() * maskflow::data::labels::NUM_CLASSES];
+    for (i, &l) in labels.iter().enumerate() {
+        targets[i * maskflow::data::labels::NUM_CLASSES + l as usize] = 1.0;
+    }
+    maskflow::batch::Batch { images, n: 4 * n, height: h2, width: w2, targets, samples: (0..labels.len()).collect(), labels }
+}

@@ -234,8 +234,8 @@ fn train_on_and_predict_on_by_backend_name() {
     let cfg = config(1);
     let (t, v) = sources();
     let out = train::train_on("cpu", &cfg, &t, &v, dir.path(), &mut |_| {}).unwrap();
-    let probs = train::predict_on("cpu", &cfg.model, &out.best_model, &v, false).unwrap();
+    let probs = train::predict_on("cpu", train::Precision::F32, &cfg.model, &out.best_model, &v, false).unwrap();
     assert_eq!(probs.len(), v.num_samples());
-    let err = train::predict_on("cpu", &cfg.model, &dir.path().join("nope.mpk"), &v, false).unwrap_err().to_string();
+    let err = train::predict_on("cpu", train::Precision::F32, &cfg.model, &dir.path().join("nope.mpk"), &v, false).unwrap_err().to_string();
     assert!(err.contains("nope.mpk"), "{err}");
 }

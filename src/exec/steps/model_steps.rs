@@ -129,6 +129,14 @@ pub fn backend_name(b: ir::Backend) -> &'static str {
     }
 }
 
+fn precision(p: ir::Precision) -> train::Precision {
+    match p {
+        ir::Precision::F32 => train::Precision::F32,
+        ir::Precision::F16 => train::Precision::F16,
+        ir::Precision::Bf16 => train::Precision::Bf16,
+    }
+}
+
 /// The backend a model step computes on, or what to do when this build lacks it.
 fn usable_backend(b: ir::Backend) -> Result<&'static str> {
     let name = backend_name(b);
@@ -219,6 +227,7 @@ pub fn train(
     cfg.loss = loss_config(p, &fs.class_counts);
     cfg.early_stopping_patience = p.train.early_stop.map(|n| n as usize);
     cfg.pretrained = step.file(FileRole::Pretrained).map(|w| w.to_path_buf());
+    cfg.precision = precision(p.train.precision);
     let dir = work_dir(cache, step);
     let outcome = train::train_on(usable_backend(p.train.backend)?, &cfg, &train_source, &val_source, &dir, progress)?;
     let mut out = StepOutput::default();
@@ -257,8 +266,14 @@ pub fn evaluate(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) ->
     let eval_ops: Vec<AugOp> = p.augment.eval.iter().map(aug_op).collect();
     let source = EvalSource::new(fs.shard.clone(), fs.val.clone(), p.train.batch as usize, eval_ops, p.train.seed)?;
     let weights = model_path(cache, inputs)?;
-    let probs =
-        train::predict_on(usable_backend(p.train.backend)?, &model_spec(&p.model), &weights, &source, p.evaluate.tta == ir::Tta::Hflip)?;
+    let probs = train::predict_on(
+        usable_backend(p.train.backend)?,
+        precision(p.train.precision),
+        &model_spec(&p.model),
+        &weights,
+        &source,
+        p.evaluate.tta == ir::Tta::Hflip,
+    )?;
     let y_true: Vec<u32> = fs.val.iter().map(|s| s.label.class()).collect();
     let y_pred: Vec<u32> = probs.iter().map(|r| crate::metrics::argmax(r)).collect();
     let report = crate::metrics::report(&y_true, &y_pred);
@@ -317,7 +332,8 @@ pub fn predict(cache: &mut Cache, plan: &Plan, step: &Step, inputs: &Inputs) -> 
     let source = EvalSource::new(shard, samples, p.train.batch as usize, eval_ops, p.train.seed)?;
     let weights = model_path(cache, inputs)?;
     let tta = p.predict.as_ref().is_some_and(|pr| pr.tta == ir::Tta::Hflip);
-    let probs = train::predict_on(usable_backend(p.train.backend)?, &model_spec(&p.model), &weights, &source, tta)?;
+    let probs =
+        train::predict_on(usable_backend(p.train.backend)?, precision(p.train.precision), &model_spec(&p.model), &weights, &source, tta)?;
     let mut answers = vec![0u32; eval.images.len()];
     for (row, &image) in rows.eval_rows.iter().enumerate() {
         answers[image] = crate::metrics::argmax(&probs[row]);

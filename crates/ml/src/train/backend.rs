@@ -15,6 +15,13 @@
 //! "Reference compositions" are [`crate::model::fused::reference`]: BatchNorm (+ SiLU), the
 //! depthwise convolution and the 1×1 convolution written as burn tensor ops, which burn's
 //! fusion then compiles into CubeCL kernels.
+//!
+//! **Precision.** burn 0.21 has no autocast: what it offers is a per-device default float
+//! type, fixed once per process before the first tensor. [`Precision::F16`] and
+//! [`Precision::Bf16`] set it, so *every* float tensor of the run is half-width: weights,
+//! activations, gradients, BatchNorm statistics and optimiser moments (no f32 master
+//! weights, no loss scaling). The device must support the type for general arithmetic
+//! (`Backend::supports_dtype`); flex's kernels are f32 only, so the CPU refuses both.
 
 use crate::model::TrainBackend;
 use anyhow::{Result, bail};
@@ -36,29 +43,110 @@ pub fn backend_names() -> &'static [&'static str] {
     }
 }
 
+/// The float type a model's tensors have on the device (`train { precision = … }`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    fn dtype(self) -> burn::tensor::FloatDType {
+        use burn::tensor::FloatDType;
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+/// Makes `precision` the default float type of `device` for this process, or says why it
+/// cannot be: the device lacks the type, or an earlier step of this process fixed another.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn set_precision<B: TrainBackend>(backend: &str, device: &B::Device, precision: Precision) -> Result<()> {
+    use burn::tensor::{DType, Element, get_device_settings, set_default_dtypes};
+    let dtype = precision.dtype();
+    if !B::supports_dtype(device, DType::from(dtype)) {
+        bail!(
+            "`precision = {}`: this {backend} device has no general {} arithmetic{}; use `precision = f32`",
+            precision.name(),
+            precision.name(),
+            adapter_note(backend)
+        );
+    }
+    // The integer type stays the backend's own default.
+    if set_default_dtypes::<B>(device, dtype, <B::IntElem as Element>::dtype()).is_err() {
+        // Already fixed for this process (burn allows it once, before the first tensor).
+        let current = get_device_settings::<B>(device).float_dtype;
+        if current != dtype {
+            bail!(
+                "`precision = {}`: an earlier step in this process already computed on this {backend} device in {current:?}, \
+                 and burn fixes a device's float type once per process; run the steps in separate processes (`--jobs 2`)",
+                precision.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `" (adapter: …)"` on wgpu, where the adapter decides what is supported.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn adapter_note(backend: &str) -> String {
+    match (backend, adapter_description()) {
+        ("wgpu", Some(a)) => format!(" (adapter: {a})"),
+        _ => String::new(),
+    }
+}
+
+/// [`dispatch_with`] in f32.
+pub fn dispatch<T: BackendTask>(name: &str, task: T) -> Result<T::Output> {
+    dispatch_with(name, Precision::F32, task)
+}
+
 /// Runs `task` on `"cpu"` (`Autodiff<Flex>`) or, with the `cuda` feature, `"cuda"`
 /// (`Autodiff<Cuda>` on device 0), or with the `wgpu` feature, `"wgpu"` (`Autodiff<Wgpu>` on
-/// the default adapter), each after a probe.
-pub fn dispatch<T: BackendTask>(name: &str, task: T) -> Result<T::Output> {
+/// the default adapter), each after a probe, with `precision` as the device's float type.
+pub fn dispatch_with<T: BackendTask>(name: &str, precision: Precision, task: T) -> Result<T::Output> {
     match name {
-        "cpu" | "flex" => task.run::<Autodiff<Flex>>(Default::default()),
+        "cpu" | "flex" => {
+            if precision != Precision::F32 {
+                bail!("`precision = {}` needs a GPU backend (cuda or wgpu): the CPU backend's kernels compute in f32", precision.name());
+            }
+            task.run::<Autodiff<Flex>>(Default::default())
+        }
         #[cfg(feature = "cuda")]
         "cuda" => {
             use burn::backend::{Cuda, cuda::CudaDevice};
             if let Err(msg) = cuda_probe(0) {
                 bail!("the cuda backend is unavailable: {msg}");
             }
-            task.run::<Autodiff<Cuda>>(CudaDevice::new(0))
+            let device = CudaDevice::new(0);
+            set_precision::<Autodiff<Cuda>>(name, &device, precision)?;
+            task.run::<Autodiff<Cuda>>(device)
         }
         #[cfg(not(feature = "cuda"))]
         "cuda" => bail!("this build has no cuda backend; rebuild with `--features cuda`"),
         #[cfg(feature = "wgpu")]
         "wgpu" => {
             let adapter = wgpu_adapter()?;
+            set_precision::<Autodiff<burn::backend::Wgpu>>(name, &adapter.device, precision)?;
             task.run::<Autodiff<burn::backend::Wgpu>>(adapter.device.clone())
         }
         #[cfg(not(feature = "wgpu"))]
-        "wgpu" => bail!("this build has no wgpu backend; rebuild with `--features wgpu`"),
+        "wgpu" => bail!("this build has no wgpu backend (built with `--no-default-features`); rebuild with `--features wgpu`"),
         other => bail!("unknown backend {other:?}; known: {}", backend_names().join(", ")),
     }
 }
@@ -170,13 +258,14 @@ pub fn train_on(
             super::train::<B>(self.cfg, self.train, self.val, self.ckpt_dir, self.progress)
         }
     }
-    dispatch(backend, Task { cfg, train, val, ckpt_dir, progress })
+    dispatch_with(backend, cfg.precision, Task { cfg, train, val, ckpt_dir, progress })
 }
 
 /// Loads a model saved by [`train`](super::train) and predicts `source` on the backend named
-/// `backend` (eval mode), optionally with horizontal-flip TTA.
+/// `backend` in `precision` (eval mode), optionally with horizontal-flip TTA.
 pub fn predict_on(
     backend: &str,
+    precision: Precision,
     spec: &crate::model::ModelSpec,
     model_path: &std::path::Path,
     source: &dyn crate::batch::BatchSource,
@@ -200,7 +289,7 @@ pub fn predict_on(
             Ok(super::predict(&model, self.source, self.hflip_tta))
         }
     }
-    dispatch(backend, Task { spec, model_path, source, hflip_tta })
+    dispatch_with(backend, precision, Task { spec, model_path, source, hflip_tta })
 }
 
 /// [`crate::model::check_weights`] on the backend named `backend` (eval mode).
@@ -256,6 +345,7 @@ pub fn one_step_on(
 /// [`throughput::measure`](super::throughput::measure) on the backend named `backend`.
 pub fn measure_on(
     backend: &str,
+    precision: Precision,
     arch: &str,
     batch: usize,
     height: usize,
@@ -273,5 +363,5 @@ pub fn measure_on(
             super::throughput::measure::<B>(&device, self.arch, batch, height, width, steps)
         }
     }
-    dispatch(backend, Task { arch, shape: [batch, height, width, steps] })
+    dispatch_with(backend, precision, Task { arch, shape: [batch, height, width, steps] })
 }

@@ -39,7 +39,9 @@ use crate::fsutil;
 use crate::metrics;
 use crate::model::{self, Classifier, ModelBackend, ModelSpec, TrainBackend, digest};
 use crate::rng::splitmix64;
-pub use backend::{BackendTask, backend_names, check_weights_on, dispatch, measure_on, one_step_on, predict_on, train_on};
+pub use backend::{
+    BackendTask, Precision, backend_names, check_weights_on, dispatch, dispatch_with, measure_on, one_step_on, predict_on, train_on,
+};
 pub use loss::{ClassWeights, LossConfig, LossKind, LossTerm};
 pub use optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 pub use predict::predict;
@@ -47,7 +49,7 @@ pub use weights::{export_weights, load_weights};
 
 /// Bumped whenever a change alters training arithmetic (e.g. the BatchNorm implementation),
 /// so that fingerprints — and step keys built from them — change with it.
-pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-2/fused-bn-silu-depthwise/pointwise-matmul";
+pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-3/fused-bn-silu-depthwise/pointwise-matmul/visit-order-init";
 
 /// Everything that determines a training run's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +67,9 @@ pub struct TrainConfig {
     /// Stop when validation macro-F1 has not improved for this many epochs.
     #[serde(default)]
     pub early_stopping_patience: Option<usize>,
+    /// The float type of every tensor on the device ([`Precision`]); `F32` on the CPU.
+    #[serde(default)]
+    pub precision: Precision,
     /// Leave the run (as a kill would) after this many completed epochs in total; a later
     /// call resumes. Not part of the run's identity.
     #[serde(default, skip_serializing)]
@@ -83,6 +88,7 @@ impl TrainConfig {
             schedule: Schedule { lr: 1e-3, warmup_steps: 0, kind: ScheduleKind::Cosine { min_lr: 1e-5 } },
             loss: LossConfig::default(),
             early_stopping_patience: None,
+            precision: Precision::F32,
             stop_after_epochs: None,
         }
     }
@@ -499,23 +505,21 @@ pub fn evaluate<B: ModelBackend>(model: &Classifier<B>, source: &dyn BatchSource
     }
 }
 
-/// Builds `spec` with fresh weights drawn from `seed` (the backend seeded too). On any backend
-/// but the CPU's, the weights are drawn on the CPU backend and copied over: each backend has
-/// its own random generator, and the aim is that a run starts from the same weights wherever
-/// it runs. Not reached yet (issue 17): burn initialises parameters lazily, so a CPU run draws
-/// them at its first forward pass, after the epoch-0 reseed, while this copy draws them in
-/// visit order from `seed`; the two differ until every backend uses one explicit order.
+/// Builds `spec` with fresh weights drawn from `seed`, the same on every backend.
+///
+/// burn initialises a parameter lazily, when it is first read, from its backend's own random
+/// generator. Left alone, a CPU run would draw its weights in forward order at the first
+/// training step (after the epoch-0 reseed, interleaved with dropout masks), and a GPU run
+/// from another generator altogether. So the weights are always drawn here, on the CPU
+/// backend, in module visit order from `seed` (collecting the record reads every parameter),
+/// and applied to the model on `B`: a run starts from the same bits wherever it runs.
 fn build_seeded<B: TrainBackend>(spec: &ModelSpec, seed: u64, device: &B::Device) -> Result<Classifier<B>> {
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Flex;
     use burn_store::ModuleSnapshot;
-    B::seed(device, seed);
-    let mut model: Classifier<B> = spec.build(device)?;
-    if std::any::TypeId::of::<B>() == std::any::TypeId::of::<Autodiff<Flex>>() {
-        return Ok(model);
-    }
     let cpu = Default::default();
     <Flex as Backend>::seed(&cpu, seed);
     let drawn: Classifier<Flex> = spec.build(&cpu)?;
+    let mut model: Classifier<B> = spec.build(device)?;
     let applied = model.apply(drawn.collect(None, None, false), None, None, false);
     if !applied.errors.is_empty() || !applied.missing.is_empty() {
         bail!(
