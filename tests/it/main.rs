@@ -44,3 +44,4 @@ mod report_tensorboard;
 mod train_clip;
 mod train_loop;
 mod train_loss;
+mod train_pytorch_parity;

@@ -117,6 +117,48 @@ pub fn load_timm_weights<B: Backend>(
     Ok(LoadReport { loaded: result.applied.len(), skipped: result.skipped.len(), initialised })
 }
 
+/// The tensors of a timm safetensors file that holds only some of `arch`'s (with `classes`
+/// outputs), read through the same key remapping and layout adapter as [`load_timm_weights`]:
+/// named and laid out as maskflow's model has them (`stem.conv.weight`, a linear weight as
+/// `[in, out]`). Sorted by name; a tensor that fits no part of the model is an error.
+pub fn read_timm_tensors(arch: &str, classes: usize, path: &Path) -> Result<Vec<crate::train::one_step::NamedTensor>> {
+    use burn::backend::Flex;
+    use burn_store::ModuleSnapshot;
+    check_is_safetensors(path)?;
+    let config = EfficientNetConfig::by_name(arch).ok_or_else(|| anyhow!("{arch:?} is not an EfficientNet"))?;
+    let mut net: EfficientNet<Flex> = config.init(classes, 0.0, 0.0, &Default::default());
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).validate(false).allow_partial(true);
+    // The layout adapter renames a BatchNorm's `weight`/`bias` to `gamma`/`beta` only where
+    // the file also holds that BatchNorm's running statistics; a file of gradients has none.
+    let bn_affine = [(r"\.bn\.weight$", ".bn.gamma"), (r"\.bn\.bias$", ".bn.beta")].map(|(a, b)| (a.to_string(), b.to_string()));
+    for (from, to) in timm_key_remaps(&config).into_iter().chain(bn_affine) {
+        store = store.with_key_remapping(from, to);
+    }
+    let result = net.load_from(&mut store).map_err(|e| anyhow!("{}: cannot read timm tensors: {e}", path.display()))?;
+    // PyTorch's BatchNorm step counters have no counterpart in the model.
+    let unused: Vec<&String> = result.unused.iter().filter(|name| !name.ends_with(".num_batches_tracked")).collect();
+    if !result.errors.is_empty() || !unused.is_empty() {
+        bail!(
+            "{}: {} tensor(s) do not fit {arch}: {}",
+            path.display(),
+            result.errors.len() + unused.len(),
+            result.errors.iter().map(|e| e.to_string()).chain(unused.iter().map(|s| s.to_string())).take(5).collect::<Vec<_>>().join("; ")
+        );
+    }
+    let mut out = Vec::new();
+    for snapshot in net.collect(None, None, false) {
+        let name = snapshot.full_path();
+        if !result.applied.contains(&name) {
+            continue;
+        }
+        let data = snapshot.to_data().map_err(|e| anyhow!("{}: reading {name}: {e:?}", path.display()))?;
+        let values = data.convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("{}: reading {name}: {e:?}", path.display()))?;
+        out.push(crate::train::one_step::NamedTensor { name, shape: snapshot.shape.to_vec(), values });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// The outcome of [`check_weights`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {

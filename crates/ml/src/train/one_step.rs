@@ -27,11 +27,12 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-/// What one step gives: the loss before the step and every tensor of the model after it
-/// (parameters and BatchNorm running statistics), sorted by name.
+/// What one step gives: the loss before the step, the gradient of every parameter, and every
+/// tensor of the model after it (parameters and BatchNorm running statistics), sorted by name.
 #[derive(Debug, Clone)]
 pub struct StepResult {
     pub loss: f32,
+    pub gradients: Vec<NamedTensor>,
     pub tensors: Vec<NamedTensor>,
 }
 
@@ -55,16 +56,61 @@ pub fn one_step<B: TrainBackend>(
     let loss = LossConfig::default().compute(&model.forward(x), t)?;
     let value: f32 = loss.clone().into_scalar().elem::<f32>();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut gradients = Vec::new();
+    // Enum variants (`Single`, `EfficientNet`) left out of the names, as in timm's.
+    for snapshot in model.collect(None, None, true) {
+        let Some(data) = snapshot.tensor_id.and_then(|id| gradient::<B::InnerBackend>(&grads, id, snapshot.shape.len())) else {
+            continue; // running statistics have no gradient
+        };
+        let name = snapshot.full_path();
+        let values = data.convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("reading the gradient of {name}: {e:?}"))?;
+        gradients.push(NamedTensor { name, shape: snapshot.shape.to_vec(), values });
+    }
+    gradients.sort_by(|a, b| a.name.cmp(&b.name));
     let model = optim.step(lr, model, grads);
     let mut tensors = Vec::new();
-    for snapshot in model.valid().collect(None, None, false) {
+    for snapshot in model.valid().collect(None, None, true) {
         let name = snapshot.full_path();
         let data = snapshot.to_data().map_err(|e| anyhow!("reading {name} after the step: {e:?}"))?;
         let values = data.convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("reading {name} after the step: {e:?}"))?;
         tensors.push(NamedTensor { name, shape: snapshot.shape.to_vec(), values });
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(StepResult { loss: value, tensors })
+    Ok(StepResult { loss: value, gradients, tensors })
+}
+
+/// The gradient of parameter `id` (of rank `rank`), if it has one.
+fn gradient<B: burn::tensor::backend::Backend>(
+    grads: &GradientsParams,
+    id: burn::module::ParamId,
+    rank: usize,
+) -> Option<burn::tensor::TensorData> {
+    match rank {
+        1 => grads.get::<B, 1>(id).map(|t| t.into_data()),
+        2 => grads.get::<B, 2>(id).map(|t| t.into_data()),
+        3 => grads.get::<B, 3>(id).map(|t| t.into_data()),
+        4 => grads.get::<B, 4>(id).map(|t| t.into_data()),
+        _ => None,
+    }
+}
+
+/// The relative difference of each tensor of `ours` that `reference` also has, by name:
+/// `max |a − b| / max |b|`, largest first. For comparing with a reference that holds a
+/// sample of the tensors (the PyTorch fixture); a name of `reference` that `ours` lacks is an
+/// error.
+pub fn relative_differences(ours: &[NamedTensor], reference: &[NamedTensor]) -> Result<Vec<(f64, String)>> {
+    let mut out = Vec::new();
+    for r in reference {
+        let a = ours.iter().find(|t| t.name == r.name).ok_or_else(|| anyhow!("no tensor {} in the step's result", r.name))?;
+        if a.values.len() != r.values.len() {
+            return Err(anyhow!("{}: {} values against the reference's {}", r.name, a.values.len(), r.values.len()));
+        }
+        let scale = r.values.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs())).max(f64::MIN_POSITIVE);
+        let diff = a.values.iter().zip(&r.values).fold(0.0f64, |m, (p, q)| m.max((*p as f64 - *q as f64).abs()));
+        out.push((if diff.is_finite() { diff / scale } else { f64::INFINITY }, r.name.clone()));
+    }
+    out.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(out)
 }
 
 /// The largest per-tensor relative difference between two step results:
