@@ -4,7 +4,7 @@
 #   scripts/lavapipe.sh install    # apt-get install libvulkan1 mesa-vulkan-drivers (when missing)
 #
 # A library loaded by the Vulkan loader, not a server: nothing to start or stop. The tests
-# then run in `cargo test --release` with the rest; `.ci/run` sets CUBECL_AUTOTUNE_LEVEL=minimal,
+# then run in `cargo test --release` with the rest; `.ci/run` sets CUBECL_AUTOTUNE_LEVEL=minimal
 # which bounds the cold cost of the first kernels (cubecl keeps its tuning under target/).
 set -euo pipefail
 

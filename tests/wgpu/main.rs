@@ -24,16 +24,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm").join(name)
 }
 
-/// One test at a time on the adapter. Cold, most of a test's time is compiling kernels
-/// (cubecl's, then Mesa's LLVM): run one after the other, a test reuses the kernels of the
-/// tests before it; run side by side, each compiles them all.
-static ADAPTER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Holds [`ADAPTER_LOCK`] for the rest of the calling test (a failed test poisons nothing).
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ADAPTER_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The adapter, printed so that CI logs say what the figures were measured on; `None` when
 /// `MASKFLOW_SKIP_WGPU` is set.
 fn adapter() -> Option<String> {
@@ -49,7 +39,6 @@ fn adapter() -> Option<String> {
 
 #[test]
 fn b0_eval_logits_match_timm_on_wgpu() {
-    let _adapter = one_at_a_time();
     if adapter().is_none() {
         return;
     }
@@ -86,32 +75,31 @@ fn step_on_both(optimizer: &OptimizerConfig, lr: f64) -> f64 {
     worst
 }
 
+/// One B0 step with SGD, then one with AdamW, in one test: cold, most of the time is cubecl
+/// autotuning and compiling the training step's kernels on one thread, and the second step
+/// reuses them (two tests would each compile them all).
+///
 /// SGD: the update is the gradient times the learning rate, so this compares the gradients of
 /// every parameter (BatchNorm included) through the two backends' backward passes.
+///
+/// AdamW: its first update is `lr · g / (|g| + eps)`, which for `|g| ≫ eps` is `±lr` whatever
+/// the gradient's size, and `lr · g / eps` for `|g| ≪ eps`: it magnifies the relative error of
+/// small gradients by `lr / eps`. Gradients here go down to rounding noise (about 1e-7 in the
+/// deep blocks, where the fixture's randomised BatchNorm makes the loss 38), and which kernel
+/// cubecl's autotuner picks (by timing, so from run to run) changes their last bits: with
+/// PyTorch's `eps = 1e-8` the backends differed by 6.7e-4 relative, with 1e-5 by 5.6e-6 in one
+/// cold run and 1.7e-4 in another (`blocks.11.se.reduce.weight`). `eps = 1e-3` is below the
+/// gradients that matter (up to 38 here) and keeps noise-level ones from moving a weight by
+/// more than `lr / 1000` of their size, so the comparison measures the backends, not the noise.
 #[test]
-fn b0_sgd_step_matches_flex_on_wgpu() {
-    let _adapter = one_at_a_time();
+fn b0_sgd_and_adamw_steps_match_flex_on_wgpu() {
     if adapter().is_none() {
         return;
     }
     let sgd = OptimizerConfig { kind: OptimizerKind::Sgd { momentum: 0.9, nesterov: false }, weight_decay: 1e-4, grad_clip_norm: None };
     step_on_both(&sgd, 1e-2);
-}
-
-/// AdamW. Its first update is `lr · g / (|g| + eps)`, which for `|g| ≫ eps` is `±lr` whatever
-/// the gradient's size: with PyTorch's `eps = 1e-8`, a gradient that is rounding noise (about
-/// 1e-7 in the deep blocks here, where the fixture's randomised BatchNorm makes the loss 38)
-/// gets a full step whose sign is the noise's, and the backends differed by 6.7e-4 relative
-/// there. `eps = 1e-5` keeps the update a continuous function of the gradient at that scale,
-/// below the gradients that matter, so the comparison measures the backends, not the noise.
-#[test]
-fn b0_adamw_step_matches_flex_on_wgpu() {
-    let _adapter = one_at_a_time();
-    if adapter().is_none() {
-        return;
-    }
     let adamw = OptimizerConfig {
-        kind: OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-5 },
+        kind: OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-3 },
         weight_decay: 0.01,
         grad_clip_norm: Some(5.0),
     };
@@ -137,7 +125,6 @@ fn macro_f1(space: &common::Space) -> f64 {
 // each backend's own generator, and the F1s differed by 0.12).
 #[test]
 fn tiny_multi_head_pipeline_runs_end_to_end_on_wgpu() {
-    let _adapter = one_at_a_time();
     let Some(adapter) = adapter() else { return };
     let s = common::Space::new();
     s.write("p.mf", PIPELINE);
