@@ -361,9 +361,9 @@ pub enum ModelCommand {
         steps: usize,
         #[arg(long, default_value = "cpu")]
         backend: String,
-        /// The device's float type (f16 and bf16 on a GPU backend that has them).
-        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
-        precision: String,
+        /// The device's float type: f32, f16 or bf16 (the last two on a GPU backend that has them).
+        #[arg(long, default_value = "f32", value_parser = parse_precision)]
+        precision: crate::train::Precision,
         #[arg(long)]
         json: bool,
     },
@@ -429,4 +429,12 @@ pub enum KeyCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// `--precision`: one of [`crate::train::Precision::ALL`] by name.
+fn parse_precision(s: &str) -> Result<crate::train::Precision, String> {
+    crate::train::Precision::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = crate::train::Precision::ALL.iter().map(|p| p.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }

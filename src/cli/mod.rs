@@ -79,7 +79,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             tools::check_weights(&backend, &model, classes, &weights, &io, tol)
         }
         Command::Model { command: ModelCommand::Bench { model, size, batch, steps, backend, precision, json } } => {
-            tools::model_bench(&backend, &precision, &model, &size, batch, steps, json)
+            tools::model_bench(&backend, precision, &model, &size, batch, steps, json)
         }
         Command::Score { submission, labels, json } => tools::score(&submission, &labels, json),
         Command::Data { command: DataCommand::Stats { dir, age_bins, svg } } => tools::data_stats(&dir, age_bins, &svg),

@@ -47,7 +47,15 @@ pub(super) fn model_info(name: &str, classes: usize, json: bool) -> Result<i32> 
     Ok(0)
 }
 
-pub(super) fn model_bench(backend: &str, precision: &str, model: &str, size: &str, batch: usize, steps: usize, json: bool) -> Result<i32> {
+pub(super) fn model_bench(
+    backend: &str,
+    precision: crate::train::Precision,
+    model: &str,
+    size: &str,
+    batch: usize,
+    steps: usize,
+    json: bool,
+) -> Result<i32> {
     let parsed = size.split_once('x').and_then(|(h, w)| Some((h.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)));
     let Some((height, width)) = parsed.filter(|&(h, w)| h > 0 && w > 0) else {
         anyhow::bail!("--size {size:?}: expected HxW, e.g. 224x224");
@@ -55,11 +63,6 @@ pub(super) fn model_bench(backend: &str, precision: &str, model: &str, size: &st
     if batch == 0 {
         anyhow::bail!("--batch must be at least 1");
     }
-    let precision = match precision {
-        "f16" => crate::train::Precision::F16,
-        "bf16" => crate::train::Precision::Bf16,
-        _ => crate::train::Precision::F32,
-    };
     let t = crate::train::measure_on(backend, precision, model, batch, height, width, steps)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&t)?);

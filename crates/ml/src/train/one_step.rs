@@ -105,12 +105,17 @@ pub fn relative_differences(ours: &[NamedTensor], reference: &[NamedTensor]) -> 
         if a.values.len() != r.values.len() {
             return Err(anyhow!("{}: {} values against the reference's {}", r.name, a.values.len(), r.values.len()));
         }
-        let scale = r.values.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs())).max(f64::MIN_POSITIVE);
-        let diff = a.values.iter().zip(&r.values).fold(0.0f64, |m, (p, q)| m.max((*p as f64 - *q as f64).abs()));
-        out.push((if diff.is_finite() { diff / scale } else { f64::INFINITY }, r.name.clone()));
+        out.push((relative_difference(&a.values, &r.values), r.name.clone()));
     }
     out.sort_by(|a, b| b.0.total_cmp(&a.0));
     Ok(out)
+}
+
+/// `max |a − b| / max |b|` for two tensors of equal length (infinite when a value is not finite).
+fn relative_difference(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs())).max(f64::MIN_POSITIVE);
+    let diff = a.iter().zip(b).fold(0.0f64, |m, (p, q)| m.max((*p as f64 - *q as f64).abs()));
+    if diff.is_finite() { diff / scale } else { f64::INFINITY }
 }
 
 /// The largest per-tensor relative difference between two step results:
@@ -125,9 +130,7 @@ pub fn max_relative_difference(a: &StepResult, b: &StepResult) -> Result<(f64, S
         if x.name != y.name || x.values.len() != y.values.len() {
             return Err(anyhow!("tensor {} ({} values) does not match {} ({} values)", x.name, x.values.len(), y.name, y.values.len()));
         }
-        let scale = y.values.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs())).max(f64::MIN_POSITIVE);
-        let diff = x.values.iter().zip(&y.values).fold(0.0f64, |m, (p, q)| m.max((*p as f64 - *q as f64).abs()));
-        let relative = if diff.is_finite() { diff / scale } else { f64::INFINITY };
+        let relative = relative_difference(&x.values, &y.values);
         if relative > worst.0 || relative.is_nan() {
             worst = (relative, x.name.clone());
         }
