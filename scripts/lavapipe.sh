@@ -4,8 +4,8 @@
 #   scripts/lavapipe.sh install    # apt-get install libvulkan1 mesa-vulkan-drivers (when missing)
 #
 # A library loaded by the Vulkan loader, not a server: nothing to start or stop. The tests
-# then run in `cargo test --release` with the rest; `.ci/run` sets CUBECL_AUTOTUNE_LEVEL=minimal
-# which bounds the cold cost of the first kernels (cubecl keeps its tuning under target/).
+# then run in `cargo test --release` with the rest, under the pinned cubecl autotune cache that
+# `.ci/run` seeds (scripts/autotune.py: why, and how to regenerate it).
 set -euo pipefail
 
 case "${1:-}" in

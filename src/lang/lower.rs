@@ -786,11 +786,30 @@ fn train(cx: &mut Cx<'_>, b: Option<&Block>) -> ir::Train {
                 v.span,
                 "half precision needs a GPU backend: set `backend = cuda` or `backend = wgpu` (the CPU backend computes in f32)",
             );
+        } else if let (ir::Precision::F16, ir::Optimizer::Adam { eps, .. } | ir::Optimizer::Adamw { eps, .. }) =
+            (out.precision, &out.optimizer)
+            && *eps < F16_SMALLEST_NORMAL
+        {
+            // burn 0.21 has no f32 master weights: Adam's state and update are f16 too, where an
+            // `eps` below f16's smallest normal rounds to 0 (or a subnormal the GPU may flush) and
+            // an entry whose gradient has been zero divides 0 by 0. Found on lavapipe: NaN loss at
+            // the second step of a tiny model with the default 1e-8.
+            cx.error(
+                Kind::Conflict,
+                v.span,
+                format!(
+                    "`precision = f16` computes Adam's update in f16, where the optimizer's `eps = {eps:e}` is below the smallest normal \
+                     ({F16_SMALLEST_NORMAL:e}) and a zero gradient gives NaN: set `eps = 1e-4` in the optimizer, or use `precision = bf16`"
+                ),
+            );
         }
     }
     k.finish(cx, "train", names::block_keys("train"));
     out
 }
+
+/// 2⁻¹⁴, the smallest positive normal `f16`.
+const F16_SMALLEST_NORMAL: f64 = 6.103515625e-5;
 
 /// A call-like value: `adamw` or `adamw(lr = 3e-4)`.
 fn call_parts<'v>(cx: &mut Cx<'_>, v: &'v Value, key: &str, example: &str) -> Option<(Ident, &'v [Arg])> {

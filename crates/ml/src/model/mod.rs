@@ -8,6 +8,7 @@
 
 pub mod batchnorm;
 pub mod digest;
+pub mod dtype;
 pub mod efficientnet;
 pub mod fused;
 pub mod timm;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::labels::{AGE_CLASSES, GENDER_CLASSES, MASK_CLASSES, NUM_CLASSES, TASK_CLASSES};
 pub use digest::weights_digest;
+pub use dtype::to_device_float;
 pub use efficientnet::{EfficientNet, EfficientNetConfig};
 pub use fused::{ModelBackend, TrainBackend};
 pub use timm::{CheckReport, LoadReport, check_weights, check_weights_with, load_pretrained, load_timm_weights};

@@ -355,7 +355,8 @@ impl<B: TrainBackend> Session<'_, B> {
                 RunState::fresh(fingerprint)
             }
         };
-        Ok(Start::Run { model, optim, state })
+        // Applied snapshots, checkpoints and pretrained weights keep their f32 (`model::dtype`).
+        Ok(Start::Run { model: model::to_device_float(model, device), optim, state })
     }
 
     /// The optimiser steps of `epoch` (the backend already seeded for it): the model after
@@ -468,7 +469,11 @@ impl<B: TrainBackend> Session<'_, B> {
 /// Loads a model saved by [`train`] (`best_model` / `last_model`) for inference.
 pub fn load_model<B: Backend>(spec: &ModelSpec, path: &Path, device: &B::Device) -> Result<Classifier<B>> {
     let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    spec.build::<B>(device)?.load_file(path.to_path_buf(), &rec, device).map_err(|e| anyhow!("{}: loading model: {e:?}", path.display()))
+    let model = spec
+        .build::<B>(device)?
+        .load_file(path.to_path_buf(), &rec, device)
+        .map_err(|e| anyhow!("{}: loading model: {e:?}", path.display()))?;
+    Ok(model::to_device_float(model, device))
 }
 
 /// What [`evaluate`] measures on a validation set.

@@ -43,5 +43,5 @@ pub fn load_weights<B: Backend>(spec: &ModelSpec, path: &Path, device: &B::Devic
             result.missing.len()
         );
     }
-    Ok(model)
+    Ok(crate::model::to_device_float(model, device))
 }
