@@ -4,9 +4,12 @@ backward, AdamW) and eval-mode inference of efficientnet_b0 (18 classes), batch 
 at the same sizes. Run it right after the Rust bench so both see the same machine load.
 
 Usage: peer_train_step.py [SIZES]   (default "128x96,224x224", HxW)
+Env, as the Rust bench reads them: BENCH_ARCH (default efficientnet_b0), BENCH_BATCH (default 16),
+BENCH_STEPS (default 3).
 Set up (scratch venv, never committed): python3 -m venv /tmp/mfvenv && /tmp/mfvenv/bin/pip install torch timm
 """
 
+import os
 import sys
 import time
 
@@ -17,11 +20,13 @@ import torch
 def main():
     torch.set_num_threads(2)
     sizes = sys.argv[1] if len(sys.argv) > 1 else "128x96,224x224"
-    steps, batch = 3, 16
+    arch = os.environ.get("BENCH_ARCH", "efficientnet_b0")
+    steps = int(os.environ.get("BENCH_STEPS", "3"))
+    batch = int(os.environ.get("BENCH_BATCH", "16"))
     for size in sizes.split(","):
         h, w = (int(v) for v in size.split("x"))
         torch.manual_seed(1)
-        model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=18)
+        model = timm.create_model(arch, pretrained=False, num_classes=18)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.randn(batch, 3, h, w)
         y = torch.arange(batch) % 18
@@ -40,7 +45,7 @@ def main():
             for _ in range(steps):
                 model(x)
             infer = batch * steps / (time.perf_counter() - t)
-        print(f"pytorch  efficientnet_b0 b{batch} {h}x{w}: train {train:7.2f} img/s, infer {infer:7.2f} img/s", flush=True)
+        print(f"pytorch  {arch} b{batch} {h}x{w}: train {train:7.2f} img/s, infer {infer:7.2f} img/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -54,10 +54,15 @@ pub fn step_version(kind: StepKind) -> u32 {
         // 3: history.json records the validation loss and per-task F1 of each epoch.
         // 4: initial weights are drawn in module visit order from the seed on every backend
         // (train::build_seeded), not lazily at the first forward pass.
-        StepKind::Train => 4,
+        // 5: dense k×k convolutions (stems, tiny_cnn) run as im2col matrix products
+        // (model::fused::dense); weights differ in the last bits.
+        StepKind::Train => 5,
         // 3: the charts are SVG (plotters) with labels in words, not hand-drawn PNGs.
-        StepKind::Evaluate => 3,
-        StepKind::Predict => 2,
+        // 4: the model's dense convolutions run as im2col products (probabilities move in the
+        // last bits).
+        StepKind::Evaluate => 4,
+        // 3: as evaluate 4.
+        StepKind::Predict => 3,
         StepKind::Ensemble => 1,
     }
 }

@@ -216,6 +216,10 @@ impl<B: Backend> ConvBnAct<B> {
             let out =
                 B::fused_depthwise_conv(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);
             Tensor::from_primitive(TensorPrimitive::Float(out))
+        } else if self.is_dense() {
+            let out =
+                B::fused_dense_conv(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);
+            Tensor::from_primitive(TensorPrimitive::Float(out))
         } else {
             self.conv.forward(x)
         };
@@ -231,12 +235,22 @@ impl<B: Backend> ConvBnAct<B> {
     /// One filter per channel, square kernel, padding `k / 2`, no bias: what
     /// [`ModelBackend::fused_depthwise_conv`] computes.
     fn is_depthwise(&self) -> bool {
+        let [cout, per_group, ..] = self.conv.weight.dims();
+        self.conv.groups == cout && per_group == 1 && self.is_square_padded()
+    }
+
+    /// Ungrouped, square kernel, padding `k / 2`, no bias: what
+    /// [`ModelBackend::fused_dense_conv`] computes.
+    fn is_dense(&self) -> bool {
+        self.conv.groups == 1 && self.is_square_padded()
+    }
+
+    /// Square kernel, one stride for both axes, padding `k / 2` on every side, dilation 1, no bias.
+    fn is_square_padded(&self) -> bool {
         let c = &self.conv;
-        let [cout, per_group, k, k2] = c.weight.dims();
+        let [_, _, k, k2] = c.weight.dims();
         let pad = k / 2;
-        c.groups == cout
-            && per_group == 1
-            && k == k2
+        k == k2
             && c.stride[0] == c.stride[1]
             && c.dilation == [1, 1]
             && c.bias.is_none()

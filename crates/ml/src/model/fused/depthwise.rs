@@ -9,7 +9,8 @@
 
 use std::ops::Range;
 
-/// Geometry of one depthwise convolution.
+/// Geometry of one square convolution with padding `k / 2`: depthwise here, dense in `dense.rs`
+/// (where `channels` are the input channels).
 #[derive(Clone, Copy, Debug)]
 pub struct Geometry {
     pub batch: usize,
@@ -52,16 +53,16 @@ impl Geometry {
         lo.min(hi)..hi
     }
 
-    fn rows(&self, ky: usize) -> Range<usize> {
+    pub(super) fn rows(&self, ky: usize) -> Range<usize> {
         self.valid(ky, self.height, self.out_height)
     }
 
-    fn cols(&self, kx: usize) -> Range<usize> {
+    pub(super) fn cols(&self, kx: usize) -> Range<usize> {
         self.valid(kx, self.width, self.out_width)
     }
 
     /// Input index of output position `o` under tap `t` (`o` from [`Self::valid`]).
-    fn input(&self, o: usize, t: usize) -> usize {
+    pub(super) fn input(&self, o: usize, t: usize) -> usize {
         o * self.stride + t - self.pad()
     }
 }

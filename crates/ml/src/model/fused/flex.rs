@@ -1,5 +1,6 @@
 //! [`ModelBackend`] on burn-flex: the BatchNorm kernels here, the depthwise ones in
-//! `depthwise.rs`, and the 1×1 weight gradient as one product over the batch.
+//! `depthwise.rs`, the dense convolution's column matrices in `dense.rs`, and the 1×1 weight
+//! gradient as one product over the batch.
 //!
 //! Layout: `x` is `[N, C, H, W]`, read as `N·C` rows of `H·W` values; row `r` belongs to
 //! channel `r % C`. Channel statistics run one rayon task per channel, each summing its rows
@@ -17,7 +18,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
-use super::{ModelBackend, depthwise, float, reference, vmath};
+use super::{ModelBackend, dense, depthwise, float, reference, vmath};
 
 /// Lanes per kernel step: two AVX registers, so the loop body has two independent chains.
 const LANES: usize = 16;
@@ -145,6 +146,59 @@ impl ModelBackend for Flex {
         [dx.reshape([n, cin, h, w]).into_primitive().tensor(), dw.into_primitive().tensor()]
     }
 
+    fn fused_dense_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        let [y, _] = Self::fused_dense_conv_saving(x, weight, stride);
+        y
+    }
+
+    /// Saves the column matrix (`[C·k·k, N·P]`, rank 2) for the backward, or `x` (rank 4)
+    /// where the tensors are not f32 and the reference runs.
+    fn fused_dense_conv_saving(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> [FloatTensor<Self>; 2] {
+        let (Some(x), Some(weight)) = (f32_contiguous(&x), f32_contiguous(&weight)) else {
+            return [reference::on_primitives::dense_conv::<Flex>(x.clone(), weight, stride), x];
+        };
+        let (g, cout) = dense_geometry(x.shape().dims(), &weight, stride);
+        let cols = column_matrix(&g, slice(&x));
+        // [C_out, N·P], one product for the whole batch, then back to [N, C_out, P].
+        let y = float::<Flex, 4>(weight).reshape([cout, dense::col_rows(&g)]).matmul(cols.clone());
+        let y = f32_contiguous(&y.into_primitive().tensor()).expect("a matmul of f32 tensors is f32");
+        let y = tensor(batch_major(slice(&y), g.batch, cout, g.out_plane()), [g.batch, cout, g.out_height, g.out_width]);
+        [y, cols.into_primitive().tensor()]
+    }
+
+    fn fused_dense_conv_backward(
+        saved: FloatTensor<Self>,
+        x_shape: [usize; 4],
+        weight: FloatTensor<Self>,
+        stride: usize,
+        grad: FloatTensor<Self>,
+        input_grad: bool,
+    ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>) {
+        let (Some(saved), Some(weight), Some(grad)) = (f32_contiguous(&saved), f32_contiguous(&weight), f32_contiguous(&grad)) else {
+            return reference::on_primitives::dense_conv_backward::<Flex>(saved, weight, stride, grad, input_grad);
+        };
+        let (g, cout) = dense_geometry(x_shape, &weight, stride);
+        // The forward saved the columns; `x` itself only where it ran the reference, and then
+        // (f32 here) the columns are built now.
+        let cols: Tensor<Flex, 2> = if saved.shape().num_dims() == 2 { float(saved) } else { column_matrix(&g, slice(&saved)) };
+        let weight_shape = weight.shape();
+        let grad_rows: Tensor<Flex, 2> =
+            float(tensor(channel_major(slice(&grad), g.batch, cout, g.out_plane()), [cout, g.batch * g.out_plane()]));
+        let weight = float::<Flex, 4>(weight).reshape([cout, dense::col_rows(&g)]);
+        let (dx, dw) = rayon::join(
+            || {
+                input_grad.then(|| {
+                    let dcols = weight.transpose().matmul(grad_rows.clone()).into_primitive().tensor();
+                    let dcols = f32_contiguous(&dcols).expect("a matmul of f32 tensors is f32");
+                    tensor(dense::col2im(&g, slice(&dcols)), x_shape)
+                })
+            },
+            || dense_weight_grad(grad_rows.clone(), cols),
+        );
+        let dw: Tensor<Flex, 4> = dw.reshape(weight_shape);
+        (dx, dw.into_primitive().tensor())
+    }
+
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
         let (Some(x), Some(weight)) = (f32_contiguous(&x), f32_contiguous(&weight)) else {
             return reference::on_primitives::depthwise_conv::<Flex>(x, weight, stride);
@@ -179,6 +233,63 @@ fn depthwise_geometry(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> dep
         &ws[..]
     );
     depthwise::Geometry::new([xs[0], xs[1], xs[2], xs[3]], ws[2], stride)
+}
+
+/// Geometry (`channels` the input channels) and output channels of a dense convolution of an
+/// input of shape `x`.
+fn dense_geometry(x: [usize; 4], weight: &FlexTensor, stride: usize) -> (depthwise::Geometry, usize) {
+    let ws = weight.shape();
+    assert!(
+        ws.len() == 4 && ws[1] == x[1] && ws[2] == ws[3],
+        "dense conv takes x [N, C_in, H, W] and weight [C_out, C_in, k, k], got {x:?} and {:?}",
+        &ws[..]
+    );
+    (depthwise::Geometry::new(x, ws[2], stride), ws[0])
+}
+
+/// `g · colsᵀ` (`[C_out, N·P]` by `[C·k·k, N·P]`): the dense weight gradient. The product is
+/// long and thin (`N·P` terms per output, few outputs), which one gemm call runs on about one
+/// core; so it is summed over a fixed number of column chunks in parallel, the partial
+/// products added in chunk order. The chunk count depends on the shapes only, never on the
+/// thread count, so the bits do not either.
+fn dense_weight_grad(grad_rows: Tensor<Flex, 2>, cols: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
+    const MIN_CHUNK_COLUMNS: usize = 2048;
+    const MAX_CHUNKS: usize = 8;
+    let [cout, len] = grad_rows.dims();
+    let rows = cols.dims()[0];
+    let chunks = (len / MIN_CHUNK_COLUMNS).clamp(1, MAX_CHUNKS);
+    let per_chunk = len.div_ceil(chunks);
+    let partials: Vec<Tensor<Flex, 2>> = (0..chunks)
+        .into_par_iter()
+        .map(|i| {
+            let range = i * per_chunk..((i + 1) * per_chunk).min(len);
+            grad_rows.clone().slice([0..cout, range.clone()]).matmul(cols.clone().slice([0..rows, range]).transpose())
+        })
+        .collect();
+    partials.into_iter().reduce(|sum, p| sum + p).expect("at least one chunk")
+}
+
+/// [`dense::im2col`] of `x` as a `[C·k·k, N·P]` tensor.
+fn column_matrix(g: &depthwise::Geometry, x: &[f32]) -> Tensor<Flex, 2> {
+    float(tensor(dense::im2col(g, x), [dense::col_rows(g), g.batch * g.out_plane()]))
+}
+
+/// `[C, N·L]` → `[N, C, L]`: the inverse of [`channel_major`].
+fn batch_major(values: &[f32], n: usize, c: usize, len: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(n * c * len);
+    if len > 0 {
+        out.spare_capacity_mut()[..n * c * len].par_chunks_mut(c * len).enumerate().for_each(|(image, planes)| {
+            for (ch, dst) in planes.chunks_mut(len).enumerate() {
+                let src = &values[(ch * n + image) * len..][..len];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    d.write(v);
+                }
+            }
+        });
+    }
+    // SAFETY: each of the `n` images' `c·len` values was written above.
+    unsafe { out.set_len(n * c * len) };
+    out
 }
 
 /// `[N, C, L]` → `[C, N·L]` (row `c` holds channel `c` of every image in turn).

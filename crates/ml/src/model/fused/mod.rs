@@ -12,12 +12,14 @@
 //! transposed convolution and a weight convolution over strided copies; here each direction is
 //! one register-blocked pass per image plane. A 1×1 convolution is a matmul; its node sums the
 //! weight gradient over the batch inside one product instead of materialising one `[C_out,
-//! C_in]` product per image, as burn's broadcast matmul backward does.
+//! C_in]` product per image, as burn's broadcast matmul backward does. A dense `k × k`
+//! convolution (the stem, every layer of `tiny_cnn`) is three products over the whole batch
+//! on an im2col matrix (`dense.rs`), where flex would take strided copies again.
 //!
 //! The constraint this module keeps: every backend gets the same maths. [`ModelBackend`]'s
 //! default methods are the tensor-op compositions in [`reference`](mod@reference), so CUDA (and any other
-//! backend) runs them unchanged; `Flex` overrides them with the kernels in `flex.rs` and
-//! `depthwise.rs`; `Autodiff<B>` wraps `B`'s forward and backward as one graph node. Tests
+//! backend) runs them unchanged; `Flex` overrides them with the kernels in `flex.rs`,
+//! `depthwise.rs` and `dense.rs`; `Autodiff<B>` wraps `B`'s forward and backward as one graph node. Tests
 //! check the flex kernels and the autodiff gradients against [`reference`](mod@reference).
 //!
 //! Arithmetic is not bit-identical to the composition: the batch variance comes from shifted
@@ -44,6 +46,7 @@ macro_rules! dispatch {
     };
 }
 
+mod dense;
 mod depthwise;
 mod flex;
 pub mod reference;
@@ -55,10 +58,10 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 
-/// A backend the models run on: burn's [`Backend`] plus the fused BatchNorm (+ SiLU), 1×1 and
-/// depthwise convolution ops.
+/// A backend the models run on: burn's [`Backend`] plus the fused BatchNorm (+ SiLU), 1×1,
+/// dense and depthwise convolution ops.
 pub trait ModelBackend: Backend {
     /// Training-mode BatchNorm of `x` (`[N, C, H, W]`) with batch statistics and affine
     /// `gamma`, `beta` (`[C]`), followed by SiLU when `silu`. Returns the output, the batch
@@ -105,6 +108,35 @@ pub trait ModelBackend: Backend {
     /// and `weight`, given the output gradient `grad`.
     fn fused_pointwise_conv_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 2] {
         reference::on_primitives::pointwise_conv_backward::<Self>(x, weight, grad)
+    }
+
+    /// Dense (ungrouped) convolution: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, k, k]`,
+    /// the given stride, zero padding `k / 2` on every side, no bias (the stem, and `tiny_cnn`).
+    fn fused_dense_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        reference::on_primitives::dense_conv::<Self>(x, weight, stride)
+    }
+
+    /// [`fused_dense_conv`](Self::fused_dense_conv) for training: also returns what
+    /// [`fused_dense_conv_backward`](Self::fused_dense_conv_backward) needs of the input,
+    /// in the backend's own form: `x` itself by default; on flex, its column matrix, so the
+    /// backward does not build it a second time.
+    fn fused_dense_conv_saving(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> [FloatTensor<Self>; 2] {
+        [Self::fused_dense_conv(x.clone(), weight, stride), x]
+    }
+
+    /// Gradients of [`fused_dense_conv`](Self::fused_dense_conv) with respect to `x` (only
+    /// when `input_grad`: a first layer's input needs none) and `weight`, given what the
+    /// forward `saved`, the input's shape `[N, C_in, H, W]` and the output gradient `grad`.
+    fn fused_dense_conv_backward(
+        saved: FloatTensor<Self>,
+        x_shape: [usize; 4],
+        weight: FloatTensor<Self>,
+        stride: usize,
+        grad: FloatTensor<Self>,
+        input_grad: bool,
+    ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>) {
+        debug_assert_eq!(saved.shape().dims::<4>(), x_shape, "the default forward saves x itself");
+        reference::on_primitives::dense_conv_backward::<Self>(saved, weight, stride, grad, input_grad)
     }
 
     /// Depthwise convolution: `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]`, the given stride,
@@ -215,6 +247,38 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
         match FusedPointwiseConv.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x.primitive, weight.primitive), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_dense_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FusedDenseConv;
+
+        impl<B: ModelBackend> Backward<B, 2> for FusedDenseConv {
+            /// What the forward saved of `x`, and `x`'s shape; `weight`; the stride.
+            type State = (FloatTensor<B>, [usize; 4], FloatTensor<B>, usize);
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (saved, x_shape, weight, stride) = ops.state;
+                let (dx, dweight) = B::fused_dense_conv_backward(saved, x_shape, weight, stride, grad, node_x.is_some());
+                if let (Some(node), Some(dx)) = (node_x, dx) {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    grads.register::<B>(node.id, dweight);
+                }
+            }
+        }
+
+        match FusedDenseConv.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let x_shape = x.primitive.shape().dims::<4>();
+                let [y, saved] = B::fused_dense_conv_saving(x.primitive, weight.primitive.clone(), stride);
+                prep.finish((saved, x_shape, weight.primitive, stride), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_dense_conv(x.primitive, weight.primitive, stride)),
         }
     }
 

@@ -86,15 +86,16 @@ pub fn channel_affine<B: Backend>(x: Tensor<B, 4>, scale: Tensor<B, 1>, shift: T
     if silu { silu_op(y) } else { y }
 }
 
-fn depthwise_options(channels: usize, kernel: usize, stride: usize) -> ConvOptions<2> {
+/// A square convolution with zero padding `kernel / 2` and dilation 1.
+fn square_conv_options(groups: usize, kernel: usize, stride: usize) -> ConvOptions<2> {
     let pad = kernel / 2;
-    ConvOptions::new([stride, stride], [pad, pad], [1, 1], channels)
+    ConvOptions::new([stride, stride], [pad, pad], [1, 1], groups)
 }
 
 /// See [`ModelBackend::fused_depthwise_conv`](super::ModelBackend::fused_depthwise_conv).
 pub fn depthwise_conv<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, stride: usize) -> Tensor<B, 4> {
     let [channels, _, kernel, _] = weight.dims();
-    burn::tensor::module::conv2d(x, weight, None, depthwise_options(channels, kernel, stride))
+    burn::tensor::module::conv2d(x, weight, None, square_conv_options(channels, kernel, stride))
 }
 
 /// See [`ModelBackend::fused_depthwise_conv_backward`](super::ModelBackend::fused_depthwise_conv_backward):
@@ -106,12 +107,35 @@ pub fn depthwise_conv_backward<B: Backend>(
     grad: Tensor<B, 4>,
 ) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let [channels, _, kernel, _] = weight.dims();
-    let options = depthwise_options(channels, kernel, stride);
+    let options = square_conv_options(channels, kernel, stride);
     let (x, weight, grad) = (x.into_primitive().tensor(), weight.into_primitive().tensor(), grad.into_primitive().tensor());
     let dx = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
     let dweight = B::conv2d_weight_backward(x, weight, grad, options);
     let float = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
     (float(dx), float(dweight))
+}
+
+/// See [`ModelBackend::fused_dense_conv`](super::ModelBackend::fused_dense_conv).
+pub fn dense_conv<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, stride: usize) -> Tensor<B, 4> {
+    let kernel = weight.dims()[2];
+    burn::tensor::module::conv2d(x, weight, None, square_conv_options(1, kernel, stride))
+}
+
+/// See [`ModelBackend::fused_dense_conv_backward`](super::ModelBackend::fused_dense_conv_backward):
+/// `(dx, dweight)` by the backend's own convolution backward ops, `dx` only when `input_grad`.
+pub fn dense_conv_backward<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    stride: usize,
+    grad: Tensor<B, 4>,
+    input_grad: bool,
+) -> (Option<Tensor<B, 4>>, Tensor<B, 4>) {
+    let options = square_conv_options(1, weight.dims()[2], stride);
+    let (x, weight, grad) = (x.into_primitive().tensor(), weight.into_primitive().tensor(), grad.into_primitive().tensor());
+    let dx = input_grad.then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+    let dweight = B::conv2d_weight_backward(x, weight, grad, options);
+    let float = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
+    (dx.map(float), float(dweight))
 }
 
 /// See [`ModelBackend::fused_pointwise_conv`](super::ModelBackend::fused_pointwise_conv):
@@ -210,6 +234,21 @@ pub(super) mod on_primitives {
     pub fn pointwise_conv_backward<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, grad: FloatTensor<B>) -> [FloatTensor<B>; 2] {
         let (dx, dw) = super::pointwise_conv_backward::<B>(float(x), float(weight), float(grad));
         [prim(dx), prim(dw)]
+    }
+
+    pub fn dense_conv<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, stride: usize) -> FloatTensor<B> {
+        prim(super::dense_conv::<B>(float(x), float(weight), stride))
+    }
+
+    pub fn dense_conv_backward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        stride: usize,
+        grad: FloatTensor<B>,
+        input_grad: bool,
+    ) -> (Option<FloatTensor<B>>, FloatTensor<B>) {
+        let (dx, dw) = super::dense_conv_backward::<B>(float(x), float(weight), stride, float(grad), input_grad);
+        (dx.map(prim), prim(dw))
     }
 
     pub fn depthwise_conv<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, stride: usize) -> FloatTensor<B> {

@@ -2,7 +2,7 @@
 //! node against autodiff through the reference composition.
 
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::{Distribution, Tensor, TensorData, TensorPrimitive, backend::Backend};
+use burn::tensor::{Distribution, Tensor, TensorData, TensorMetadata, TensorPrimitive, backend::Backend};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -337,5 +337,105 @@ fn pointwise_backward_reference_and_flex_agree() {
         let f = |t| values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(t)));
         assert!(max_rel_diff(&f(dx), &values(dx_ref)) < 1e-5, "dx, {shape:?} → {cout}");
         assert!(max_rel_diff(&f(dw), &values(dw_ref)) < 1e-5, "dweight, {shape:?} → {cout}");
+    }
+}
+
+/// Dense geometries: the stem and `tiny_cnn` (k 3, stride 2), stride 1, a 5×5 kernel, odd
+/// sizes, an image smaller than the kernel, and a 1×1 stride-2 convolution (no padding).
+const DENSE: [([usize; 4], usize, usize, usize); 6] = [
+    ([2, 3, 9, 8], 16, 3, 2),
+    ([3, 5, 7, 7], 4, 3, 1),
+    ([2, 4, 11, 6], 6, 5, 2),
+    ([2, 8, 2, 1], 8, 3, 2),
+    ([2, 6, 5, 5], 3, 1, 2),
+    ([4, 16, 6, 8], 32, 3, 2),
+];
+
+#[test]
+fn flex_dense_conv_and_its_backward_match_burns_convolution() {
+    let mut rng = ChaCha8Rng::seed_from_u64(18);
+    for (shape, cout, k, stride) in DENSE {
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 2.0);
+        let weight = random::<Flex, 4>(&mut rng, [cout, shape[1], k, k], 0.0, 0.5);
+        let p = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+        let f = |t| values::<Flex, 4>(Tensor::from_primitive(TensorPrimitive::Float(t)));
+        let y = f(Flex::fused_dense_conv(p(&x), p(&weight), stride));
+        let want = reference::dense_conv(x.clone(), weight.clone(), stride);
+        let d = max_rel_diff(&y, &values(want.clone()));
+        assert!(d < 1e-5, "output, {shape:?} → {cout} k{k} s{stride}: {d}");
+
+        let grad = random::<Flex, 4>(&mut rng, want.dims(), 0.0, 1.0);
+        let [_, saved] = Flex::fused_dense_conv_saving(p(&x), p(&weight), stride);
+        assert_eq!(saved.shape().num_dims(), 2, "flex saves the column matrix");
+        let (dx, dw) = Flex::fused_dense_conv_backward(saved.clone(), shape, p(&weight), stride, p(&grad), true);
+        let (dx_ref, dw_ref) = reference::dense_conv_backward(x.clone(), weight.clone(), stride, grad.clone(), true);
+        let d = max_rel_diff(&f(dx.expect("asked for dx")), &values(dx_ref.expect("asked for dx")));
+        assert!(d < 1e-5, "dx, {shape:?} → {cout} k{k} s{stride}: {d}");
+        let (dw, dw_ref) = (f(dw), values(dw_ref));
+        let d = max_rel_diff(&dw, &dw_ref);
+        assert!(d < 1e-5, "dweight, {shape:?} → {cout} k{k} s{stride}: {d}");
+
+        // Without the input gradient: none is computed. From `x` instead of the columns (what
+        // a non-f32 forward saves): the same bits.
+        let (none, dw_alone) = Flex::fused_dense_conv_backward(saved, shape, p(&weight), stride, p(&grad), false);
+        assert!(none.is_none());
+        assert!(f(dw_alone).iter().zip(&dw).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let (_, dw_from_x) = Flex::fused_dense_conv_backward(p(&x), shape, p(&weight), stride, p(&grad), false);
+        assert!(f(dw_from_x).iter().zip(&dw).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+/// The autodiff node against autodiff through burn's convolution, for a layer inside the
+/// network and for a first layer (an input that needs no gradient).
+#[test]
+fn dense_autodiff_gradients_match_autodiff_through_burns_convolution() {
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    let (shape, cout, k, stride) = ([3, 4, 10, 9], 6, 3, 2);
+    let x = random::<Ad, 4>(&mut rng, shape, 0.0, 1.0);
+    let weight = random::<Ad, 4>(&mut rng, [cout, shape[1], k, k], 0.0, 0.5);
+    for x_needs_grad in [true, false] {
+        let grads_of = |fused: bool| {
+            let x = if x_needs_grad { x.clone().require_grad() } else { x.clone() };
+            let weight = weight.clone().require_grad();
+            let y = if fused {
+                let y = Ad::fused_dense_conv(x.clone().into_primitive().tensor(), weight.clone().into_primitive().tensor(), stride);
+                Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(y))
+            } else {
+                reference::dense_conv(x.clone(), weight.clone(), stride)
+            };
+            let grads = (y.clone() * y).sum().backward();
+            let dx = x.grad(&grads).map(|t| t.into_data().to_vec::<f32>().unwrap());
+            (dx, weight.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap())
+        };
+        let (fused, composed) = (grads_of(true), grads_of(false));
+        assert_eq!(fused.0.is_some(), x_needs_grad);
+        if let (Some(a), Some(b)) = (&fused.0, &composed.0) {
+            assert!(max_rel_diff(a, b) < 1e-5, "dx");
+        }
+        assert!(max_rel_diff(&fused.1, &composed.1) < 1e-5, "dweight, x needs grad: {x_needs_grad}");
+    }
+}
+
+/// Same bits with one thread or three: the column passes write disjoint memory and `col2im`
+/// adds in a fixed order.
+#[test]
+fn dense_conv_gives_the_same_bits_whatever_the_thread_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20);
+    let (shape, cout, k, stride) = ([8, 16, 24, 32], 32, 3, 2);
+    let x = random::<Flex, 4>(&mut rng, shape, 0.0, 1.0);
+    let weight = random::<Flex, 4>(&mut rng, [cout, shape[1], k, k], 0.0, 0.5);
+    let grad = random::<Flex, 4>(&mut rng, [shape[0], cout, 12, 16], 0.0, 1.0);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let p = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+            let [y, saved] = Flex::fused_dense_conv_saving(p(&x), p(&weight), stride);
+            let (dx, dw) = Flex::fused_dense_conv_backward(saved, shape, p(&weight), stride, p(&grad), true);
+            [y, dx.unwrap(), dw].map(|t| t.into_data().to_vec::<f32>().unwrap())
+        })
+    };
+    let (one, three) = (run(1), run(3));
+    for (a, b) in one.iter().zip(&three) {
+        assert!(a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 }
