@@ -61,14 +61,19 @@ impl<B: Backend> BatchNorm<B> {
     where
         B: ModelBackend,
     {
-        let device = x.device();
-        let mean = self.running_mean.value().to_device(&device);
-        let var = self.running_var.value().to_device(&device);
-        // Fold the four ops into one scale and one shift: x * s + t.
-        let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
-        let shift = self.beta.val() - mean * scale.clone();
+        let (scale, shift) = self.eval_scale_shift(&x.device());
         let out = B::fused_channel_affine(primitive(x), primitive(scale), primitive(shift), silu);
         Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+
+    /// Eval mode as one scale and one shift per channel (`x * s + t`: the four ops folded),
+    /// for kernels that apply it themselves.
+    pub fn eval_scale_shift(&self, device: &B::Device) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let mean = self.running_mean.value().to_device(device);
+        let var = self.running_var.value().to_device(device);
+        let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
+        let shift = self.beta.val() - mean * scale.clone();
+        (scale, shift)
     }
 
     fn forward_train(&self, x: Tensor<B, 4>, silu: bool) -> Tensor<B, 4>

@@ -210,12 +210,20 @@ impl<B: Backend> ConvBnAct<B> {
     where
         B: ModelBackend,
     {
+        let device = x.device();
         let x = if self.is_pointwise() {
             self.pointwise(x)
         } else if self.is_depthwise() {
-            let out =
-                B::fused_depthwise_conv(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);
-            Tensor::from_primitive(TensorPrimitive::Float(out))
+            let (x, weight, stride) = (x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);
+            if !B::ad_enabled(&device) {
+                // Eval: the BatchNorm (+ SiLU) runs on each output plane as it is made.
+                let (scale, shift) = self.bn.eval_scale_shift(&device);
+                let (scale, shift) = (scale.into_primitive().tensor(), shift.into_primitive().tensor());
+                return Tensor::from_primitive(TensorPrimitive::Float(B::fused_depthwise_conv_affine(
+                    x, weight, stride, scale, shift, self.act,
+                )));
+            }
+            Tensor::from_primitive(TensorPrimitive::Float(B::fused_depthwise_conv(x, weight, stride)))
         } else if self.is_dense() {
             let out =
                 B::fused_dense_conv(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);

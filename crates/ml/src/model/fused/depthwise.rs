@@ -273,6 +273,37 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     })
 }
 
+/// The forward with an epilogue: each output plane is computed into a scratch plane and handed,
+/// while it is still in cache, to `finish(plane index, plane, output plane)`, which must write
+/// every value of the output plane. Eval mode's BatchNorm + SiLU runs there, saving a pass
+/// over the activation in memory.
+pub fn forward_then(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    finish: impl Fn(usize, &[f32], &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (kk, plane, planes) = (g.kernel * g.kernel, g.out_plane(), g.batch * g.channels);
+    let total = planes * plane;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
+    if plane > 0 {
+        let per_task = MIN_TASK_ELEMS.div_ceil(plane);
+        out.spare_capacity_mut()[..total].par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
+            let (mut computed, mut scratch) = (vec![0.0f32; plane], Vec::new());
+            for (i, dst) in chunk.chunks_mut(plane).enumerate() {
+                let p = task * per_task + i;
+                let c = p % g.channels;
+                forward_plane(g, &x[p * g.in_plane()..][..g.in_plane()], &weight[c * kk..][..kk], &mut computed, &mut scratch);
+                finish(p, &computed, dst);
+            }
+        });
+    }
+    // SAFETY: `finish` wrote every value of every plane.
+    unsafe { out.set_len(total) };
+    out
+}
+
 /// `planes` planes of `plane` values, each zeroed and then passed to `fill(index, plane)` in a
 /// rayon task. The zeros are written by the task rather than by `calloc`: a fresh page whose
 /// first access is the read of a `+=` is mapped to the shared zero page and faults again on

@@ -208,6 +208,27 @@ impl ModelBackend for Flex {
         tensor(y, [g.batch, g.channels, g.out_height, g.out_width])
     }
 
+    fn fused_depthwise_conv_affine(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        silu: bool,
+    ) -> FloatTensor<Self> {
+        let all = [&x, &weight, &scale, &shift].map(f32_contiguous);
+        let [Some(x), Some(weight), Some(scale), Some(shift)] = all else {
+            return reference::on_primitives::channel_affine::<Flex>(Self::fused_depthwise_conv(x, weight, stride), scale, shift, silu);
+        };
+        let g = depthwise_geometry(&x, &weight, stride);
+        let (scale, shift) = (slice(&scale), slice(&shift));
+        let y = depthwise::forward_then(&g, slice(&x), slice(&weight), |p, plane, out| {
+            let c = p % g.channels;
+            row_affine(plane, scale[c], shift[c], silu, out);
+        });
+        tensor(y, [g.batch, g.channels, g.out_height, g.out_width])
+    }
+
     fn fused_depthwise_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

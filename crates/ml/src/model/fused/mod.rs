@@ -145,6 +145,21 @@ pub trait ModelBackend: Backend {
         reference::on_primitives::depthwise_conv::<Self>(x, weight, stride)
     }
 
+    /// Eval mode's depthwise convolution → BatchNorm (as `x * scale + shift` per channel) →
+    /// SiLU when `silu`: [`fused_depthwise_conv`](Self::fused_depthwise_conv) then
+    /// [`fused_channel_affine`](Self::fused_channel_affine), with the same bits; flex applies
+    /// the affine to each output plane while it is in cache instead of in a second pass.
+    fn fused_depthwise_conv_affine(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        silu: bool,
+    ) -> FloatTensor<Self> {
+        Self::fused_channel_affine(Self::fused_depthwise_conv(x, weight, stride), scale, shift, silu)
+    }
+
     /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
     /// and `weight`, given the output gradient `grad`.
     fn fused_depthwise_conv_backward(

@@ -439,3 +439,25 @@ fn dense_conv_gives_the_same_bits_whatever_the_thread_count() {
         assert!(a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 }
+
+/// Eval mode's depthwise convolution with the BatchNorm (+ SiLU) applied per plane gives the
+/// same bits as the two ops in turn, so evaluate and predict outputs do not move with it.
+#[test]
+fn depthwise_with_affine_gives_the_bits_of_the_two_ops_in_turn() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for (shape, k, stride) in DEPTHWISE {
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 2.0);
+        let weight = random::<Flex, 4>(&mut rng, [shape[1], 1, k, k], 0.0, 0.5);
+        let scale = random::<Flex, 1>(&mut rng, [shape[1]], 1.0, 0.5);
+        let shift = random::<Flex, 1>(&mut rng, [shape[1]], 0.0, 0.5);
+        let p4 = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+        let p1 = |t: &Tensor<Flex, 1>| t.clone().into_primitive().tensor();
+        for silu in [false, true] {
+            let fused = Flex::fused_depthwise_conv_affine(p4(&x), p4(&weight), stride, p1(&scale), p1(&shift), silu);
+            let apart = Flex::fused_channel_affine(Flex::fused_depthwise_conv(p4(&x), p4(&weight), stride), p1(&scale), p1(&shift), silu);
+            let (fused, apart) = (fused.into_data().to_vec::<f32>().unwrap(), apart.into_data().to_vec::<f32>().unwrap());
+            assert_eq!(fused.len(), apart.len());
+            assert!(fused.iter().zip(&apart).all(|(a, b)| a.to_bits() == b.to_bits()), "{shape:?} k{k} s{stride} silu {silu}");
+        }
+    }
+}
