@@ -139,8 +139,8 @@ impl ModelBackend for Flex {
         }
         // One product over N·H·W: flex would move the batch axis through a per-element strided
         // iterator; rows of H·W stay contiguous, so copy them whole.
-        let grad_rows: Tensor<Flex, 2> = float(tensor(channel_major(slice(&gc), n, cout, h * w), [cout, n * h * w]));
-        let x_rows: Tensor<Flex, 2> = float(tensor(channel_major(slice(&xc), n, cin, h * w), [cin, n * h * w]));
+        let grad_rows: Tensor<Flex, 2> = float(tensor(swap_outer_axes(slice(&gc), n, cout, h * w), [cout, n * h * w]));
+        let x_rows: Tensor<Flex, 2> = float(tensor(swap_outer_axes(slice(&xc), n, cin, h * w), [cin, n * h * w]));
         let dw = grad_rows.matmul(x_rows.transpose()).reshape([cout, cin, 1, 1]);
         let dx = reference::pointwise_input_grad::<Flex>(float(weight), float::<Flex, 4>(gc).reshape([n, cout, h * w]));
         [dx.reshape([n, cin, h, w]).into_primitive().tensor(), dw.into_primitive().tensor()]
@@ -162,7 +162,7 @@ impl ModelBackend for Flex {
         // [C_out, N·P], one product for the whole batch, then back to [N, C_out, P].
         let y = float::<Flex, 4>(weight).reshape([cout, dense::col_rows(&g)]).matmul(cols.clone());
         let y = f32_contiguous(&y.into_primitive().tensor()).expect("a matmul of f32 tensors is f32");
-        let y = tensor(batch_major(slice(&y), g.batch, cout, g.out_plane()), [g.batch, cout, g.out_height, g.out_width]);
+        let y = tensor(swap_outer_axes(slice(&y), cout, g.batch, g.out_plane()), [g.batch, cout, g.out_height, g.out_width]);
         [y, cols.into_primitive().tensor()]
     }
 
@@ -183,7 +183,7 @@ impl ModelBackend for Flex {
         let cols: Tensor<Flex, 2> = if saved.shape().num_dims() == 2 { float(saved) } else { column_matrix(&g, slice(&saved)) };
         let weight_shape = weight.shape();
         let grad_rows: Tensor<Flex, 2> =
-            float(tensor(channel_major(slice(&grad), g.batch, cout, g.out_plane()), [cout, g.batch * g.out_plane()]));
+            float(tensor(swap_outer_axes(slice(&grad), g.batch, cout, g.out_plane()), [cout, g.batch * g.out_plane()]));
         let weight = float::<Flex, 4>(weight).reshape([cout, dense::col_rows(&g)]);
         let (dx, dw) = rayon::join(
             || {
@@ -295,39 +295,24 @@ fn column_matrix(g: &depthwise::Geometry, x: &[f32]) -> Tensor<Flex, 2> {
     float(tensor(dense::im2col(g, x), [dense::col_rows(g), g.batch * g.out_plane()]))
 }
 
-/// `[C, N·L]` → `[N, C, L]`: the inverse of [`channel_major`].
-fn batch_major(values: &[f32], n: usize, c: usize, len: usize) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(n * c * len);
+/// `[A, B, L]` → `[B, A, L]`: rows of `L` values stay whole, the two outer axes swap. From
+/// `[N, C, H·W]` it gives `[C, N·H·W]` (row `c` holds channel `c` of every image in turn), the
+/// layout of one product over the batch; from `[C_out, N, P]` it gives the `[N, C_out, P]`
+/// activation back.
+fn swap_outer_axes(values: &[f32], a: usize, b: usize, len: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(a * b * len);
     if len > 0 {
-        out.spare_capacity_mut()[..n * c * len].par_chunks_mut(c * len).enumerate().for_each(|(image, planes)| {
-            for (ch, dst) in planes.chunks_mut(len).enumerate() {
-                let src = &values[(ch * n + image) * len..][..len];
+        out.spare_capacity_mut()[..a * b * len].par_chunks_mut(a * len).enumerate().for_each(|(j, row)| {
+            for (i, dst) in row.chunks_mut(len).enumerate() {
+                let src = &values[(i * b + j) * len..][..len];
                 for (d, &v) in dst.iter_mut().zip(src) {
                     d.write(v);
                 }
             }
         });
     }
-    // SAFETY: each of the `n` images' `c·len` values was written above.
-    unsafe { out.set_len(n * c * len) };
-    out
-}
-
-/// `[N, C, L]` → `[C, N·L]` (row `c` holds channel `c` of every image in turn).
-fn channel_major(values: &[f32], n: usize, c: usize, len: usize) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(n * c * len);
-    if len > 0 {
-        out.spare_capacity_mut()[..n * c * len].par_chunks_mut(n * len).enumerate().for_each(|(ch, row)| {
-            for (image, dst) in row.chunks_mut(len).enumerate() {
-                let src = &values[(image * c + ch) * len..][..len];
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    d.write(v);
-                }
-            }
-        });
-    }
-    // SAFETY: each of the `c` rows of `n·len` values was written above.
-    unsafe { out.set_len(n * c * len) };
+    // SAFETY: each of the `b` rows of `a·len` values was written above.
+    unsafe { out.set_len(a * b * len) };
     out
 }
 
