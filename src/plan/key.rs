@@ -56,13 +56,20 @@ pub fn step_version(kind: StepKind) -> u32 {
         // (train::build_seeded), not lazily at the first forward pass.
         // 5: dense k×k convolutions (stems, tiny_cnn) run as im2col matrix products
         // (model::fused::dense); weights differ in the last bits.
-        StepKind::Train => 5,
+        // 6: global and squeeze-excite pools are row sums (model::fused::plane_means), and
+        // validation runs eval mode's fused 1×1 convolutions (model::fused::pointwise: the
+        // squeeze-excite gate folded into the weights); weights and per-epoch losses differ in
+        // the last bits.
+        StepKind::Train => 6,
         // 3: the charts are SVG (plotters) with labels in words, not hand-drawn PNGs.
         // 4: the model's dense convolutions run as im2col products (probabilities move in the
         // last bits).
-        StepKind::Evaluate => 4,
-        // 3: as evaluate 4.
-        StepKind::Predict => 3,
+        // 5: eval mode's 1×1 convolutions fold the squeeze-excite gate into their weights
+        // (model::fused::pointwise), and pools are row sums; probabilities move in the last
+        // bits.
+        StepKind::Evaluate => 5,
+        // 3: as evaluate 4. 4: as evaluate 5.
+        StepKind::Predict => 4,
         StepKind::Ensemble => 1,
     }
 }

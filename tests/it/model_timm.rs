@@ -147,3 +147,53 @@ fn pretrained_backbones_load_and_mismatched_classifiers_stay_fresh() {
     let err = model::load_pretrained(&mut b1, "efficientnet_b1", &weights()).unwrap_err().to_string();
     assert!(err.contains("missing") || err.contains("do not fit"), "{err}");
 }
+
+/// Eval mode's fast path (BatchNorm, SiLU, the squeeze-excite gate and the residual fused
+/// into the convolutions, the pools as row sums) against the same network run op by op:
+/// burn's convolutions and means, then BatchNorm, SiLU, the gate and the add each as its own
+/// pass. On the timm fixture's weights
+/// and input, the logits stay within 1e-5.
+#[test]
+fn eval_fast_path_logits_stay_within_1e_5_of_the_unfolded_network() {
+    use burn::backend::Flex;
+    use burn::tensor::activation::{sigmoid, silu};
+    use burn::tensor::{Tensor, TensorData};
+    use maskflow::model::efficientnet::{ConvBnAct, EfficientNet, EfficientNetConfig};
+
+    fn conv_bn_act(m: &ConvBnAct<Flex>, x: Tensor<Flex, 4>) -> Tensor<Flex, 4> {
+        m.bn.forward_then(m.conv.forward(x), m.act)
+    }
+    fn unfolded(net: &EfficientNet<Flex>, x: Tensor<Flex, 4>) -> Tensor<Flex, 2> {
+        let mut x = conv_bn_act(&net.stem, x);
+        for block in &net.blocks {
+            let shortcut = x.clone();
+            let mid = conv_bn_act(&block.dw, block.expand.as_ref().map_or(x.clone(), |e| conv_bn_act(e, x.clone())));
+            let se = &block.se;
+            let squeezed = mid.clone().mean_dim(2).mean_dim(3);
+            let gate = sigmoid(se.expand.forward(silu(se.reduce.forward(squeezed))));
+            let y = conv_bn_act(&block.project, mid * gate);
+            x = if block.residual { y + shortcut } else { y };
+        }
+        let x = conv_bn_act(&net.head, x).mean_dim(2).mean_dim(3).flatten::<2>(1, 3);
+        net.classifier.forward(x)
+    }
+
+    let _rng = crate::common::burn_rng_lock();
+    let device = Default::default();
+    let config = EfficientNetConfig::by_name("efficientnet_b0").unwrap();
+    let mut net = config.init::<Flex>(18, 0.0, 0.0, &device);
+    model::load_timm_weights(&mut net, &config, &weights(), false).unwrap();
+    let bytes = std::fs::read(io()).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let input = st.tensor("input").unwrap();
+    let values: Vec<f32> = input.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, input.shape().to_vec()), &device);
+
+    let fast = net.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
+    let apart = unfolded(&net, x).into_data().to_vec::<f32>().unwrap();
+    let max_abs_diff = fast.iter().zip(&apart).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("eval fast path vs unfolded: max |Δlogit| = {max_abs_diff:e}");
+    assert_eq!(fast.len(), apart.len());
+    assert!(max_abs_diff <= 1e-5, "max |Δlogit| = {max_abs_diff:e}");
+    assert!(max_abs_diff > 0.0, "the folded gate rounds differently: identical logits mean the fast path did not run");
+}

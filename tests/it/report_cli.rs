@@ -127,7 +127,7 @@ fn run_writes_a_stable_sorted_lockfile() {
     let key = explain["key"].as_str().unwrap();
     let record: Value = serde_json::from_str(&s.read(&format!("cache/records/{}/{}.json", &key[..2], &key[2..]))).unwrap();
     assert_eq!(steps["split"]["outputs"]["split.json"], record["outputs"]["split.json"]["digest"]);
-    assert_eq!(value["step_versions"]["train"], 5);
+    assert_eq!(value["step_versions"]["train"], 6);
     assert_eq!(value["maskflow_version"], env!("CARGO_PKG_VERSION"));
     // A second run (all hits) leaves the same bytes.
     s.run(&["run", "p.mf", "--until", "split"]).ok();

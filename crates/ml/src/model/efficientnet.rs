@@ -9,13 +9,12 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::{Distribution, Tensor, TensorPrimitive, backend::Backend};
 
 use super::batchnorm::BatchNorm;
-use super::fused::ModelBackend;
+use super::fused::{ModelBackend, PointwiseEval, plane_means};
 
 /// One stage of the architecture before scaling: (block kind, repeats, kernel, stride,
 /// expansion, output channels). timm's `ds_r1_k3_s1_e1_c16_se0.25`, `ir_r2_k3_s2_e6_c24_se0.25`, …
@@ -125,7 +124,6 @@ impl EfficientNetConfig {
             stem: ConvBnAct::new(3, stem_ch, 3, 2, 1, true, device),
             blocks,
             head: ConvBnAct::new(last, head_ch, 1, 1, 1, true, device),
-            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dropout: DropoutConfig::new(dropout).init(),
             classifier: LinearConfig::new(head_ch, classes).init(device),
         }
@@ -212,6 +210,9 @@ impl<B: Backend> ConvBnAct<B> {
     {
         let device = x.device();
         let x = if self.is_pointwise() {
+            if !B::ad_enabled(&device) {
+                return self.pointwise_eval(x, None, None);
+            }
             self.pointwise(x)
         } else if self.is_depthwise() {
             let (x, weight, stride) = (x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), self.conv.stride[0]);
@@ -232,6 +233,42 @@ impl<B: Backend> ConvBnAct<B> {
             self.conv.forward(x)
         };
         self.bn.forward_then(x, self.act)
+    }
+
+    /// `forward(x · gate) (+ residual)`, `gate` `[N, C_in, 1, 1]`: a projection after
+    /// squeeze-excite. In eval mode a 1×1 convolution folds the gate into its weights and
+    /// applies its BatchNorm, SiLU and the residual to each output block while it is in cache.
+    pub fn forward_gated(&self, x: Tensor<B, 4>, gate: Tensor<B, 4>, residual: Option<Tensor<B, 4>>) -> Tensor<B, 4>
+    where
+        B: ModelBackend,
+    {
+        if self.is_pointwise() && !B::ad_enabled(&x.device()) {
+            let [n, c, ..] = gate.dims();
+            return self.pointwise_eval(x, Some(gate.reshape([n, c])), residual);
+        }
+        let y = self.forward(x * gate);
+        match residual {
+            Some(r) => y + r,
+            None => y,
+        }
+    }
+
+    /// Eval mode's (gate →) 1×1 convolution → BatchNorm → optional SiLU (→ `+ residual`) as
+    /// one op ([`ModelBackend::fused_pointwise_conv_affine`]).
+    fn pointwise_eval(&self, x: Tensor<B, 4>, gate: Option<Tensor<B, 2>>, residual: Option<Tensor<B, 4>>) -> Tensor<B, 4>
+    where
+        B: ModelBackend,
+    {
+        let (scale, shift) = self.bn.eval_scale_shift(&x.device());
+        let around = PointwiseEval {
+            gate: gate.map(|g| g.into_primitive().tensor()),
+            scale: scale.into_primitive().tensor(),
+            shift: shift.into_primitive().tensor(),
+            silu: self.act,
+            residual: residual.map(|r| r.into_primitive().tensor()),
+        };
+        let out = B::fused_pointwise_conv_affine(x.into_primitive().tensor(), self.conv.weight.val().into_primitive().tensor(), around);
+        Tensor::from_primitive(TensorPrimitive::Float(out))
     }
 
     /// A 1×1, stride-1, ungrouped convolution: most of EfficientNet's arithmetic.
@@ -277,10 +314,9 @@ impl<B: Backend> ConvBnAct<B> {
     }
 }
 
-/// Squeeze-excite: global average → 1×1 conv → SiLU → 1×1 conv → sigmoid gate.
+/// Squeeze-excite: global average ([`plane_means`]) → 1×1 conv → SiLU → 1×1 conv → sigmoid gate.
 #[derive(Module, Debug)]
 pub struct SqueezeExcite<B: Backend> {
-    pub pool: AdaptiveAvgPool2d,
     pub reduce: Conv2d<B>,
     pub expand: Conv2d<B>,
 }
@@ -288,19 +324,28 @@ pub struct SqueezeExcite<B: Backend> {
 impl<B: Backend> SqueezeExcite<B> {
     fn new(channels: usize, reduced: usize, device: &B::Device) -> Self {
         SqueezeExcite {
-            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             reduce: Conv2dConfig::new([channels, reduced], [1, 1]).init(device),
             expand: Conv2dConfig::new([reduced, channels], [1, 1]).init(device),
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let s = self.pool.forward(x.clone());
-        let s = sigmoid(self.expand.forward(silu(self.reduce.forward(s))));
-        let [n, c, _, _] = x.dims();
-        // `s` is already [N, C, 1, 1]: the fast broadcast shape on flex.
-        debug_assert_eq!(s.dims(), [n, c, 1, 1]);
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: ModelBackend,
+    {
+        let s = self.gate(x.clone());
+        // `s` is [N, C, 1, 1]: the fast broadcast shape on flex.
         x * s
+    }
+
+    /// The per-image, per-channel scale `[N, C, 1, 1]` that [`forward`](Self::forward) applies.
+    fn gate(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: ModelBackend,
+    {
+        let [n, c, _, _] = x.dims();
+        let squeezed = plane_means(x).reshape([n, c, 1, 1]);
+        sigmoid(self.expand.forward(silu(self.reduce.forward(squeezed))))
     }
 }
 
@@ -341,18 +386,25 @@ impl<B: ModelBackend> MbConv<B> {
             Some(e) => e.forward(x),
             None => x,
         };
-        let x = self.project.forward(self.se.forward(self.dw.forward(x)));
+        let x = self.dw.forward(x);
+        if !B::ad_enabled(&x.device()) {
+            // Eval: drop-path is the identity; the projection applies the gate and adds the
+            // shortcut itself.
+            let gate = self.se.gate(x.clone());
+            return self.project.forward_gated(x, gate, self.residual.then_some(shortcut));
+        }
+        let x = self.project.forward(self.se.forward(x));
         if self.residual { self.drop_path.forward(x) + shortcut } else { x }
     }
 }
 
-/// The whole network: stem → blocks → head conv → global pool → dropout → linear.
+/// The whole network: stem → blocks → head conv → global pool ([`plane_means`]) → dropout →
+/// linear.
 #[derive(Module, Debug)]
 pub struct EfficientNet<B: Backend> {
     pub stem: ConvBnAct<B>,
     pub blocks: Vec<MbConv<B>>,
     pub head: ConvBnAct<B>,
-    pub pool: AdaptiveAvgPool2d,
     pub dropout: Dropout,
     pub classifier: Linear<B>,
 }
@@ -364,7 +416,7 @@ impl<B: ModelBackend> EfficientNet<B> {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = self.pool.forward(self.head.forward(x)).flatten::<2>(1, 3);
+        let x = plane_means(self.head.forward(x));
         self.classifier.forward(self.dropout.forward(x))
     }
 

@@ -49,7 +49,8 @@ pub use weights::{export_weights, load_weights};
 
 /// Bumped whenever a change alters training arithmetic (e.g. the BatchNorm implementation),
 /// so that fingerprints — and step keys built from them — change with it.
-pub const TRAINING_IMPL_VERSION: &str = "maskflow-train-4/fused-bn-silu-depthwise/pointwise-matmul/visit-order-init/dense-im2col";
+pub const TRAINING_IMPL_VERSION: &str =
+    "maskflow-train-4/fused-bn-silu-depthwise/pointwise-matmul/visit-order-init/dense-im2col/eval-pointwise-gate-folded/plane-means";
 
 /// Everything that determines a training run's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -67,8 +67,9 @@ fn im2col_strided<const S: usize>(g: &Geometry, x: &[f32]) -> Vec<f32> {
     cols
 }
 
-/// `cols`' buffer, written through by tasks that own disjoint segments of it.
-struct SharedOut(*mut f32);
+/// An output buffer (`cols` here, the 1×1 output in `pointwise.rs`), written through by tasks
+/// that own disjoint segments of it.
+pub(super) struct SharedOut(pub(super) *mut f32);
 
 // SAFETY: tasks only write segments no other task touches (see `segment`'s callers).
 unsafe impl Sync for SharedOut {}
@@ -78,7 +79,7 @@ impl SharedOut {
     /// `start + len` is within the buffer, and no one else reads or writes those values while
     /// the slice lives.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn segment(&self, start: usize, len: usize) -> &mut [f32] {
+    pub(super) unsafe fn segment(&self, start: usize, len: usize) -> &mut [f32] {
         // SAFETY: guaranteed by the caller.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }

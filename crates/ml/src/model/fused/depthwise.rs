@@ -67,7 +67,7 @@ impl Geometry {
     }
 }
 
-dispatch!(fn forward_plane(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) -> () => forward_plane_impl);
+dispatch!(fn forward_plane(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut PlaneScratch) -> () => forward_plane_impl);
 dispatch!(fn input_grad_plane(g: &Geometry, grad: &[f32], filter: &[f32], dx: &mut [f32]) -> () => input_grad_plane_impl);
 dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [f64], scratch: &mut Scratch) -> () => weight_grad_plane_impl);
 
@@ -78,7 +78,7 @@ dispatch!(fn weight_grad_plane(g: &Geometry, x: &[f32], grad: &[f32], dw: &mut [
 /// whose sums stay in registers
 /// across all `k²` taps, added in (ky, kx) order from zero.
 #[inline(always)]
-fn forward_plane_impl(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+fn forward_plane_impl(g: &Geometry, x: &[f32], filter: &[f32], out: &mut [f32], scratch: &mut PlaneScratch) {
     // Narrow planes (the last stages at small inputs) take half blocks, not to compute
     // mostly padding.
     match (g.stride, g.kernel, g.out_width <= BLOCK / 2) {
@@ -105,56 +105,125 @@ fn forward_plane_strided<const S: usize, const K: usize, const B: usize>(
     x: &[f32],
     filter: &[f32],
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
+    scratch: &mut PlaneScratch,
 ) {
     let s = if S == 0 { g.stride } else { S };
     let k = if K == 0 { g.kernel } else { K };
     let ow = g.out_width;
-    let padded = Padded::new(g, x, B, scratch);
-    {
-        for oy in 0..g.out_height {
-            let out_row = &mut out[oy * ow..(oy + 1) * ow];
-            for ox in (0..ow).step_by(B) {
-                let mut acc = [0.0f32; B];
-                for ky in 0..k {
-                    let in_row = padded.row(oy * s + ky);
-                    for kx in 0..k {
-                        let a = filter[ky * k + kx];
+    // Stride 2 (a constant) reads the rows split into even and odd columns, so each tap's `B`
+    // inputs are contiguous (vector loads instead of a gather). The values and the order of
+    // the additions are the same either way.
+    let split = S == 2;
+    let padded = Padded::new(g, x, B, split, scratch);
+    // Rows go [`ROWS`] at a time: each output's sum is one chain of `k²` dependent adds, so
+    // one row's two registers would wait on add latency; four rows' eight chains keep the
+    // adders busy. Each output still adds its taps in (ky, kx) order from zero.
+    let full = g.out_height - g.out_height % ROWS;
+    for oy in (0..full).step_by(ROWS) {
+        output_rows::<S, K, B, ROWS>(g, &padded, filter, s, k, oy, &mut out[oy * ow..(oy + ROWS) * ow]);
+    }
+    for oy in full..g.out_height {
+        output_rows::<S, K, B, 1>(g, &padded, filter, s, k, oy, &mut out[oy * ow..(oy + 1) * ow]);
+    }
+}
+
+/// Output rows per register block of the forward.
+const ROWS: usize = 4;
+
+/// `R` output rows from `oy` (`out` holds them), in blocks of `B` columns.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn output_rows<const S: usize, const K: usize, const B: usize, const R: usize>(
+    g: &Geometry,
+    padded: &Padded,
+    filter: &[f32],
+    s: usize,
+    k: usize,
+    oy: usize,
+    out: &mut [f32],
+) {
+    let ow = g.out_width;
+    let split = S == 2;
+    for ox in (0..ow).step_by(B) {
+        let mut acc = [[0.0f32; B]; R];
+        for ky in 0..k {
+            for kx in 0..k {
+                let a = filter[ky * k + kx];
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let in_row = padded.row((oy + r) * s + ky);
+                    if split {
+                        let src = &in_row[(kx & 1) * padded.half + ox + (kx >> 1)..][..B];
+                        for i in 0..B {
+                            acc[i] += a * src[i];
+                        }
+                    } else {
                         let src = &in_row[ox * s + kx..][..(B - 1) * s + 1];
                         for i in 0..B {
                             acc[i] += a * src[i * s];
                         }
                     }
                 }
-                let n = B.min(ow - ox);
-                out_row[ox..ox + n].copy_from_slice(&acc[..n]);
             }
+        }
+        let n = B.min(ow - ox);
+        for (r, acc) in acc.iter().enumerate() {
+            out[r * ow + ox..][..n].copy_from_slice(&acc[..n]);
         }
     }
 }
 
 /// A plane copied into a scratch buffer with `k / 2` zero rows and columns before
 /// it, and zeros after it far enough that a full block of outputs at any column reads inside
-/// the buffer.
+/// the buffer. Split, each row holds the padded row's even columns, then (from `half`) its odd
+/// ones: padded column `c` is at `(c & 1)·half + c / 2`.
 struct Padded<'a> {
     data: &'a [f32],
     width: usize,
+    half: usize,
+}
+
+/// A rayon task's buffer for [`Padded`] planes, kept across its planes: every plane of one
+/// geometry writes the same interior positions, so the zero border is written once, when the
+/// layout changes, instead of a memset per plane.
+#[derive(Default)]
+pub(super) struct PlaneScratch {
+    values: Vec<f32>,
+    /// (row width, rows, split) of the layout `values` holds.
+    layout: (usize, usize, bool),
 }
 
 impl Padded<'_> {
-    /// Copies `x` into `scratch` (reused across planes by the caller's task).
+    /// Copies `x` into `scratch`.
     #[inline(always)]
-    fn new<'s>(g: &Geometry, x: &[f32], block: usize, scratch: &'s mut Vec<f32>) -> Padded<'s> {
+    fn new<'s>(g: &Geometry, x: &[f32], block: usize, split: bool, scratch: &'s mut PlaneScratch) -> Padded<'s> {
         let pad = g.pad();
         let blocks = g.out_width.div_ceil(block);
-        let width = (g.width + 2 * pad).max((blocks * block - 1) * g.stride + g.kernel);
+        let mut width = (g.width + 2 * pad).max((blocks * block - 1) * g.stride + g.kernel);
         let height = (g.height + 2 * pad).max((g.out_height.max(1) - 1) * g.stride + g.kernel);
-        scratch.clear();
-        scratch.resize(width * height, 0.0);
-        for (y, row) in x.chunks_exact(g.width).enumerate() {
-            scratch[(y + pad) * width + pad..][..g.width].copy_from_slice(row);
+        if split {
+            // Each half is as long as a split read needs: `blocks·block + k / 2` values.
+            width = width.div_ceil(2) * 2;
         }
-        Padded { data: scratch, width }
+        let half = width / 2;
+        if scratch.layout != (width, height, split) || scratch.values.len() != width * height {
+            scratch.values.clear();
+            scratch.values.resize(width * height, 0.0);
+            scratch.layout = (width, height, split);
+        }
+        let data = &mut scratch.values;
+        for (y, row) in x.chunks_exact(g.width).enumerate() {
+            let dst = &mut data[(y + pad) * width..][..width];
+            if split {
+                let (even, odd) = dst.split_at_mut(half);
+                for (i, &v) in row.iter().enumerate() {
+                    let c = i + pad;
+                    if c & 1 == 0 { even[c >> 1] = v } else { odd[c >> 1] = v }
+                }
+            } else {
+                dst[pad..][..g.width].copy_from_slice(row);
+            }
+        }
+        Padded { data, width, half }
     }
 
     #[inline(always)]
@@ -218,7 +287,7 @@ const MAX_KERNEL: usize = 7;
 /// Buffers a rayon task reuses across its planes.
 #[derive(Default)]
 struct Scratch {
-    padded: Vec<f32>,
+    padded: PlaneScratch,
     rows: Vec<f32>,
 }
 
@@ -238,7 +307,7 @@ fn weight_grad_plane_strided<const S: usize, const K: usize>(g: &Geometry, x: &[
     for (dst, src) in grad_rows.chunks_exact_mut(row_len).zip(grad.chunks_exact(ow)) {
         dst[..ow].copy_from_slice(src);
     }
-    let padded = Padded::new(g, x, WBLOCK, &mut scratch.padded);
+    let padded = Padded::new(g, x, WBLOCK, false, &mut scratch.padded);
     for ky in 0..k {
         let mut acc = [[0.0f32; WBLOCK]; MAX_KERNEL];
         for oy in 0..oh {
@@ -290,7 +359,7 @@ pub fn forward_then(
     if plane > 0 {
         let per_task = MIN_TASK_ELEMS.div_ceil(plane);
         out.spare_capacity_mut()[..total].par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
-            let (mut computed, mut scratch) = (vec![0.0f32; plane], Vec::new());
+            let (mut computed, mut scratch) = (vec![0.0f32; plane], PlaneScratch::default());
             for (i, dst) in chunk.chunks_mut(plane).enumerate() {
                 let p = task * per_task + i;
                 let c = p % g.channels;
@@ -309,14 +378,14 @@ pub fn forward_then(
 /// first access is the read of a `+=` is mapped to the shared zero page and faults again on
 /// the write, with a TLB shootdown across cores (kernel time for those faults was about 15% of
 /// a B0 training-step profile). The forward overwrites the zeros; the input gradient adds.
-fn zeroed_planes(planes: usize, plane: usize, fill: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync) -> Vec<f32> {
+fn zeroed_planes(planes: usize, plane: usize, fill: impl Fn(usize, &mut [f32], &mut PlaneScratch) + Sync) -> Vec<f32> {
     use rayon::prelude::*;
     let total = planes * plane;
     let mut out: Vec<f32> = Vec::with_capacity(total);
     if plane > 0 {
         let per_task = MIN_TASK_ELEMS.div_ceil(plane);
         out.spare_capacity_mut()[..total].par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
-            let mut scratch = Vec::new();
+            let mut scratch = PlaneScratch::default();
             for (i, dst) in chunk.chunks_mut(plane).enumerate() {
                 dst.fill(std::mem::MaybeUninit::new(0.0));
                 // SAFETY: every value of `dst` was just initialised.
@@ -419,6 +488,66 @@ mod tests {
             assert_eq!(got.len(), want.len(), "{h}x{w} k{k} s{s}");
             for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{h}x{w} k{k} s{s}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Every output is its `k²` taps added in (ky, kx) order from zero, in f32, outside taps
+    /// reading zero: the forward's bits are pinned whatever its blocking (rows, columns, split
+    /// rows), so eval outputs and trained weights do not move with it.
+    #[test]
+    fn forward_adds_taps_in_order_from_zero() {
+        for (h, w, k, s) in [(57, 45, 3, 1), (57, 45, 3, 2), (30, 33, 5, 1), (30, 33, 5, 2), (7, 9, 5, 2), (5, 3, 3, 1), (2, 2, 7, 1)] {
+            let g = Geometry::new([2, 3, h, w], k, s);
+            let x: Vec<f32> = (0..2 * 3 * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let weight: Vec<f32> = (0..3 * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+            let pad = (k / 2) as isize;
+            let mut want = Vec::new();
+            for p in 0..2 * 3 {
+                let filter = &weight[(p % 3) * k * k..][..k * k];
+                for oy in 0..g.out_height as isize {
+                    for ox in 0..g.out_width as isize {
+                        let mut acc = 0.0f32;
+                        for ky in 0..k as isize {
+                            for kx in 0..k as isize {
+                                let (iy, ix) = (oy * s as isize + ky - pad, ox * s as isize + kx - pad);
+                                let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                                let v = if inside { x[p * h * w + iy as usize * w + ix as usize] } else { 0.0 };
+                                acc += filter[(ky * k as isize + kx) as usize] * v;
+                            }
+                        }
+                        want.push(acc.to_bits());
+                    }
+                }
+            }
+            let got: Vec<u32> = forward(&g, &x, &weight).iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{h}x{w} k{k} s{s}");
+        }
+    }
+
+    /// Stride 2's split rows give the bits of the strided reads (the generic path, `S` = 0),
+    /// with one scratch reused across planes of two geometries in turn (its zero border must
+    /// follow the layout), odd and even widths, full and half blocks.
+    #[test]
+    fn split_rows_give_the_bits_of_strided_reads() {
+        let mut scratch = PlaneScratch::default();
+        for (h, w, k) in [(112, 112, 3), (57, 31, 5), (9, 7, 3), (14, 14, 5), (3, 2, 5), (112, 112, 3)] {
+            let g = Geometry::new([1, 1, h, w], k, 2);
+            for plane in 0..3 {
+                let x: Vec<f32> = (0..h * w).map(|i| (((i + plane * 7) * 37 % 101) as f32 - 50.0) / 25.0).collect();
+                let filter: Vec<f32> = (0..k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 8.0).collect();
+                let (mut split, mut strided) = (vec![0.0; g.out_plane()], vec![0.0; g.out_plane()]);
+                let mut fresh = PlaneScratch::default();
+                if k == 3 {
+                    forward_plane_strided::<2, 3, BLOCK>(&g, &x, &filter, &mut split, &mut scratch);
+                    forward_plane_strided::<2, 3, { BLOCK / 2 }>(&g, &x, &filter, &mut strided, &mut fresh);
+                    assert_eq!(split, strided, "{h}x{w} k{k}: full and half blocks");
+                } else {
+                    forward_plane_strided::<2, 5, BLOCK>(&g, &x, &filter, &mut split, &mut scratch);
+                }
+                forward_plane_strided::<0, 0, BLOCK>(&g, &x, &filter, &mut strided, &mut fresh);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&split), bits(&strided), "{h}x{w} k{k} plane {plane}");
             }
         }
     }

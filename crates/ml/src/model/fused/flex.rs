@@ -1,6 +1,7 @@
 //! [`ModelBackend`] on burn-flex: the BatchNorm kernels here, the depthwise ones in
-//! `depthwise.rs`, the dense convolution's column matrices in `dense.rs`, and the 1×1 weight
-//! gradient as one product over the batch.
+//! `depthwise.rs`, the dense convolution's column matrices in `dense.rs`, the eval-mode 1×1
+//! convolution with its epilogue in `pointwise.rs`, and the 1×1 weight gradient as one product
+//! over the batch.
 //!
 //! Layout: `x` is `[N, C, H, W]`, read as `N·C` rows of `H·W` values; row `r` belongs to
 //! channel `r % C`. Channel statistics run one rayon task per channel, each summing its rows
@@ -8,8 +9,8 @@
 //! into tasks. Each row kernel is compiled twice, with AVX2 and for the baseline, and picked at
 //! run time; both give the same bits (see `vmath`).
 //!
-//! Non-f32 tensors fall back to [`reference`](mod@reference), as do the ops flex already runs well (the 1×1
-//! forward, a matmul).
+//! Non-f32 tensors fall back to [`reference`](mod@reference), as do the ops flex already runs well (the
+//! training-mode 1×1 forward, a matmul).
 
 use std::mem::MaybeUninit;
 
@@ -18,7 +19,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
-use super::{ModelBackend, dense, depthwise, float, reference, vmath};
+use super::{ModelBackend, PointwiseEval, dense, depthwise, float, pointwise, reference, vmath};
 
 /// Lanes per kernel step: two AVX registers, so the loop body has two independent chains.
 const LANES: usize = 16;
@@ -128,6 +129,31 @@ impl ModelBackend for Flex {
         tensor(y, x.shape())
     }
 
+    fn fused_pointwise_conv_affine(x: FloatTensor<Self>, weight: FloatTensor<Self>, around: PointwiseEval<Self>) -> FloatTensor<Self> {
+        let all = [&x, &weight, &around.scale, &around.shift].map(f32_contiguous);
+        let [gate_f32, residual_f32] = [&around.gate, &around.residual].map(|t| t.as_ref().map(f32_contiguous));
+        let ([Some(xc), Some(weight), Some(scale), Some(shift)], None | Some(Some(_)), None | Some(Some(_))) =
+            (all, &gate_f32, &residual_f32)
+        else {
+            return super::pointwise_conv_affine_apart::<Flex>(x, weight, around);
+        };
+        let silu = around.silu;
+        let [n, cin, h, w] = xc.shape().dims::<4>();
+        let cout = weight.shape()[0];
+        let (scale, shift) = (slice(&scale), slice(&shift));
+        let (gate, residual) = (gate_f32.flatten(), residual_f32.flatten());
+        let weights = match &gate {
+            Some(gate) => pointwise::Weights::Gated { weight: slice(&weight), gate: slice(gate) },
+            None => pointwise::Weights::Shared(slice(&weight)),
+        };
+        let residual = residual.as_ref().map(slice);
+        let y = pointwise::forward_then(slice(&xc), [n, cin, h * w], weights, cout, |image, c, columns, row| {
+            let shortcut = residual.map(|r| &r[(image * cout + c) * h * w..][columns]);
+            row_affine_in_place(row, scale[c], shift[c], silu, shortcut);
+        });
+        tensor(y, [n, cout, h, w])
+    }
+
     fn fused_pointwise_conv_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 2] {
         let (Some(xc), Some(gc)) = (f32_contiguous(&x), f32_contiguous(&grad)) else {
             return reference::on_primitives::pointwise_conv_backward::<Flex>(x, weight, grad);
@@ -197,6 +223,34 @@ impl ModelBackend for Flex {
         );
         let dw: Tensor<Flex, 4> = dw.reshape(weight_shape);
         (dx, dw.into_primitive().tensor())
+    }
+
+    fn fused_plane_means(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(x) = f32_contiguous(&x) else {
+            return reference::on_primitives::plane_means::<Flex>(x);
+        };
+        let rows = Rows::of(&x);
+        let xs = slice(&x);
+        let means: Vec<f32> = (0..rows.batch * rows.channels)
+            .into_par_iter()
+            .with_min_len(MIN_TASK_ELEMS.div_ceil(rows.len.max(1)))
+            .map(|r| row_sum(&xs[r * rows.len..][..rows.len]) / rows.len as f32)
+            .collect();
+        tensor(means, [rows.batch, rows.channels])
+    }
+
+    fn fused_plane_means_backward(x_shape: [usize; 4], grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(grad) = f32_contiguous(&grad) else {
+            return reference::on_primitives::plane_means_backward::<Flex>(x_shape, grad);
+        };
+        let [batch, channels, h, w] = x_shape;
+        let rows = Rows { batch, channels, len: h * w };
+        let gs = slice(&grad);
+        let dx = rows.map_rows(|r, _, out| {
+            let g = gs[r.start / rows.len] / rows.len as f32;
+            out.fill(MaybeUninit::new(g));
+        });
+        tensor(dx, x_shape)
     }
 
     fn fused_depthwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize) -> FloatTensor<Self> {
@@ -380,7 +434,9 @@ impl Rows {
 }
 
 dispatch!(fn row_shifted_sums(x: &[f32], shift: f32) -> (f32, f32) => shifted_sums);
+dispatch!(fn row_sum(x: &[f32]) -> f32 => sum);
 dispatch!(fn row_affine(x: &[f32], scale: f32, offset: f32, silu: bool, out: &mut [MaybeUninit<f32>]) -> () => affine);
+dispatch!(fn row_affine_in_place(row: &mut [f32], scale: f32, offset: f32, silu: bool, residual: Option<&[f32]>) -> () => affine_in_place);
 dispatch!(fn row_grad_sums(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32, silu: bool) -> (f32, f32) => grad_sums);
 dispatch!(fn row_input_grad(x: &[f32], g: &[f32], scale: f32, offset: f32, silu: bool, k: [f32; 3], out: &mut [MaybeUninit<f32>]) -> () => input_grad);
 
@@ -402,6 +458,22 @@ fn shifted_sums(x: &[f32], shift: f32) -> (f32, f32) {
         s2[i] += d * d;
     }
     (horizontal_sum(s1), horizontal_sum(s2))
+}
+
+/// Σx over a row, in `LANES` partial sums combined pairwise.
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut s = [0.0f32; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for block in &mut blocks {
+        for i in 0..LANES {
+            s[i] += block[i];
+        }
+    }
+    for (i, &v) in blocks.remainder().iter().enumerate() {
+        s[i] += v;
+    }
+    horizontal_sum(s)
 }
 
 #[inline(always)]
@@ -456,6 +528,45 @@ fn affine_with<const SILU: bool>(x: &[f32], scale: f32, offset: f32, out: &mut [
     }
     for (o, &v) in ob.into_remainder().iter_mut().zip(xb.remainder()) {
         o.write(activate::<SILU>(v, scale, offset));
+    }
+}
+
+/// [`affine`] in place, then `+ residual` when given: the bits of the two ops in turn.
+#[inline(always)]
+fn affine_in_place(row: &mut [f32], scale: f32, offset: f32, silu: bool, residual: Option<&[f32]>) {
+    match (silu, residual) {
+        (false, None) => affine_in_place_with::<false>(row, scale, offset),
+        (true, None) => affine_in_place_with::<true>(row, scale, offset),
+        (false, Some(r)) => affine_add_with::<false>(row, scale, offset, r),
+        (true, Some(r)) => affine_add_with::<true>(row, scale, offset, r),
+    }
+}
+
+#[inline(always)]
+fn affine_in_place_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f32) {
+    let mut blocks = row.chunks_exact_mut(LANES);
+    for vs in &mut blocks {
+        for v in vs.iter_mut() {
+            *v = activate::<SILU>(*v, scale, offset);
+        }
+    }
+    for v in blocks.into_remainder() {
+        *v = activate::<SILU>(*v, scale, offset);
+    }
+}
+
+#[inline(always)]
+fn affine_add_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f32, residual: &[f32]) {
+    assert_eq!(row.len(), residual.len(), "the residual covers the row");
+    let mut blocks = row.chunks_exact_mut(LANES);
+    let mut rb = residual.chunks_exact(LANES);
+    for (vs, rs) in (&mut blocks).zip(&mut rb) {
+        for i in 0..LANES {
+            vs[i] = activate::<SILU>(vs[i], scale, offset) + rs[i];
+        }
+    }
+    for (v, &r) in blocks.into_remainder().iter_mut().zip(rb.remainder()) {
+        *v = activate::<SILU>(*v, scale, offset) + r;
     }
 }
 

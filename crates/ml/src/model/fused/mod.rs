@@ -49,6 +49,7 @@ macro_rules! dispatch {
 mod dense;
 mod depthwise;
 mod flex;
+mod pointwise;
 pub mod reference;
 pub(crate) mod vmath;
 
@@ -102,6 +103,15 @@ pub trait ModelBackend: Backend {
     /// 1×1 convolution, stride 1, no bias: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, 1, 1]`.
     fn fused_pointwise_conv(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         reference::on_primitives::pointwise_conv::<Self>(x, weight)
+    }
+
+    /// Eval mode's 1×1 convolution with what surrounds it ([`PointwiseEval`]): the gate on
+    /// its input, its BatchNorm and SiLU, the residual add. By default the ops in turn; flex
+    /// applies the gate inside each output block, where the early layers fold it into the
+    /// image's weights (`W · (g ⊙ x) = (W ⊙ g) · x`, within rounding of the ops in turn), and the
+    /// rest to the block while it is in cache: no pass over `x` or the output in memory.
+    fn fused_pointwise_conv_affine(x: FloatTensor<Self>, weight: FloatTensor<Self>, around: PointwiseEval<Self>) -> FloatTensor<Self> {
+        pointwise_conv_affine_apart::<Self>(x, weight, around)
     }
 
     /// Gradients of [`fused_pointwise_conv`](Self::fused_pointwise_conv) with respect to `x`
@@ -160,6 +170,20 @@ pub trait ModelBackend: Backend {
         Self::fused_channel_affine(Self::fused_depthwise_conv(x, weight, stride), scale, shift, silu)
     }
 
+    /// The mean of each `H × W` plane: `x` `[N, C, H, W]` → `[N, C]` (squeeze-excite's
+    /// squeeze, the global pool before a classifier). burn-flex's adaptive pooling adds one
+    /// value at a time through a function pointer; flex sums rows in vector lanes here.
+    fn fused_plane_means(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        reference::on_primitives::plane_means::<Self>(x)
+    }
+
+    /// Gradient of [`fused_plane_means`](Self::fused_plane_means) with respect to `x`
+    /// (`[N, C, H, W]`, `x_shape`), given the output gradient `grad` (`[N, C]`): each plane
+    /// holds its gradient over `H·W`.
+    fn fused_plane_means_backward(x_shape: [usize; 4], grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        reference::on_primitives::plane_means_backward::<Self>(x_shape, grad)
+    }
+
     /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
     /// and `weight`, given the output gradient `grad`.
     fn fused_depthwise_conv_backward(
@@ -172,6 +196,39 @@ pub trait ModelBackend: Backend {
     }
 }
 
+/// What eval mode applies around a 1×1 convolution
+/// ([`ModelBackend::fused_pointwise_conv_affine`]), in this order: `gate` scales the input's
+/// channels per image (`[N, C_in]`, a squeeze-excite gate); the BatchNorm as `y * scale +
+/// shift` per output channel (`[C_out]` each); SiLU when `silu`; `+ residual` (`[N, C_out,
+/// H, W]`, a projection's shortcut).
+pub struct PointwiseEval<B: Backend> {
+    pub gate: Option<FloatTensor<B>>,
+    pub scale: FloatTensor<B>,
+    pub shift: FloatTensor<B>,
+    pub silu: bool,
+    pub residual: Option<FloatTensor<B>>,
+}
+
+/// [`ModelBackend::fused_pointwise_conv_affine`] as its ops in turn: the default, and flex's
+/// fall-back for tensors its kernel does not take.
+fn pointwise_conv_affine_apart<B: ModelBackend>(x: FloatTensor<B>, weight: FloatTensor<B>, around: PointwiseEval<B>) -> FloatTensor<B> {
+    let PointwiseEval { gate, scale, shift, silu, residual } = around;
+    let x = match gate {
+        Some(gate) => {
+            let (x, gate) = (float::<B, 4>(x), float::<B, 2>(gate));
+            let [n, c] = gate.dims();
+            // `[N, C, 1, 1]`: the fast broadcast shape on flex.
+            (x * gate.reshape([n, c, 1, 1])).into_primitive().tensor()
+        }
+        None => x,
+    };
+    let y = B::fused_channel_affine(B::fused_pointwise_conv(x, weight), scale, shift, silu);
+    match residual {
+        Some(r) => B::float_add(y, r),
+        None => y,
+    }
+}
+
 /// An autodiff backend whose eval-mode backend is a [`ModelBackend`] too: what training needs.
 pub trait TrainBackend: AutodiffBackend<InnerBackend: ModelBackend> + ModelBackend {}
 
@@ -180,6 +237,11 @@ where
     B: AutodiffBackend + ModelBackend,
     B::InnerBackend: ModelBackend,
 {
+}
+
+/// [`ModelBackend::fused_plane_means`] on tensors: `[N, C, H, W]` → `[N, C]`.
+pub fn plane_means<B: ModelBackend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    float(B::fused_plane_means(x.into_primitive().tensor()))
 }
 
 fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
@@ -294,6 +356,31 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
                 prep.finish((saved, x_shape, weight.primitive, stride), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::fused_dense_conv(x.primitive, weight.primitive, stride)),
+        }
+    }
+
+    fn fused_plane_means(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FusedPlaneMeans;
+
+        impl<B: ModelBackend> Backward<B, 1> for FusedPlaneMeans {
+            /// The input's shape.
+            type State = [usize; 4];
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [node_x] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, B::fused_plane_means_backward(ops.state, grad));
+                }
+            }
+        }
+
+        let x_shape = x.primitive.shape().dims::<4>();
+        let y = B::fused_plane_means(x.primitive);
+        match FusedPlaneMeans.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(x_shape, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
 

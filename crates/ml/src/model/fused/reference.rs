@@ -181,6 +181,17 @@ pub(super) fn weight_grad_as_one_product(n: usize, cout: usize, cin: usize, hw: 
     n > 1 && n * cout * cin > n * (cout + cin) * hw
 }
 
+/// See [`ModelBackend::fused_plane_means`](super::ModelBackend::fused_plane_means).
+pub fn plane_means<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+}
+
+/// See [`ModelBackend::fused_plane_means_backward`](super::ModelBackend::fused_plane_means_backward).
+pub fn plane_means_backward<B: Backend>([n, c, h, w]: [usize; 4], grad: Tensor<B, 2>) -> Tensor<B, 4> {
+    grad.div_scalar((h * w) as f64).reshape([n, c, 1, 1]).expand([n, c, h, w])
+}
+
 /// The same functions on backend primitives: the trait's default methods, and the flex
 /// kernels' fall-back for tensors they do not take.
 pub(super) mod on_primitives {
@@ -225,6 +236,14 @@ pub(super) mod on_primitives {
 
     pub fn channel_affine<B: Backend>(x: FloatTensor<B>, scale: FloatTensor<B>, shift: FloatTensor<B>, silu: bool) -> FloatTensor<B> {
         prim(super::channel_affine::<B>(float(x), float(scale), float(shift), silu))
+    }
+
+    pub fn plane_means<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+        prim(super::plane_means::<B>(float(x)))
+    }
+
+    pub fn plane_means_backward<B: Backend>(x_shape: [usize; 4], grad: FloatTensor<B>) -> FloatTensor<B> {
+        prim(super::plane_means_backward::<B>(x_shape, float(grad)))
     }
 
     pub fn pointwise_conv<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {

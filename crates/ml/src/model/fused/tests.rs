@@ -6,7 +6,7 @@ use burn::tensor::{Distribution, Tensor, TensorData, TensorMetadata, TensorPrimi
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{ModelBackend, reference};
+use super::{ModelBackend, PointwiseEval, reference};
 
 type Ad = Autodiff<Flex>;
 
@@ -459,5 +459,111 @@ fn depthwise_with_affine_gives_the_bits_of_the_two_ops_in_turn() {
             assert_eq!(fused.len(), apart.len());
             assert!(fused.iter().zip(&apart).all(|(a, b)| a.to_bits() == b.to_bits()), "{shape:?} k{k} s{stride} silu {silu}");
         }
+    }
+}
+
+/// Eval mode's 1×1 convolution with the BatchNorm, SiLU and residual applied per output block
+/// gives the same bits as the ops in turn (burn's matmul, the affine, the add), with one thread
+/// or three, on B0's shapes: wide planes split into several blocks, `C_in` past gemm's
+/// 512-deep inner block, a 1×1 plane, and sizes that are no multiple of 16.
+#[test]
+fn pointwise_with_affine_gives_the_bits_of_the_ops_in_turn() {
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let cases: [([usize; 4], usize); 7] = [
+        ([2, 16, 112, 112], 96),
+        ([2, 96, 56, 56], 24),
+        ([3, 144, 28, 28], 24),
+        ([2, 1152, 7, 7], 192),
+        ([2, 320, 7, 7], 1280),
+        ([3, 5, 9, 11], 7),
+        ([4, 40, 1, 1], 8),
+    ];
+    for (shape, cout) in cases {
+        let [n, cin, h, w] = shape;
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 2.0);
+        let weight = random::<Flex, 4>(&mut rng, [cout, cin, 1, 1], 0.0, 0.5);
+        let scale = random::<Flex, 1>(&mut rng, [cout], 1.0, 0.5);
+        let shift = random::<Flex, 1>(&mut rng, [cout], 0.0, 0.5);
+        let residual = random::<Flex, 4>(&mut rng, [n, cout, h, w], 0.0, 1.0);
+        let p4 = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+        let p1 = |t: &Tensor<Flex, 1>| t.clone().into_primitive().tensor();
+        for silu in [false, true] {
+            for add in [false, true] {
+                let affine = Flex::fused_channel_affine(Flex::fused_pointwise_conv(p4(&x), p4(&weight)), p1(&scale), p1(&shift), silu);
+                let apart: Tensor<Flex, 4> = Tensor::from_primitive(TensorPrimitive::Float(affine));
+                let apart = values(if add { apart + residual.clone() } else { apart });
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let fused = pool.install(|| {
+                        let r = add.then(|| p4(&residual));
+                        let around = PointwiseEval { gate: None, scale: p1(&scale), shift: p1(&shift), silu, residual: r };
+                        Flex::fused_pointwise_conv_affine(p4(&x), p4(&weight), around)
+                    });
+                    let fused = fused.into_data().to_vec::<f32>().unwrap();
+                    assert_eq!(fused.len(), apart.len());
+                    let same = fused.iter().zip(&apart).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{shape:?} → {cout}, silu {silu}, residual {add}, {threads} threads");
+                }
+            }
+        }
+    }
+}
+
+/// A squeeze-excite gate on a 1×1 convolution's input: folded into the weights (where there
+/// are no more output channels than block columns) it stays within rounding of gating the
+/// input first (the trait's default, the ops in turn); applied to the input block, it gives
+/// the same bits.
+#[test]
+fn pointwise_with_a_gate_matches_gating_the_input() {
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
+    for (shape, cout, folded) in [([3, 144, 28, 28], 24, true), ([2, 1152, 7, 7], 192, false), ([3, 5, 9, 11], 7, true)] {
+        let [n, cin, h, w] = shape;
+        let x = random::<Flex, 4>(&mut rng, shape, 0.0, 2.0);
+        let weight = random::<Flex, 4>(&mut rng, [cout, cin, 1, 1], 0.0, 0.5);
+        let gate = random::<Flex, 2>(&mut rng, [n, cin], 0.5, 0.5);
+        let scale = random::<Flex, 1>(&mut rng, [cout], 1.0, 0.5);
+        let shift = random::<Flex, 1>(&mut rng, [cout], 0.0, 0.5);
+        let residual = random::<Flex, 4>(&mut rng, [n, cout, h, w], 0.0, 1.0);
+        let p = |t: Tensor<Flex, 4>| t.into_primitive().tensor();
+        let q = |t: &Tensor<Flex, 1>| t.clone().into_primitive().tensor();
+        let around = |gate: Option<Tensor<Flex, 2>>| PointwiseEval {
+            gate: gate.map(|g| g.into_primitive().tensor()),
+            scale: q(&scale),
+            shift: q(&shift),
+            silu: true,
+            residual: Some(p(residual.clone())),
+        };
+        let fused = Flex::fused_pointwise_conv_affine(p(x.clone()), p(weight.clone()), around(Some(gate.clone())));
+        let gated = x * gate.reshape([n, cin, 1, 1]);
+        let apart = Flex::fused_pointwise_conv_affine(p(gated), p(weight), around(None));
+        let (fused, apart) = (fused.into_data().to_vec::<f32>().unwrap(), apart.into_data().to_vec::<f32>().unwrap());
+        let d = max_rel_diff(&fused, &apart);
+        if folded {
+            // Zero would mean the fold did not run.
+            assert!(d > 0.0 && d < 1e-5, "{shape:?} → {cout}: {d}");
+        } else {
+            assert!(fused.iter().zip(&apart).all(|(a, b)| a.to_bits() == b.to_bits()), "{shape:?} → {cout}: {d}");
+        }
+    }
+}
+
+/// Plane means against burn's mean over the plane, forward and backward (through autodiff),
+/// including a 1×1 plane and rows that are no multiple of the 16 lanes.
+#[test]
+fn plane_means_match_burns_mean_forward_and_backward() {
+    let mut rng = ChaCha8Rng::seed_from_u64(26);
+    for shape in SHAPES {
+        let [n, c, h, w] = shape;
+        let x = random::<Ad, 4>(&mut rng, shape, 0.3, 2.0).require_grad();
+        let weights = random::<Ad, 2>(&mut rng, [n, c], 0.0, 1.0);
+        let fused = super::plane_means(x.clone());
+        let want = x.clone().reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        let d = max_rel_diff(&values(fused.clone()), &values(want.clone()));
+        assert!(d < 1e-6, "{shape:?}: means differ by {d}");
+        let dx = (fused * weights.clone()).sum().backward();
+        let dx_want = (want * weights).sum().backward();
+        let (g, g_want) = (x.grad(&dx).unwrap(), x.grad(&dx_want).unwrap());
+        let d = max_rel_diff(&values(g), &values(g_want));
+        assert!(d < 1e-6, "{shape:?}: gradients differ by {d}");
     }
 }
