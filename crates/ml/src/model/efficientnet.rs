@@ -236,8 +236,9 @@ impl<B: Backend> ConvBnAct<B> {
     }
 
     /// `forward(x · gate) (+ residual)`, `gate` `[N, C_in, 1, 1]`: a projection after
-    /// squeeze-excite. In eval mode a 1×1 convolution folds the gate into its weights and
-    /// applies its BatchNorm, SiLU and the residual to each output block while it is in cache.
+    /// squeeze-excite. In eval mode a 1×1 convolution applies the gate, its BatchNorm, SiLU
+    /// and the residual inside each output block while it is in cache
+    /// ([`ModelBackend::fused_pointwise_conv_affine`]).
     pub fn forward_gated(&self, x: Tensor<B, 4>, gate: Tensor<B, 4>, residual: Option<Tensor<B, 4>>) -> Tensor<B, 4>
     where
         B: ModelBackend,

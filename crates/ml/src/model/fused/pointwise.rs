@@ -1,6 +1,6 @@
 //! Eval-mode 1×1 convolution on f32 with its epilogue (the BatchNorm affine, SiLU, a residual)
-//! applied to each output block while it is still in cache, and a squeeze-excite gate folded
-//! into the weights.
+//! applied to each output block while it is still in cache, and a squeeze-excite gate applied
+//! inside the block.
 //!
 //! Why: a 1×1 convolution is a product `W · xₙ` per image (`[C_out, C_in]` by `[C_in, P]`).
 //! Run as burn's batched matmul, its whole `[N, C_out, P]` output goes to memory, and the
