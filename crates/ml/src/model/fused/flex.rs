@@ -234,7 +234,8 @@ impl ModelBackend for Flex {
         let means: Vec<f32> = (0..rows.batch * rows.channels)
             .into_par_iter()
             .with_min_len(MIN_TASK_ELEMS.div_ceil(rows.len.max(1)))
-            .map(|r| row_sum(&xs[r * rows.len..][..rows.len]) / rows.len as f32)
+            // Σ(x − 0) is Σx, value for value: the statistics kernel's first sum.
+            .map(|r| row_shifted_sums(&xs[r * rows.len..][..rows.len], 0.0).0 / rows.len as f32)
             .collect();
         tensor(means, [rows.batch, rows.channels])
     }
@@ -434,7 +435,6 @@ impl Rows {
 }
 
 dispatch!(fn row_shifted_sums(x: &[f32], shift: f32) -> (f32, f32) => shifted_sums);
-dispatch!(fn row_sum(x: &[f32]) -> f32 => sum);
 dispatch!(fn row_affine(x: &[f32], scale: f32, offset: f32, silu: bool, out: &mut [MaybeUninit<f32>]) -> () => affine);
 dispatch!(fn row_affine_in_place(row: &mut [f32], scale: f32, offset: f32, silu: bool, residual: Option<&[f32]>) -> () => affine_in_place);
 dispatch!(fn row_grad_sums(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32, silu: bool) -> (f32, f32) => grad_sums);
@@ -458,22 +458,6 @@ fn shifted_sums(x: &[f32], shift: f32) -> (f32, f32) {
         s2[i] += d * d;
     }
     (horizontal_sum(s1), horizontal_sum(s2))
-}
-
-/// Σx over a row, in `LANES` partial sums combined pairwise.
-#[inline(always)]
-fn sum(x: &[f32]) -> f32 {
-    let mut s = [0.0f32; LANES];
-    let mut blocks = x.chunks_exact(LANES);
-    for block in &mut blocks {
-        for i in 0..LANES {
-            s[i] += block[i];
-        }
-    }
-    for (i, &v) in blocks.remainder().iter().enumerate() {
-        s[i] += v;
-    }
-    horizontal_sum(s)
 }
 
 #[inline(always)]
