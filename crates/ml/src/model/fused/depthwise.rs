@@ -5,7 +5,8 @@
 //! taps as row-wise multiply-adds over the columns where the tap lands inside the image, so the
 //! borders need no per-pixel test. The forward and the input gradient run one rayon task per
 //! group of planes; the weight gradient one per channel, summing its planes in batch order, so
-//! results do not depend on the thread count.
+//! results do not depend on the thread count. Planes narrower than a register block go through
+//! the forward eight at a time, interleaved (see [`interleaved`]), with the same bits.
 
 use std::ops::Range;
 
@@ -335,6 +336,13 @@ const MIN_TASK_ELEMS: usize = 1 << 14;
 
 /// The forward: `x` `[N, C, H, W]`, `weight` `[C, 1, k, k]` → `[N, C, H_out, W_out]`.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    if interleaved(g) {
+        return forward_then(g, x, weight, |_, plane, out| {
+            for (o, &v) in out.iter_mut().zip(plane) {
+                o.write(v);
+            }
+        });
+    }
     let kk = g.kernel * g.kernel;
     zeroed_planes(g.batch * g.channels, g.out_plane(), |p, dst, scratch| {
         let c = p % g.channels;
@@ -356,7 +364,21 @@ pub fn forward_then(
     let (kk, plane, planes) = (g.kernel * g.kernel, g.out_plane(), g.batch * g.channels);
     let total = planes * plane;
     let mut out: Vec<f32> = Vec::with_capacity(total);
-    if plane > 0 {
+    if plane > 0 && interleaved(g) {
+        let per_task = MIN_TASK_ELEMS.div_ceil(plane).next_multiple_of(GROUP);
+        let filters = GroupFilters::new(g, weight);
+        out.spare_capacity_mut()[..total].par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
+            let (mut computed, mut scratch) = (vec![0.0f32; GROUP * plane], GroupScratch::default());
+            for (group, dsts) in chunk.chunks_mut(GROUP * plane).enumerate() {
+                let first = task * per_task + group * GROUP;
+                let count = dsts.len() / plane;
+                forward_group(g, x, &filters, first..first + count, &mut computed, &mut scratch);
+                for (i, dst) in dsts.chunks_mut(plane).enumerate() {
+                    finish(first + i, &computed[i * plane..][..plane], dst);
+                }
+            }
+        });
+    } else if plane > 0 {
         let per_task = MIN_TASK_ELEMS.div_ceil(plane);
         out.spare_capacity_mut()[..total].par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
             let (mut computed, mut scratch) = (vec![0.0f32; plane], PlaneScratch::default());
@@ -371,6 +393,175 @@ pub fn forward_then(
     // SAFETY: `finish` wrote every value of every plane.
     unsafe { out.set_len(total) };
     out
+}
+
+/// Planes per interleaved group: one AVX register holds the same position of each.
+const GROUP: usize = 8;
+/// Output positions per register block of the interleaved kernel (four AVX registers).
+const GROUP_PIXELS: usize = 4;
+
+/// Whether the forward takes planes [`GROUP`] at a time, interleaved: for planes narrower
+/// than a register block of the plane kernel, whose blocks would be mostly padding and whose
+/// per-plane costs (the padded copy, the row setup) outweigh the arithmetic. B0's last four
+/// stages at 128×96 have 12, 6 and 3 columns.
+fn interleaved(g: &Geometry) -> bool {
+    g.out_width < BLOCK
+}
+
+/// The filters as the interleaved kernel reads them, tap-major (`[tap][lane]`).
+struct GroupFilters<'a> {
+    weight: &'a [f32],
+    /// With a channel count that is a multiple of [`GROUP`], every group is [`GROUP`] whole
+    /// channels from a multiple of it: their filters, interleaved once per call, group after
+    /// group. Otherwise each group gathers its own.
+    aligned: Option<Vec<[f32; GROUP]>>,
+}
+
+impl GroupFilters<'_> {
+    fn new<'a>(g: &Geometry, weight: &'a [f32]) -> GroupFilters<'a> {
+        let kk = g.kernel * g.kernel;
+        let aligned = g.channels.is_multiple_of(GROUP).then(|| {
+            let mut taps = vec![[0.0; GROUP]; g.channels * kk / GROUP];
+            for (c, filter) in weight.chunks_exact(kk).enumerate() {
+                for (tap, &w) in taps[(c / GROUP) * kk..][..kk].iter_mut().zip(filter) {
+                    tap[c % GROUP] = w;
+                }
+            }
+            taps
+        });
+        GroupFilters { weight, aligned }
+    }
+
+    /// The taps of the group of planes from `first`, built in `scratch` when not aligned.
+    fn of<'s>(&'s self, g: &Geometry, planes: Range<usize>, scratch: &'s mut Vec<[f32; GROUP]>) -> &'s [[f32; GROUP]] {
+        let kk = g.kernel * g.kernel;
+        if let Some(taps) = &self.aligned {
+            return &taps[(planes.start % g.channels / GROUP) * kk..][..kk];
+        }
+        // Lanes past the last plane keep what they held: their outputs are never read.
+        scratch.resize(kk, [0.0; GROUP]);
+        for (lane, p) in planes.enumerate() {
+            let c = p % g.channels;
+            for (tap, &w) in scratch.iter_mut().zip(&self.weight[c * kk..][..kk]) {
+                tap[lane] = w;
+            }
+        }
+        scratch
+    }
+}
+
+/// A rayon task's buffers for [`forward_group`], kept across its groups: like
+/// [`PlaneScratch`], the zero border of the padded input is written once per layout.
+#[derive(Default)]
+struct GroupScratch {
+    /// The padded input, position-major: `input[y·width + x][lane]`.
+    input: Vec<[f32; GROUP]>,
+    /// (padded width, padded rows) of `input`.
+    layout: (usize, usize),
+    /// A group's filters when they are not [`GroupFilters::aligned`].
+    filters: Vec<[f32; GROUP]>,
+    /// The outputs, position-major.
+    output: Vec<[f32; GROUP]>,
+}
+
+dispatch!(fn group_outputs(g: &Geometry, input: &[[f32; GROUP]], width: usize, filters: &[[f32; GROUP]], output: &mut [[f32; GROUP]]) -> () => group_outputs_impl);
+
+/// The planes `planes` (at most [`GROUP`]) convolved together, lane `i` of each register the
+/// plane `planes.start + i`, into `computed` (`[GROUP, H_out·W_out]`, the first
+/// `planes.len()` planes written). Each output adds the same `k²` products in the same
+/// (ky, kx) order from zero as [`forward_plane`] does (taps on the zero border included), so
+/// both give the same bits.
+fn forward_group(g: &Geometry, x: &[f32], filters: &GroupFilters, planes: Range<usize>, computed: &mut [f32], scratch: &mut GroupScratch) {
+    let (pad, k) = (g.pad(), g.kernel);
+    let width = (g.width + 2 * pad).max((g.out_width.max(1) - 1) * g.stride + k);
+    let height = (g.height + 2 * pad).max((g.out_height.max(1) - 1) * g.stride + k);
+    if scratch.layout != (width, height) || scratch.input.len() != width * height {
+        scratch.input.clear();
+        scratch.input.resize(width * height, [0.0; GROUP]);
+        scratch.layout = (width, height);
+    }
+    // Lanes past the last plane keep what they held: their outputs are never read.
+    for (lane, p) in planes.clone().enumerate() {
+        let plane = &x[p * g.in_plane()..][..g.in_plane()];
+        for (y, row) in plane.chunks_exact(g.width).enumerate() {
+            let dst = &mut scratch.input[(y + pad) * width + pad..][..g.width];
+            for (d, &v) in dst.iter_mut().zip(row) {
+                d[lane] = v;
+            }
+        }
+    }
+    let taps = filters.of(g, planes.clone(), &mut scratch.filters);
+    scratch.output.resize(g.out_plane(), [0.0; GROUP]);
+    group_outputs(g, &scratch.input, width, taps, &mut scratch.output);
+    let plane = g.out_plane();
+    for (lane, dst) in computed.chunks_exact_mut(plane).take(planes.len()).enumerate() {
+        for (d, v) in dst.iter_mut().zip(&scratch.output) {
+            *d = v[lane];
+        }
+    }
+}
+
+#[inline(always)]
+fn group_outputs_impl(g: &Geometry, input: &[[f32; GROUP]], width: usize, filters: &[[f32; GROUP]], output: &mut [[f32; GROUP]]) {
+    match (g.stride, g.kernel) {
+        (1, 3) => group_outputs_strided::<1, 3>(g, input, width, filters, output),
+        (1, 5) => group_outputs_strided::<1, 5>(g, input, width, filters, output),
+        (2, 3) => group_outputs_strided::<2, 3>(g, input, width, filters, output),
+        (2, 5) => group_outputs_strided::<2, 5>(g, input, width, filters, output),
+        _ => group_outputs_strided::<0, 0>(g, input, width, filters, output),
+    }
+}
+
+/// [`group_outputs_impl`] with constant stride and kernel size, as in the plane kernel.
+#[inline(always)]
+fn group_outputs_strided<const S: usize, const K: usize>(
+    g: &Geometry,
+    input: &[[f32; GROUP]],
+    width: usize,
+    filters: &[[f32; GROUP]],
+    output: &mut [[f32; GROUP]],
+) {
+    let s = if S == 0 { g.stride } else { S };
+    let k = if K == 0 { g.kernel } else { K };
+    let ow = g.out_width;
+    for (oy, out_row) in output.chunks_exact_mut(ow).enumerate() {
+        let full = ow - ow % GROUP_PIXELS;
+        for ox in (0..full).step_by(GROUP_PIXELS) {
+            group_pixels::<GROUP_PIXELS>(input, width, filters, s, k, oy, ox, &mut out_row[ox..ox + GROUP_PIXELS]);
+        }
+        for ox in full..ow {
+            group_pixels::<1>(input, width, filters, s, k, oy, ox, &mut out_row[ox..ox + 1]);
+        }
+    }
+}
+
+/// `P` consecutive outputs of row `oy` from column `ox`, every lane at once.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn group_pixels<const P: usize>(
+    input: &[[f32; GROUP]],
+    width: usize,
+    filters: &[[f32; GROUP]],
+    s: usize,
+    k: usize,
+    oy: usize,
+    ox: usize,
+    out: &mut [[f32; GROUP]],
+) {
+    let mut acc = [[0.0f32; GROUP]; P];
+    for ky in 0..k {
+        let row = &input[(oy * s + ky) * width..][..width];
+        for kx in 0..k {
+            let a = filters[ky * k + kx];
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let v = row[(ox + j) * s + kx];
+                for l in 0..GROUP {
+                    acc[l] += a[l] * v[l];
+                }
+            }
+        }
+    }
+    out.copy_from_slice(&acc);
 }
 
 /// `planes` planes of `plane` values, each zeroed and then passed to `fill(index, plane)` in a
@@ -522,6 +713,42 @@ mod tests {
             }
             let got: Vec<u32> = forward(&g, &x, &weight).iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, want, "{h}x{w} k{k} s{s}");
+        }
+    }
+
+    /// Narrow planes go through the interleaved kernel, eight at a time; it must give the bits
+    /// of the plane kernel: channel counts that are a multiple of the group (filters
+    /// interleaved once) and that are not (groups spanning two images), a last group short of
+    /// planes, several rayon tasks, kernels wider than the image, and the generic (k 7) path.
+    #[test]
+    fn interleaved_groups_give_the_bits_of_the_plane_kernel() {
+        for (shape, k, s) in [
+            ([3, 13, 16, 12], 5, 1),
+            ([3, 13, 16, 12], 3, 2),
+            ([2, 11, 8, 6], 3, 1),
+            ([2, 11, 8, 6], 5, 2),
+            ([3, 1603, 4, 3], 5, 1),
+            ([2, 1152, 4, 3], 5, 1),
+            ([3, 16, 8, 6], 3, 2),
+            ([1, 5, 2, 1], 5, 1),
+            ([2, 9, 6, 5], 7, 1),
+            ([2, 3, 30, 29], 3, 2),
+        ] {
+            let g = Geometry::new(shape, k, s);
+            assert!(interleaved(&g), "{shape:?} k{k} s{s} must take the interleaved kernel");
+            let planes = shape[0] * shape[1];
+            let x: Vec<f32> = (0..planes * g.in_plane()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let weight: Vec<f32> = (0..shape[1] * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+            let mut want = Vec::with_capacity(planes * g.out_plane());
+            let mut scratch = PlaneScratch::default();
+            for p in 0..planes {
+                let mut plane = vec![0.0; g.out_plane()];
+                let c = p % g.channels;
+                forward_plane(&g, &x[p * g.in_plane()..][..g.in_plane()], &weight[c * k * k..][..k * k], &mut plane, &mut scratch);
+                want.extend(plane.iter().map(|v| v.to_bits()));
+            }
+            let got: Vec<u32> = forward(&g, &x, &weight).iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{shape:?} k{k} s{s}");
         }
     }
 

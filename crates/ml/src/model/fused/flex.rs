@@ -510,9 +510,26 @@ fn affine_with<const SILU: bool>(x: &[f32], scale: f32, offset: f32, out: &mut [
             os[i].write(t[i]);
         }
     }
-    for (o, &v) in ob.into_remainder().iter_mut().zip(xb.remainder()) {
-        o.write(activate::<SILU>(v, scale, offset));
+    let t = padded_tail(xb.remainder(), |t| {
+        for v in t.iter_mut() {
+            *v = activate::<SILU>(*v, scale, offset);
+        }
+    });
+    for (o, &v) in ob.into_remainder().iter_mut().zip(&t) {
+        o.write(v);
     }
+}
+
+/// A row's last values (fewer than [`LANES`]) run through a full-block kernel `f`, with zeros
+/// after them: the lanes are independent, so each value gets the bits the scalar formula
+/// gives it, at vector speed. Small planes (a 4×3 plane is all tail) spent most of their
+/// time in the scalar `exp` and divide before this.
+#[inline(always)]
+fn padded_tail(tail: &[f32], f: impl FnOnce(&mut [f32; LANES])) -> [f32; LANES] {
+    let mut t = [0.0f32; LANES];
+    t[..tail.len()].copy_from_slice(tail);
+    f(&mut t);
+    t
 }
 
 /// [`affine`] in place, then `+ residual` when given: the bits of the two ops in turn.
@@ -534,9 +551,13 @@ fn affine_in_place_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f
             *v = activate::<SILU>(*v, scale, offset);
         }
     }
-    for v in blocks.into_remainder() {
-        *v = activate::<SILU>(*v, scale, offset);
-    }
+    let tail = blocks.into_remainder();
+    let t = padded_tail(tail, |t| {
+        for v in t.iter_mut() {
+            *v = activate::<SILU>(*v, scale, offset);
+        }
+    });
+    tail.copy_from_slice(&t[..tail.len()]);
 }
 
 #[inline(always)]
@@ -549,9 +570,14 @@ fn affine_add_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f32, r
             vs[i] = activate::<SILU>(vs[i], scale, offset) + rs[i];
         }
     }
-    for (v, &r) in blocks.into_remainder().iter_mut().zip(rb.remainder()) {
-        *v = activate::<SILU>(*v, scale, offset) + r;
-    }
+    let (tail, rs) = (blocks.into_remainder(), rb.remainder());
+    let t = padded_tail(tail, |t| {
+        let r = padded_tail(rs, |_| {});
+        for i in 0..LANES {
+            t[i] = activate::<SILU>(t[i], scale, offset) + r[i];
+        }
+    });
+    tail.copy_from_slice(&t[..tail.len()]);
 }
 
 #[inline(always)]
@@ -571,10 +597,18 @@ fn grad_sums_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f3
             s2[i] += gz * (xs[i] - mean);
         }
     }
-    for (i, (&xv, &gv)) in xb.remainder().iter().zip(gb.remainder()).enumerate() {
-        let gz = grad_at_z::<SILU>(xv, gv, scale, offset);
-        s1[i] += gz;
-        s2[i] += gz * (xv - mean);
+    // The tail's terms as a full block; only its own lanes are added, as before.
+    let (xs, n) = (padded_tail(xb.remainder(), |_| {}), xb.remainder().len());
+    let gs = padded_tail(gb.remainder(), |_| {});
+    let mut terms = [[0.0f32; LANES]; 2];
+    for i in 0..LANES {
+        let gz = grad_at_z::<SILU>(xs[i], gs[i], scale, offset);
+        terms[0][i] = gz;
+        terms[1][i] = gz * (xs[i] - mean);
+    }
+    for i in 0..n {
+        s1[i] += terms[0][i];
+        s2[i] += terms[1][i];
     }
     (horizontal_sum(s1), horizontal_sum(s2))
 }
@@ -598,9 +632,50 @@ fn input_grad_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f
             os[i].write(t[i]);
         }
     }
-    for ((o, &xv), &gv) in ob.into_remainder().iter_mut().zip(xb.remainder()).zip(gb.remainder()) {
-        o.write(dx(xv, gv));
+    let gs = padded_tail(gb.remainder(), |_| {});
+    let t = padded_tail(xb.remainder(), |t| {
+        for i in 0..LANES {
+            t[i] = dx(t[i], gs[i]);
+        }
+    });
+    for (o, &v) in ob.into_remainder().iter_mut().zip(&t) {
+        o.write(v);
     }
+}
+
+/// Runs each row kernel on `x` and `g` (a row of any length, so with a tail shorter than a
+/// block) and says whether every value has the bits of its formula evaluated one value at a
+/// time: (affine, affine in place, affine plus residual, input gradient, gradient sums).
+#[cfg(test)]
+pub(super) fn row_kernels_match_the_scalar_formulas(x: &[f32], g: &[f32], silu: bool) -> [bool; 5] {
+    use std::hint::black_box;
+    let (scale, offset, k, mean) = (1.3, -0.2, [0.9, -0.01, 0.03], 0.1);
+    let one = |v: f32| if silu { activate::<true>(black_box(v), scale, offset) } else { activate::<false>(black_box(v), scale, offset) };
+    let gz = |v: f32, gv: f32| {
+        if silu { grad_at_z::<true>(black_box(v), gv, scale, offset) } else { grad_at_z::<false>(black_box(v), gv, scale, offset) }
+    };
+    let same = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+    let want: Vec<f32> = x.iter().map(|&v| one(v)).collect();
+    let mut out = vec![MaybeUninit::uninit(); x.len()];
+    row_affine(x, scale, offset, silu, &mut out);
+    let got: Vec<f32> = out.iter().map(|m| unsafe { m.assume_init() }).collect();
+    let mut in_place = x.to_vec();
+    row_affine_in_place(&mut in_place, scale, offset, silu, None);
+    let mut added = x.to_vec();
+    row_affine_in_place(&mut added, scale, offset, silu, Some(g));
+    let want_added: Vec<f32> = want.iter().zip(g).map(|(&v, &r)| v + r).collect();
+    row_input_grad(x, g, scale, offset, silu, k, &mut out);
+    let got_grad: Vec<f32> = out.iter().map(|m| unsafe { m.assume_init() }).collect();
+    let want_grad: Vec<f32> = x.iter().zip(g).map(|(&v, &gv)| k[0] * gz(v, gv) + k[1] * v + k[2]).collect();
+    let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
+    for (i, (&v, &gv)) in x.iter().zip(g).enumerate() {
+        let t = gz(v, gv);
+        s1[i % LANES] += t;
+        s2[i % LANES] += t * (v - mean);
+    }
+    let sums = row_grad_sums(x, g, scale, offset, mean, silu);
+    let same_sums = sums.0.to_bits() == horizontal_sum(s1).to_bits() && sums.1.to_bits() == horizontal_sum(s2).to_bits();
+    [same(&got, &want), same(&in_place, &want), same(&added, &want_added), same(&got_grad, &want_grad), same_sums]
 }
 
 /// Runs each row kernel through the dispatcher (AVX2 where the CPU has it) and the portable

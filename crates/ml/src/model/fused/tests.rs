@@ -217,6 +217,23 @@ fn row_kernels_give_the_same_bits_in_the_avx2_and_portable_builds() {
     }
 }
 
+#[test]
+fn row_kernels_give_short_rows_and_tails_the_bits_of_the_formulas() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    // 1..=15 are all tail (a 4×3 plane is 12 values); 16..=40 a block or two and a tail.
+    for len in 1..=40 {
+        let x: Vec<f32> = (0..len).map(|_| rng.random::<f32>() * 20.0 - 10.0).collect();
+        let g: Vec<f32> = (0..len).map(|_| rng.random::<f32>() - 0.5).collect();
+        for silu in [false, true] {
+            let kernels = super::flex::row_kernels_match_the_scalar_formulas(&x, &g, silu);
+            let names = ["affine", "affine in place", "affine + residual", "input gradient", "gradient sums"];
+            for (ok, name) in kernels.iter().zip(names) {
+                assert!(ok, "{name}, length {len}, silu {silu}");
+            }
+        }
+    }
+}
+
 /// Depthwise geometries of EfficientNet (k 3 and 5, stride 1 and 2), with odd sizes.
 /// The last three have kernels wider than the image, as B0's last stages at small inputs.
 const DEPTHWISE: [([usize; 4], usize, usize); 8] = [
