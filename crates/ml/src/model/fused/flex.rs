@@ -522,8 +522,8 @@ fn affine_with<const SILU: bool>(x: &[f32], scale: f32, offset: f32, out: &mut [
 
 /// A row's last values (fewer than [`LANES`]) run through a full-block kernel `f`, with zeros
 /// after them: the lanes are independent, so each value gets the bits the scalar formula
-/// gives it, at vector speed. Small planes (a 4×3 plane is all tail) spent most of their
-/// time in the scalar `exp` and divide before this.
+/// gives it, at vector speed. A 4×3 plane (B0's last stages at 128×96) is all tail, and ran
+/// the scalar `exp` and divide before this.
 #[inline(always)]
 fn padded_tail(tail: &[f32], f: impl FnOnce(&mut [f32; LANES])) -> [f32; LANES] {
     let mut t = [0.0f32; LANES];
