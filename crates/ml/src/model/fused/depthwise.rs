@@ -44,6 +44,14 @@ impl Geometry {
         self.out_height * self.out_width
     }
 
+    /// Length, along an axis of input size `size`, of a zero-padded copy of the input from which
+    /// `outputs` outputs (from 0) read every tap without a bounds test: the image and `k / 2`
+    /// zeros each side, or more where the last output's taps reach further (a kernel wider than
+    /// the image, or outputs computed past the end in whole blocks).
+    fn padded_len(&self, size: usize, outputs: usize) -> usize {
+        (size + 2 * self.pad()).max((outputs.max(1) - 1) * self.stride + self.kernel)
+    }
+
     /// Output positions `o` (along an axis of input size `size`, output size `out`) where tap
     /// `t` reads inside the image: `0 ≤ o·stride + t − pad < size`.
     fn valid(&self, t: usize, size: usize, out: usize) -> Range<usize> {
@@ -199,8 +207,8 @@ impl Padded<'_> {
     fn new<'s>(g: &Geometry, x: &[f32], block: usize, split: bool, scratch: &'s mut PlaneScratch) -> Padded<'s> {
         let pad = g.pad();
         let blocks = g.out_width.div_ceil(block);
-        let mut width = (g.width + 2 * pad).max((blocks * block - 1) * g.stride + g.kernel);
-        let height = (g.height + 2 * pad).max((g.out_height.max(1) - 1) * g.stride + g.kernel);
+        let mut width = g.padded_len(g.width, blocks * block);
+        let height = g.padded_len(g.height, g.out_height);
         if split {
             // Each half is as long as a split read needs: `blocks·block + k / 2` values.
             width = width.div_ceil(2) * 2;
@@ -472,9 +480,8 @@ dispatch!(fn group_outputs(g: &Geometry, input: &[[f32; GROUP]], width: usize, f
 /// (ky, kx) order from zero as [`forward_plane`] does (taps on the zero border included), so
 /// both give the same bits.
 fn forward_group(g: &Geometry, x: &[f32], filters: &GroupFilters, planes: Range<usize>, computed: &mut [f32], scratch: &mut GroupScratch) {
-    let (pad, k) = (g.pad(), g.kernel);
-    let width = (g.width + 2 * pad).max((g.out_width.max(1) - 1) * g.stride + k);
-    let height = (g.height + 2 * pad).max((g.out_height.max(1) - 1) * g.stride + k);
+    let pad = g.pad();
+    let (width, height) = (g.padded_len(g.width, g.out_width), g.padded_len(g.height, g.out_height));
     if scratch.layout != (width, height) || scratch.input.len() != width * height {
         scratch.input.clear();
         scratch.input.resize(width * height, [0.0; GROUP]);

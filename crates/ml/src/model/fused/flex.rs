@@ -510,25 +510,23 @@ fn affine_with<const SILU: bool>(x: &[f32], scale: f32, offset: f32, out: &mut [
             os[i].write(t[i]);
         }
     }
-    let t = padded_tail(xb.remainder(), |t| {
-        for v in t.iter_mut() {
-            *v = activate::<SILU>(*v, scale, offset);
-        }
-    });
+    let mut t = padded(xb.remainder());
+    for v in &mut t {
+        *v = activate::<SILU>(*v, scale, offset);
+    }
     for (o, &v) in ob.into_remainder().iter_mut().zip(&t) {
         o.write(v);
     }
 }
 
-/// A row's last values (fewer than [`LANES`]) run through a full-block kernel `f`, with zeros
-/// after them: the lanes are independent, so each value gets the bits the scalar formula
-/// gives it, at vector speed. A 4×3 plane (B0's last stages at 128×96) is all tail, and ran
-/// the scalar `exp` and divide before this.
+/// A row's last values (fewer than [`LANES`]) as a full block, zeros after them, so the kernels
+/// run their tail through the same vector code as the blocks: the lanes are independent, so
+/// each value gets the bits the scalar formula gives it. A 4×3 plane (B0's last stages at
+/// 128×96) is all tail, and ran the scalar `exp` and divide before this.
 #[inline(always)]
-fn padded_tail(tail: &[f32], f: impl FnOnce(&mut [f32; LANES])) -> [f32; LANES] {
+fn padded(tail: &[f32]) -> [f32; LANES] {
     let mut t = [0.0f32; LANES];
     t[..tail.len()].copy_from_slice(tail);
-    f(&mut t);
     t
 }
 
@@ -552,11 +550,10 @@ fn affine_in_place_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f
         }
     }
     let tail = blocks.into_remainder();
-    let t = padded_tail(tail, |t| {
-        for v in t.iter_mut() {
-            *v = activate::<SILU>(*v, scale, offset);
-        }
-    });
+    let mut t = padded(tail);
+    for v in &mut t {
+        *v = activate::<SILU>(*v, scale, offset);
+    }
     tail.copy_from_slice(&t[..tail.len()]);
 }
 
@@ -570,13 +567,11 @@ fn affine_add_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f32, r
             vs[i] = activate::<SILU>(vs[i], scale, offset) + rs[i];
         }
     }
-    let (tail, rs) = (blocks.into_remainder(), rb.remainder());
-    let t = padded_tail(tail, |t| {
-        let r = padded_tail(rs, |_| {});
-        for i in 0..LANES {
-            t[i] = activate::<SILU>(t[i], scale, offset) + r[i];
-        }
-    });
+    let (tail, r) = (blocks.into_remainder(), padded(rb.remainder()));
+    let mut t = padded(tail);
+    for i in 0..LANES {
+        t[i] = activate::<SILU>(t[i], scale, offset) + r[i];
+    }
     tail.copy_from_slice(&t[..tail.len()]);
 }
 
@@ -598,8 +593,7 @@ fn grad_sums_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f3
         }
     }
     // The tail's terms as a full block; only its own lanes are added, as before.
-    let (xs, n) = (padded_tail(xb.remainder(), |_| {}), xb.remainder().len());
-    let gs = padded_tail(gb.remainder(), |_| {});
+    let (xs, gs, n) = (padded(xb.remainder()), padded(gb.remainder()), xb.remainder().len());
     let mut terms = [[0.0f32; LANES]; 2];
     for i in 0..LANES {
         let gz = grad_at_z::<SILU>(xs[i], gs[i], scale, offset);
@@ -632,12 +626,10 @@ fn input_grad_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f
             os[i].write(t[i]);
         }
     }
-    let gs = padded_tail(gb.remainder(), |_| {});
-    let t = padded_tail(xb.remainder(), |t| {
-        for i in 0..LANES {
-            t[i] = dx(t[i], gs[i]);
-        }
-    });
+    let (mut t, gs) = (padded(xb.remainder()), padded(gb.remainder()));
+    for i in 0..LANES {
+        t[i] = dx(t[i], gs[i]);
+    }
     for (o, &v) in ob.into_remainder().iter_mut().zip(&t) {
         o.write(v);
     }
