@@ -83,6 +83,16 @@ impl SharedOut {
         // SAFETY: guaranteed by the caller.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
+
+    /// [`Self::segment`] of a buffer not yet initialised there, to be written.
+    ///
+    /// # Safety
+    /// As [`Self::segment`]: within the buffer's capacity, and no one else's while it lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn uninit_segment(&self, start: usize, len: usize) -> &mut [std::mem::MaybeUninit<f32>] {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start).cast(), len) }
+    }
 }
 
 /// The input gradient `[N, C, H, W]` from the column gradient `[C·k·k, N·P]`: each input

@@ -223,10 +223,14 @@ impl Padded<'_> {
         for (y, row) in x.chunks_exact(g.width).enumerate() {
             let dst = &mut data[(y + pad) * width..][..width];
             if split {
+                // Input column `i` is padded column `i + pad`. With `pad` even, the row's even
+                // columns land in the even half from `pad / 2`; with `pad` odd, in the odd half.
                 let (even, odd) = dst.split_at_mut(half);
-                for (i, &v) in row.iter().enumerate() {
-                    let c = i + pad;
-                    if c & 1 == 0 { even[c >> 1] = v } else { odd[c >> 1] = v }
+                let h = pad / 2;
+                if pad.is_multiple_of(2) {
+                    deinterleave(row, &mut even[h..], &mut odd[h..]);
+                } else {
+                    deinterleave(row, &mut odd[h..], &mut even[h + 1..]);
                 }
             } else {
                 dst[pad..][..g.width].copy_from_slice(row);
@@ -238,6 +242,22 @@ impl Padded<'_> {
     #[inline(always)]
     fn row(&self, y: usize) -> &[f32] {
         &self.data[y * self.width..][..self.width]
+    }
+}
+
+/// `first[j] = src[2j]` and `second[j] = src[2j + 1]`. Written as whole pairs, without a
+/// branch per value, so it vectorises: the copy of a stride-2 layer's input (one value per
+/// quarter output) was about a fifth of the depthwise forward's time as a per-value branch.
+#[inline(always)]
+fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) {
+    let pairs = src.len() / 2;
+    let (first_pairs, second_pairs) = (&mut first[..pairs], &mut second[..pairs]);
+    for (j, pair) in src.chunks_exact(2).enumerate() {
+        first_pairs[j] = pair[0];
+        second_pairs[j] = pair[1];
+    }
+    if src.len() % 2 == 1 {
+        first[pairs] = src[src.len() - 1];
     }
 }
 
@@ -405,8 +425,11 @@ pub fn forward_then(
 
 /// Planes per interleaved group: one AVX register holds the same position of each.
 const GROUP: usize = 8;
-/// Output positions per register block of the interleaved kernel (four AVX registers).
-const GROUP_PIXELS: usize = 4;
+/// Output positions per register block of the interleaved kernel: eight independent sums (eight
+/// AVX registers), enough to hide the add latency, which four were not (a 14×14 plane with
+/// k 3 was slower interleaved than through the plane kernel). Positions are taken in row-major
+/// order across rows, so a block is full whatever the plane's width.
+const GROUP_PIXELS: usize = 8;
 
 /// Whether the forward takes planes [`GROUP`] at a time, interleaved: for planes narrower
 /// than a register block of the plane kernel, whose blocks would be mostly padding and whose
@@ -468,48 +491,158 @@ struct GroupScratch {
     layout: (usize, usize),
     /// A group's filters when they are not [`GroupFilters::aligned`].
     filters: Vec<[f32; GROUP]>,
-    /// The outputs, position-major.
+    /// The input gradient's sums, position-major.
+    sums: Vec<[f32; GROUP]>,
+    /// The outputs, position-major; in the weight gradient, the output gradient, its rows
+    /// zero-filled to whole blocks of [`WBLOCK`] columns.
     output: Vec<[f32; GROUP]>,
 }
 
-dispatch!(fn group_outputs(g: &Geometry, input: &[[f32; GROUP]], width: usize, filters: &[[f32; GROUP]], output: &mut [[f32; GROUP]]) -> () => group_outputs_impl);
+impl GroupScratch {
+    /// The planes `planes` of `x` interleaved into `input`, with the zero border and the
+    /// extent that `out_columns` outputs per row read from (`Geometry::padded_len`): returns
+    /// the padded row length. Inlined into the AVX2 kernels that call it, so its transposes
+    /// are too.
+    #[inline(always)]
+    fn interleave_padded(&mut self, g: &Geometry, x: &[f32], planes: Range<usize>, out_columns: usize) -> usize {
+        let (width, height) = (g.padded_len(g.width, out_columns), g.padded_len(g.height, g.out_height));
+        if self.layout != (width, height) || self.input.len() != width * height {
+            self.input.clear();
+            self.input.resize(width * height, [0.0; GROUP]);
+            self.layout = (width, height);
+        }
+        interleave(x, planes, (g.height, g.width), g.pad(), width, &mut self.input);
+        width
+    }
+}
+
+dispatch!(fn forward_group(g: &Geometry, x: &[f32], filters: &GroupFilters, planes: Range<usize>, computed: &mut [f32], scratch: &mut GroupScratch) -> () => forward_group_impl);
 
 /// The planes `planes` (at most [`GROUP`]) convolved together, lane `i` of each register the
 /// plane `planes.start + i`, into `computed` (`[GROUP, H_out·W_out]`, the first
 /// `planes.len()` planes written). Each output adds the same `k²` products in the same
 /// (ky, kx) order from zero as [`forward_plane`] does (taps on the zero border included), so
 /// both give the same bits.
-fn forward_group(g: &Geometry, x: &[f32], filters: &GroupFilters, planes: Range<usize>, computed: &mut [f32], scratch: &mut GroupScratch) {
-    let pad = g.pad();
-    let (width, height) = (g.padded_len(g.width, g.out_width), g.padded_len(g.height, g.out_height));
-    if scratch.layout != (width, height) || scratch.input.len() != width * height {
-        scratch.input.clear();
-        scratch.input.resize(width * height, [0.0; GROUP]);
-        scratch.layout = (width, height);
-    }
-    // Lanes past the last plane keep what they held: their outputs are never read.
-    for (lane, p) in planes.clone().enumerate() {
-        let plane = &x[p * g.in_plane()..][..g.in_plane()];
-        for (y, row) in plane.chunks_exact(g.width).enumerate() {
-            let dst = &mut scratch.input[(y + pad) * width + pad..][..g.width];
-            for (d, &v) in dst.iter_mut().zip(row) {
-                d[lane] = v;
-            }
-        }
-    }
+/// Compiled as a whole for AVX2, so the lane copies' transposes are AVX shuffles too.
+#[inline(always)]
+fn forward_group_impl(
+    g: &Geometry,
+    x: &[f32],
+    filters: &GroupFilters,
+    planes: Range<usize>,
+    computed: &mut [f32],
+    scratch: &mut GroupScratch,
+) {
+    let width = scratch.interleave_padded(g, x, planes.clone(), g.out_width);
     let taps = filters.of(g, planes.clone(), &mut scratch.filters);
     scratch.output.resize(g.out_plane(), [0.0; GROUP]);
     group_outputs(g, &scratch.input, width, taps, &mut scratch.output);
-    let plane = g.out_plane();
-    for (lane, dst) in computed.chunks_exact_mut(plane).take(planes.len()).enumerate() {
-        for (d, v) in dst.iter_mut().zip(&scratch.output) {
+    deinterleave_output(&scratch.output, planes.len(), computed);
+}
+
+/// Copies the planes `planes` of `x` (`rows × cols` values each) into `input`, plane
+/// `planes.start + i` in lane `i`, value (y, c) at position `(y + pad)·width + pad + c` (the
+/// interior of a padded layout; with `pad` 0 and `width` = `cols`, a plain interleave). A whole
+/// group goes eight values at a time: eight planes' next eight values (in row-major order)
+/// transposed, so each position is one vector store. Lanes past the last plane of a short
+/// group keep what they held: their outputs are never read.
+#[inline(always)]
+fn interleave(x: &[f32], planes: Range<usize>, (rows, cols): (usize, usize), pad: usize, width: usize, input: &mut [[f32; GROUP]]) {
+    let size = rows * cols;
+    let at = |i: usize| (i / cols + pad) * width + pad + i % cols;
+    let mut done = 0;
+    if planes.len() == GROUP {
+        let sources: [&[f32]; GROUP] = std::array::from_fn(|l| &x[(planes.start + l) * size..][..size]);
+        done = size - size % GROUP;
+        let (mut y, mut col) = (0, 0);
+        for i in (0..done).step_by(GROUP) {
+            let block: [[f32; GROUP]; GROUP] = std::array::from_fn(|l| sources[l][i..i + GROUP].try_into().unwrap());
+            for position in transpose(&block) {
+                input[(y + pad) * width + pad + col] = position;
+                col += 1;
+                if col == cols {
+                    (y, col) = (y + 1, 0);
+                }
+            }
+        }
+    }
+    for (lane, p) in planes.enumerate() {
+        let plane = &x[p * size..][..size];
+        for (i, &v) in plane.iter().enumerate().skip(done) {
+            input[at(i)][lane] = v;
+        }
+    }
+}
+
+/// `computed[lane·plane + q] = output[q][lane]` for the first `lanes` lanes, eight positions
+/// at a time through a transpose when the group is whole.
+#[inline(always)]
+fn deinterleave_output(output: &[[f32; GROUP]], lanes: usize, computed: &mut [f32]) {
+    let plane = output.len();
+    let mut done = 0;
+    if lanes == GROUP {
+        done = plane - plane % GROUP;
+        for q in (0..done).step_by(GROUP) {
+            let block: &[[f32; GROUP]; GROUP] = output[q..q + GROUP].try_into().unwrap();
+            for (lane, values) in transpose(block).iter().enumerate() {
+                computed[lane * plane + q..][..GROUP].copy_from_slice(values);
+            }
+        }
+    }
+    for (lane, dst) in computed.chunks_exact_mut(plane).take(lanes).enumerate() {
+        for (d, v) in dst[done..].iter_mut().zip(&output[done..]) {
             *d = v[lane];
         }
     }
 }
 
+/// `t[j][i] = m[i][j]`: 24 AVX shuffles where the CPU has AVX (LLVM does not find them in the
+/// plain loop, which it compiles to 64 scalar moves through the stack), the plain loop
+/// otherwise. Only values move, so both give the same bits.
 #[inline(always)]
-fn group_outputs_impl(g: &Geometry, input: &[[f32; GROUP]], width: usize, filters: &[[f32; GROUP]], output: &mut [[f32; GROUP]]) {
+fn transpose(m: &[[f32; GROUP]; GROUP]) -> [[f32; GROUP]; GROUP] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU supports AVX (checked just above).
+        return unsafe { transpose_avx(m) };
+    }
+    std::array::from_fn(|j| std::array::from_fn(|i| m[i][j]))
+}
+
+/// The 8 × 8 transpose in three rounds of shuffles: pairs of rows interleaved, then pairs of
+/// pairs, then the 128-bit halves exchanged.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn transpose_avx(m: &[[f32; GROUP]; GROUP]) -> [[f32; GROUP]; GROUP] {
+    use std::arch::x86_64::*;
+    // SAFETY (loads and stores): each row is 8 `f32`, one unaligned 256-bit access.
+    let r: [__m256; GROUP] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(m[i].as_ptr()) });
+    // Rows 2i and 2i + 1 interleaved: (a0 b0 a1 b1 | a4 b4 a5 b5) and (a2 b2 a3 b3 | a6 b6 a7 b7).
+    let lo: [__m256; 4] = std::array::from_fn(|i| _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]));
+    let hi: [__m256; 4] = std::array::from_fn(|i| _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]));
+    // Four rows' columns j and j + 4 per register: (a_j b_j c_j d_j | a_j+4 b_j+4 c_j+4 d_j+4).
+    let quads = |i: usize| {
+        [
+            _mm256_shuffle_ps::<0x44>(lo[i], lo[i + 1]),
+            _mm256_shuffle_ps::<0xEE>(lo[i], lo[i + 1]),
+            _mm256_shuffle_ps::<0x44>(hi[i], hi[i + 1]),
+            _mm256_shuffle_ps::<0xEE>(hi[i], hi[i + 1]),
+        ]
+    };
+    let (top, bottom) = (quads(0), quads(2));
+    let mut t = [[0.0f32; GROUP]; GROUP];
+    for j in 0..4 {
+        let (low, high) = (_mm256_permute2f128_ps::<0x20>(top[j], bottom[j]), _mm256_permute2f128_ps::<0x31>(top[j], bottom[j]));
+        unsafe {
+            _mm256_storeu_ps(t[j].as_mut_ptr(), low);
+            _mm256_storeu_ps(t[j + 4].as_mut_ptr(), high);
+        }
+    }
+    t
+}
+
+#[inline(always)]
+fn group_outputs(g: &Geometry, input: &[[f32; GROUP]], width: usize, filters: &[[f32; GROUP]], output: &mut [[f32; GROUP]]) {
     match (g.stride, g.kernel) {
         (1, 3) => group_outputs_strided::<1, 3>(g, input, width, filters, output),
         (1, 5) => group_outputs_strided::<1, 5>(g, input, width, filters, output),
@@ -519,7 +652,10 @@ fn group_outputs_impl(g: &Geometry, input: &[[f32; GROUP]], width: usize, filter
     }
 }
 
-/// [`group_outputs_impl`] with constant stride and kernel size, as in the plane kernel.
+/// [`group_outputs`] with constant stride and kernel size, as in the plane kernel.
+/// Positions go [`GROUP_PIXELS`] at a time in row-major order; the last block is moved back to
+/// end at the last position, recomputing a few outputs (with the same bits) rather than
+/// leaving a remainder.
 #[inline(always)]
 fn group_outputs_strided<const S: usize, const K: usize>(
     g: &Geometry,
@@ -530,38 +666,52 @@ fn group_outputs_strided<const S: usize, const K: usize>(
 ) {
     let s = if S == 0 { g.stride } else { S };
     let k = if K == 0 { g.kernel } else { K };
-    let ow = g.out_width;
-    for (oy, out_row) in output.chunks_exact_mut(ow).enumerate() {
-        let full = ow - ow % GROUP_PIXELS;
-        for ox in (0..full).step_by(GROUP_PIXELS) {
-            group_pixels::<GROUP_PIXELS>(input, width, filters, s, k, oy, ox, &mut out_row[ox..ox + GROUP_PIXELS]);
+    let window = Window { width, stride: s, kernel: k, out_width: g.out_width };
+    let positions = output.len();
+    if positions < GROUP_PIXELS {
+        for q in 0..positions {
+            group_pixels::<1>(input, &window, filters, q, &mut output[q..q + 1]);
         }
-        for ox in full..ow {
-            group_pixels::<1>(input, width, filters, s, k, oy, ox, &mut out_row[ox..ox + 1]);
-        }
+        return;
+    }
+    for first in (0..positions).step_by(GROUP_PIXELS) {
+        let first = first.min(positions - GROUP_PIXELS);
+        group_pixels::<GROUP_PIXELS>(input, &window, filters, first, &mut output[first..first + GROUP_PIXELS]);
     }
 }
 
-/// `P` consecutive outputs of row `oy` from column `ox`, every lane at once.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn group_pixels<const P: usize>(
-    input: &[[f32; GROUP]],
+/// Where an output position's taps are in the interleaved padded input.
+struct Window {
+    /// Padded input row length.
     width: usize,
-    filters: &[[f32; GROUP]],
-    s: usize,
-    k: usize,
-    oy: usize,
-    ox: usize,
-    out: &mut [[f32; GROUP]],
-) {
+    stride: usize,
+    kernel: usize,
+    out_width: usize,
+}
+
+/// `P` outputs from row-major position `first`, every lane at once.
+#[inline(always)]
+fn group_pixels<const P: usize>(input: &[[f32; GROUP]], window: &Window, filters: &[[f32; GROUP]], first: usize, out: &mut [[f32; GROUP]]) {
+    let &Window { width, stride, kernel: k, out_width } = window;
+    // Each position's k × k window, from its first tap: all the same length, so one bounds
+    // test per tap serves every position.
+    let span = (k - 1) * width + k;
+    let mut windows: [&[[f32; GROUP]]; P] = [&[]; P];
+    let (mut oy, mut ox) = (first / out_width, first % out_width);
+    for w in &mut windows {
+        *w = &input[(oy * width + ox) * stride..][..span];
+        ox += 1;
+        if ox == out_width {
+            (oy, ox) = (oy + 1, 0);
+        }
+    }
     let mut acc = [[0.0f32; GROUP]; P];
     for ky in 0..k {
-        let row = &input[(oy * s + ky) * width..][..width];
         for kx in 0..k {
             let a = filters[ky * k + kx];
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let v = row[(ox + j) * s + kx];
+            let tap = ky * width + kx;
+            for (acc, w) in acc.iter_mut().zip(&windows) {
+                let v = w[tap];
                 for l in 0..GROUP {
                     acc[l] += a[l] * v[l];
                 }
@@ -608,14 +758,100 @@ pub fn input_grad(g: &Geometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
             return forward(g, grad, &flipped);
         }
     }
+    if g.channels.is_multiple_of(GROUP) {
+        return input_grad_grouped(g, grad, weight);
+    }
+    input_grad_planes(g, grad, weight)
+}
+
+/// The input gradient one plane at a time.
+fn input_grad_planes(g: &Geometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
+    let kk = g.kernel * g.kernel;
     zeroed_planes(g.batch * g.channels, g.in_plane(), |p, dst, _| {
         let c = p % g.channels;
         input_grad_plane(g, &grad[p * g.out_plane()..][..g.out_plane()], &weight[c * kk..][..kk], dst);
     })
 }
 
+/// The input gradient [`GROUP`] planes at a time (whole groups of channels), interleaved: the
+/// plane kernel's scatter to every other input column is one value at a time; here each
+/// product is a vector of eight planes. The same products are added to each input value in
+/// the same order from zero, so the bits are the plane kernel's.
+fn input_grad_grouped(g: &Geometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (plane, planes) = (g.in_plane(), g.batch * g.channels);
+    let mut out = vec![0.0f32; planes * plane];
+    if plane == 0 {
+        return out;
+    }
+    let per_task = MIN_TASK_ELEMS.div_ceil(plane).next_multiple_of(GROUP);
+    let filters = GroupFilters::new(g, weight);
+    out.par_chunks_mut(per_task * plane).enumerate().for_each(|(task, chunk)| {
+        let mut scratch = GroupScratch::default();
+        for (group, dsts) in chunk.chunks_mut(GROUP * plane).enumerate() {
+            let first = task * per_task + group * GROUP;
+            input_grad_group(g, grad, &filters, first..first + GROUP, dsts, &mut scratch);
+        }
+    });
+    out
+}
+
+dispatch!(fn input_grad_group(g: &Geometry, grad: &[f32], filters: &GroupFilters, planes: Range<usize>, dx: &mut [f32], scratch: &mut GroupScratch) -> () => input_grad_group_impl);
+
+/// `dx` (the planes `planes`, a whole group) = their input gradient: [`input_grad_plane_impl`]
+/// with every value a vector of the group's planes, accumulated in `scratch.sums`.
+#[inline(always)]
+fn input_grad_group_impl(
+    g: &Geometry,
+    grad: &[f32],
+    filters: &GroupFilters,
+    planes: Range<usize>,
+    dx: &mut [f32],
+    scratch: &mut GroupScratch,
+) {
+    let (k, w, ow) = (g.kernel, g.width, g.out_width);
+    scratch.output.resize(g.out_plane(), [0.0; GROUP]);
+    interleave(grad, planes.clone(), (g.out_height, ow), 0, ow, &mut scratch.output);
+    scratch.sums.clear();
+    scratch.sums.resize(g.in_plane(), [0.0; GROUP]);
+    let taps = filters.of(g, planes, &mut scratch.filters);
+    let (grads, sums) = (&scratch.output, &mut scratch.sums);
+    for oy in 0..g.out_height {
+        let grad_row = &grads[oy * ow..(oy + 1) * ow];
+        for ky in 0..k {
+            if !g.rows(ky).contains(&oy) {
+                continue;
+            }
+            let dx_row = &mut sums[g.input(oy, ky) * w..][..w];
+            for kx in 0..k {
+                let cols = g.cols(kx);
+                if cols.is_empty() {
+                    continue;
+                }
+                let a = taps[ky * k + kx];
+                let start = g.input(cols.start, kx);
+                for (j, v) in grad_row[cols].iter().enumerate() {
+                    let d = &mut dx_row[start + j * g.stride];
+                    for l in 0..GROUP {
+                        d[l] += a[l] * v[l];
+                    }
+                }
+            }
+        }
+    }
+    deinterleave_output(sums, GROUP, dx);
+}
+
 /// The weight gradient, `[C, 1, k, k]`.
 pub fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    if grouped_weight_grad(g) {
+        return weight_grad_grouped(g, x, grad);
+    }
+    weight_grad_planes(g, x, grad)
+}
+
+/// The weight gradient one channel at a time, plane by plane.
+fn weight_grad_planes(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
     let kk = g.kernel * g.kernel;
     let per_task = MIN_TASK_ELEMS.div_ceil((g.batch * g.out_plane() * kk).max(1));
@@ -633,6 +869,128 @@ pub fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
             dw.into_iter().map(|v| v as f32)
         })
         .collect()
+}
+
+/// Whether the weight gradient takes [`weight_grad_grouped`]: whole groups of channels (every
+/// B0/B4 layer) and EfficientNet's strides and kernel sizes (its sums are sized by the kernel,
+/// in registers).
+fn grouped_weight_grad(g: &Geometry) -> bool {
+    g.channels.is_multiple_of(GROUP) && matches!((g.stride, g.kernel), (1 | 2, 3 | 5))
+}
+
+/// The weight gradient [`GROUP`] channels at a time, interleaved as in the forward's narrow
+/// planes. Against the plane kernel, with the same bits: each product is a full vector
+/// whatever the plane's width (the plane kernel's blocks of [`WBLOCK`] columns are mostly
+/// padding on B0's last stages at 128×96, 12, 6 and 3 columns), and the sums stay in
+/// registers across the whole plane. One rayon task per run of groups, each summing its
+/// planes in batch order, so the thread count does not change the bits.
+fn weight_grad_grouped(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+    let kk = g.kernel * g.kernel;
+    let per_task = MIN_TASK_ELEMS.div_ceil((g.batch * g.out_plane() * kk * GROUP).max(1));
+    (0..g.channels / GROUP)
+        .into_par_iter()
+        .with_min_len(per_task)
+        .flat_map_iter(|group| {
+            let mut dw = vec![[0.0f64; GROUP]; kk];
+            let mut scratch = GroupScratch::default();
+            for n in 0..g.batch {
+                let first = n * g.channels + group * GROUP;
+                weight_grad_group(g, x, grad, first..first + GROUP, &mut dw, &mut scratch);
+            }
+            let channels: Vec<f32> = (0..GROUP).flat_map(|lane| dw.iter().map(move |tap| tap[lane] as f32)).collect();
+            channels
+        })
+        .collect()
+}
+
+dispatch!(fn weight_grad_group(g: &Geometry, x: &[f32], grad: &[f32], planes: Range<usize>, dw: &mut [[f64; GROUP]], scratch: &mut GroupScratch) -> () => weight_grad_group_impl);
+
+/// `dw[tap][lane]` += the weight gradient of plane `planes.start + lane` (a whole group).
+#[inline(always)]
+fn weight_grad_group_impl(
+    g: &Geometry,
+    x: &[f32],
+    grad: &[f32],
+    planes: Range<usize>,
+    dw: &mut [[f64; GROUP]],
+    scratch: &mut GroupScratch,
+) {
+    // Whole blocks of columns, as the plane kernel computes: the gradient's extra columns are
+    // zeros (written once per layout, as the input's border), and the input is wide enough
+    // for their taps.
+    let row_len = g.out_width.div_ceil(WBLOCK) * WBLOCK;
+    let width = scratch.interleave_padded(g, x, planes.clone(), row_len);
+    if scratch.output.len() != g.out_height * row_len {
+        scratch.output.clear();
+        scratch.output.resize(g.out_height * row_len, [0.0; GROUP]);
+    }
+    interleave(grad, planes, (g.out_height, g.out_width), 0, row_len, &mut scratch.output);
+    let (input, grads) = (&scratch.input, &scratch.output);
+    match (g.stride, g.kernel) {
+        (1, 3) => weight_grad_group_strided::<1, 3>(g, input, width, grads, dw),
+        (1, 5) => weight_grad_group_strided::<1, 5>(g, input, width, grads, dw),
+        (2, 3) => weight_grad_group_strided::<2, 3>(g, input, width, grads, dw),
+        (2, 5) => weight_grad_group_strided::<2, 5>(g, input, width, grads, dw),
+        _ => unreachable!("grouped_weight_grad takes strides 1 and 2, kernels 3 and 5"),
+    }
+}
+
+/// Columns per pass of [`weight_grad_group_strided`]: two columns' `k` column taps are the
+/// independent sums in registers (ten for k 5).
+const COLUMNS: usize = 2;
+
+/// [`weight_grad_plane_strided`]'s sums with every lane a plane: register lane `i` of that
+/// kernel (columns `i`, `i + 8`, … of each row, rows in order, the columns past the plane's
+/// width with zero gradients) is `lanes[kx][i]` here, summed in the same order, and the eight
+/// are added in f64 in lane order as there, so the bits are the plane kernel's.
+#[inline(always)]
+fn weight_grad_group_strided<const S: usize, const K: usize>(
+    g: &Geometry,
+    input: &[[f32; GROUP]],
+    width: usize,
+    grads: &[[f32; GROUP]],
+    dw: &mut [[f64; GROUP]],
+) {
+    let blocks = g.out_width.div_ceil(WBLOCK);
+    let row_len = blocks * WBLOCK;
+    for ky in 0..K {
+        let mut lanes = [[[0.0f32; GROUP]; WBLOCK]; K];
+        // Lanes past the width of a plane narrower than a block hold zeros, as there.
+        for i in (0..WBLOCK.min(g.out_width)).step_by(COLUMNS) {
+            let mut acc = [[[0.0f32; GROUP]; K]; COLUMNS];
+            for oy in 0..g.out_height {
+                let row = &input[(oy * S + ky) * width..][..width];
+                let grad_row = &grads[oy * row_len..][..row_len];
+                for b in 0..blocks {
+                    let col = b * WBLOCK + i;
+                    for (j, acc) in acc.iter_mut().enumerate() {
+                        tap_products(acc, grad_row[col + j], &row[(col + j) * S..][..K]);
+                    }
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                for kx in 0..K {
+                    lanes[kx][i + j] = acc[kx];
+                }
+            }
+        }
+        for (kx, lanes) in lanes.iter().enumerate() {
+            for (l, sum) in dw[ky * K + kx].iter_mut().enumerate() {
+                *sum += lanes.iter().map(|v| v[l] as f64).sum::<f64>();
+            }
+        }
+    }
+}
+
+/// `acc[kx] += grad · input[kx]` for each column tap, every lane.
+#[inline(always)]
+fn tap_products<const K: usize>(acc: &mut [[f32; GROUP]; K], grad: [f32; GROUP], input: &[[f32; GROUP]]) {
+    for (acc, v) in acc.iter_mut().zip(input) {
+        for l in 0..GROUP {
+            acc[l] += grad[l] * v[l];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -756,6 +1114,50 @@ mod tests {
             }
             let got: Vec<u32> = forward(&g, &x, &weight).iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, want, "{shape:?} k{k} s{s}");
+        }
+    }
+
+    /// The grouped weight gradient (whole groups of channels) must give the bits of the
+    /// per-channel plane kernel: stride 1 and 2, k 3 and 5, widths under one register block,
+    /// over one, odd, and several blocks wide, several rayon tasks.
+    #[test]
+    fn grouped_weight_gradient_gives_the_bits_of_the_plane_kernel() {
+        for (shape, k, s) in [
+            ([3, 16, 16, 12], 5, 1),
+            ([3, 16, 16, 12], 3, 2),
+            ([2, 8, 8, 6], 3, 1),
+            ([2, 24, 4, 3], 5, 1),
+            ([5, 1152, 4, 3], 5, 1),
+            ([1, 8, 2, 1], 5, 1),
+            ([2, 16, 30, 29], 3, 2),
+            ([2, 8, 9, 11], 5, 2),
+            ([2, 8, 40, 37], 5, 1),
+            ([3, 16, 57, 45], 3, 2),
+        ] {
+            let g = Geometry::new(shape, k, s);
+            assert!(grouped_weight_grad(&g), "{shape:?} k{k} s{s} must take the grouped kernel");
+            let planes = shape[0] * shape[1];
+            let x: Vec<f32> = (0..planes * g.in_plane()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let grad: Vec<f32> = (0..planes * g.out_plane()).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect();
+            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(weight_grad(&g, &x, &grad)), bits(weight_grad_planes(&g, &x, &grad)), "{shape:?} k{k} s{s}");
+        }
+    }
+
+    /// The grouped input gradient must give the bits of the plane kernel: stride 2 (stride 1
+    /// goes through the forward), k 3 and 5, odd and even sizes, kernels wider than the image,
+    /// several rayon tasks.
+    #[test]
+    fn grouped_input_gradient_gives_the_bits_of_the_plane_kernel() {
+        for (shape, k) in
+            [([2, 8, 9, 11], 3), ([2, 16, 30, 29], 5), ([3, 8, 4, 3], 5), ([2, 8, 1, 2], 5), ([5, 1152, 8, 6], 5), ([2, 24, 57, 45], 3)]
+        {
+            let g = Geometry::new(shape, k, 2);
+            let planes = shape[0] * shape[1];
+            let grad: Vec<f32> = (0..planes * g.out_plane()).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect();
+            let weight: Vec<f32> = (0..shape[1] * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(input_grad(&g, &grad, &weight)), bits(input_grad_planes(&g, &grad, &weight)), "{shape:?} k{k}");
         }
     }
 

@@ -19,6 +19,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
+use super::dense::SharedOut;
 use super::{ModelBackend, PointwiseEval, dense, depthwise, float, pointwise, reference, vmath};
 
 /// Lanes per kernel step: two AVX registers, so the loop body has two independent chains.
@@ -90,13 +91,25 @@ impl ModelBackend for Flex {
         let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (v as f64 + epsilon).sqrt()).collect();
         let scale: Vec<f32> = (0..rows.channels).map(|c| (gamma[c] as f64 * inv_std[c]) as f32).collect();
         let offset: Vec<f32> = (0..rows.channels).map(|c| (beta[c] as f64 - mean[c] as f64 * scale[c] as f64) as f32).collect();
-        // Σ g_z and Σ g_z·(x − mean) per channel, where g_z is the gradient at the BatchNorm output.
+        // Σ g_z and Σ g_z·(x − mean) per channel, where g_z is the gradient at the BatchNorm
+        // output. After a SiLU, g_z (a sigmoid and a division per value) is also kept, in the
+        // buffer that becomes dx, so the second pass does not compute it again.
+        let total = rows.batch * rows.channels * rows.len;
+        let mut dx: Vec<f32> = Vec::with_capacity(if silu { total } else { 0 });
+        let kept = SharedOut(dx.as_mut_ptr());
         let sums: Vec<(f64, f64)> = (0..rows.channels)
             .into_par_iter()
             .with_min_len(rows.channels_per_task())
             .map(|c| {
                 rows.of_channel(c).fold((0.0f64, 0.0f64), |(a, b), r| {
-                    let (ra, rb) = row_grad_sums(&xs[r.clone()], &gs[r], scale[c], offset[c], mean[c], silu);
+                    let (ra, rb) = if silu {
+                        // SAFETY: `r` is a row of channel `c`, inside `dx`'s capacity (the shape
+                        // of `x`), and only this channel's task touches it.
+                        let gz = unsafe { kept.uninit_segment(r.start, r.len()) };
+                        row_grad_sums_keeping(&xs[r.clone()], &gs[r], scale[c], offset[c], mean[c], gz)
+                    } else {
+                        row_grad_sums(&xs[r.clone()], &gs[r], scale[c], offset[c], mean[c], false)
+                    };
                     (a + ra as f64, b + rb as f64)
                 })
             })
@@ -113,9 +126,13 @@ impl ModelBackend for Flex {
                 [a as f32, b as f32, k as f32]
             })
             .collect();
-        let dx = rows.map_rows(|r, c, out| {
-            row_input_grad(&xs[r.clone()], &gs[r], scale[c], offset[c], silu, coefficients[c], out);
-        });
+        if silu {
+            // SAFETY: the first pass wrote every row of every channel.
+            unsafe { dx.set_len(total) };
+            rows.update_rows(&mut dx, |r, c, row| row_input_grad_from_kept(&xs[r], coefficients[c], row));
+        } else {
+            dx = rows.map_rows(|r, c, out| row_input_grad(&xs[r.clone()], &gs[r], scale[c], offset[c], false, coefficients[c], out));
+        }
         [tensor(dx, x.shape()), tensor(dgamma, [rows.channels]), tensor(dbeta, [rows.channels])]
     }
 
@@ -414,6 +431,21 @@ impl Rows {
         MIN_TASK_ELEMS.div_ceil(self.count_per_channel().max(1))
     }
 
+    /// Each row of `values` (`[N, C, H, W]`) rewritten in place by `update(row range,
+    /// channel, row)`.
+    fn update_rows(&self, values: &mut [f32], update: impl Fn(std::ops::Range<usize>, usize, &mut [f32]) + Sync) {
+        if self.len == 0 {
+            return;
+        }
+        let rows_per_task = MIN_TASK_ELEMS.div_ceil(self.len);
+        values.par_chunks_mut(rows_per_task * self.len).enumerate().for_each(|(task, chunk)| {
+            for (i, row) in chunk.chunks_mut(self.len).enumerate() {
+                let r = task * rows_per_task + i;
+                update(r * self.len..(r + 1) * self.len, r % self.channels, row);
+            }
+        });
+    }
+
     /// A new `[N, C, H, W]` buffer, each row written by `write(row range, channel, out row)`,
     /// which must initialise every value of its row.
     fn map_rows(&self, write: impl Fn(std::ops::Range<usize>, usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
@@ -439,6 +471,8 @@ dispatch!(fn row_affine(x: &[f32], scale: f32, offset: f32, silu: bool, out: &mu
 dispatch!(fn row_affine_in_place(row: &mut [f32], scale: f32, offset: f32, silu: bool, residual: Option<&[f32]>) -> () => affine_in_place);
 dispatch!(fn row_grad_sums(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32, silu: bool) -> (f32, f32) => grad_sums);
 dispatch!(fn row_input_grad(x: &[f32], g: &[f32], scale: f32, offset: f32, silu: bool, k: [f32; 3], out: &mut [MaybeUninit<f32>]) -> () => input_grad);
+dispatch!(fn row_grad_sums_keeping(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32, kept: &mut [MaybeUninit<f32>]) -> (f32, f32) => grad_sums_keeping);
+dispatch!(fn row_input_grad_from_kept(x: &[f32], k: [f32; 3], row: &mut [f32]) -> () => input_grad_from_kept);
 
 /// Σ(x − shift) and Σ(x − shift)² over a row, in `LANES` partial sums combined pairwise.
 #[inline(always)]
@@ -577,19 +611,43 @@ fn affine_add_with<const SILU: bool>(row: &mut [f32], scale: f32, offset: f32, r
 
 #[inline(always)]
 fn grad_sums(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32, silu: bool) -> (f32, f32) {
-    if silu { grad_sums_with::<true>(x, g, scale, offset, mean) } else { grad_sums_with::<false>(x, g, scale, offset, mean) }
+    if silu {
+        grad_sums_with::<true, false>(x, g, scale, offset, mean, &mut [])
+    } else {
+        grad_sums_with::<false, false>(x, g, scale, offset, mean, &mut [])
+    }
+}
+
+/// [`grad_sums`] after a SiLU, also writing each `g_z` into `kept` (as long as the row).
+#[inline(always)]
+fn grad_sums_keeping(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32, kept: &mut [MaybeUninit<f32>]) -> (f32, f32) {
+    assert_eq!(kept.len(), x.len(), "one kept gradient per value");
+    grad_sums_with::<true, true>(x, g, scale, offset, mean, kept)
 }
 
 #[inline(always)]
-fn grad_sums_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f32, mean: f32) -> (f32, f32) {
+fn grad_sums_with<const SILU: bool, const KEEP: bool>(
+    x: &[f32],
+    g: &[f32],
+    scale: f32,
+    offset: f32,
+    mean: f32,
+    kept: &mut [MaybeUninit<f32>],
+) -> (f32, f32) {
     let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
     let mut xb = x.chunks_exact(LANES);
     let mut gb = g.chunks_exact(LANES);
-    for (xs, gs) in (&mut xb).zip(&mut gb) {
+    for (block, (xs, gs)) in (&mut xb).zip(&mut gb).enumerate() {
+        let mut gz = [0.0f32; LANES];
         for i in 0..LANES {
-            let gz = grad_at_z::<SILU>(xs[i], gs[i], scale, offset);
-            s1[i] += gz;
-            s2[i] += gz * (xs[i] - mean);
+            gz[i] = grad_at_z::<SILU>(xs[i], gs[i], scale, offset);
+            s1[i] += gz[i];
+            s2[i] += gz[i] * (xs[i] - mean);
+        }
+        if KEEP {
+            for (k, &v) in kept[block * LANES..][..LANES].iter_mut().zip(&gz) {
+                k.write(v);
+            }
         }
     }
     // The tail's terms as a full block; only its own lanes are added, as before.
@@ -604,7 +662,22 @@ fn grad_sums_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f3
         s1[i] += terms[0][i];
         s2[i] += terms[1][i];
     }
+    if KEEP {
+        for (k, &v) in kept[x.len() - n..].iter_mut().zip(&terms[0]) {
+            k.write(v);
+        }
+    }
     (horizontal_sum(s1), horizontal_sum(s2))
+}
+
+/// [`input_grad`] from the `g_z` that [`grad_sums_keeping`] left in `row`, in place: the
+/// same formula on the same values, without the sigmoid.
+#[inline(always)]
+fn input_grad_from_kept(x: &[f32], k: [f32; 3], row: &mut [f32]) {
+    let [a, b, c] = k;
+    for (d, &xv) in row.iter_mut().zip(x) {
+        *d = a * *d + b * xv + c;
+    }
 }
 
 #[inline(always)]
@@ -637,9 +710,10 @@ fn input_grad_with<const SILU: bool>(x: &[f32], g: &[f32], scale: f32, offset: f
 
 /// Runs each row kernel on `x` and `g` (a row of any length, so with a tail shorter than a
 /// block) and says whether every value has the bits of its formula evaluated one value at a
-/// time: (affine, affine in place, affine plus residual, input gradient, gradient sums).
+/// time: (affine, affine in place, affine plus residual, input gradient, gradient sums, and
+/// after a SiLU the sums keeping `g_z` and the input gradient finished from it).
 #[cfg(test)]
-pub(super) fn row_kernels_match_the_scalar_formulas(x: &[f32], g: &[f32], silu: bool) -> [bool; 5] {
+pub(super) fn row_kernels_match_the_scalar_formulas(x: &[f32], g: &[f32], silu: bool) -> [bool; 6] {
     use std::hint::black_box;
     let (scale, offset, k, mean) = (1.3, -0.2, [0.9, -0.01, 0.03], 0.1);
     let one = |v: f32| if silu { activate::<true>(black_box(v), scale, offset) } else { activate::<false>(black_box(v), scale, offset) };
@@ -667,7 +741,18 @@ pub(super) fn row_kernels_match_the_scalar_formulas(x: &[f32], g: &[f32], silu: 
     }
     let sums = row_grad_sums(x, g, scale, offset, mean, silu);
     let same_sums = sums.0.to_bits() == horizontal_sum(s1).to_bits() && sums.1.to_bits() == horizontal_sum(s2).to_bits();
-    [same(&got, &want), same(&in_place, &want), same(&added, &want_added), same(&got_grad, &want_grad), same_sums]
+    // After a SiLU the backward keeps g_z from the sums' pass and finishes from it.
+    let same_kept = !silu || {
+        let mut kept = vec![MaybeUninit::new(f32::NAN); x.len()];
+        let kept_sums = row_grad_sums_keeping(x, g, scale, offset, mean, &mut kept);
+        let mut kept: Vec<f32> = kept.iter().map(|m| unsafe { m.assume_init() }).collect();
+        let want_kept: Vec<f32> = x.iter().zip(g).map(|(&v, &gv)| gz(v, gv)).collect();
+        let same_kept_sums = kept_sums.0.to_bits() == sums.0.to_bits() && kept_sums.1.to_bits() == sums.1.to_bits();
+        let kept_ok = same(&kept, &want_kept);
+        row_input_grad_from_kept(x, k, &mut kept);
+        same_kept_sums && kept_ok && same(&kept, &want_grad)
+    };
+    [same(&got, &want), same(&in_place, &want), same(&added, &want_added), same(&got_grad, &want_grad), same_sums, same_kept]
 }
 
 /// Runs each row kernel through the dispatcher (AVX2 where the CPU has it) and the portable
@@ -686,5 +771,15 @@ pub(super) fn kernel_builds_agree(x: &[f32], g: &[f32], silu: bool) -> (bool, bo
         let (p, q) = (row_grad_sums(x, g, 1.3, -0.2, 0.1, silu), grad_sums(x, g, 1.3, -0.2, 0.1, silu));
         p.0.to_bits() == q.0.to_bits() && p.1.to_bits() == q.1.to_bits()
     };
-    (forward, bits(&a) == bits(&b) && same_sums)
+    let same_kept = !silu || {
+        let (mut p, mut q) = (vec![MaybeUninit::new(0.0); x.len()], vec![MaybeUninit::new(0.0); x.len()]);
+        let (sp, sq) = (row_grad_sums_keeping(x, g, 1.3, -0.2, 0.1, &mut p), grad_sums_keeping(x, g, 1.3, -0.2, 0.1, &mut q));
+        let init = |v: &[MaybeUninit<f32>]| v.iter().map(|m| unsafe { m.assume_init() }).collect::<Vec<f32>>();
+        let (mut p, mut q) = (init(&p), init(&q));
+        row_input_grad_from_kept(x, [0.9, -0.01, 0.03], &mut p);
+        input_grad_from_kept(x, [0.9, -0.01, 0.03], &mut q);
+        let plain = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        sp.0.to_bits() == sq.0.to_bits() && sp.1.to_bits() == sq.1.to_bits() && plain(&p) == plain(&q)
+    };
+    (forward, bits(&a) == bits(&b) && same_sums && same_kept)
 }

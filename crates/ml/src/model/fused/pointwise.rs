@@ -78,15 +78,23 @@ pub fn forward_then(
         // apart), one of them gated.
         let (lhs, rhs, rhs_stride): (&[f32], &[f32], usize) = match gate.map(|g| &g[n * cin..][..cin]) {
             None => (weight, &image[columns.start..], plane),
+            // Written row by row into a sized buffer, so the products vectorise (`extend`
+            // over a flattened iterator went one value at a time).
             Some(g) if cout <= len => {
-                gated.clear();
-                gated.extend(weight.chunks(cin).flat_map(|row| row.iter().zip(g).map(|(&w, &g)| w * g)));
+                gated.resize(cout * cin, 0.0);
+                for (dst, row) in gated.chunks_exact_mut(cin).zip(weight.chunks_exact(cin)) {
+                    for ((d, &w), &g) in dst.iter_mut().zip(row).zip(g) {
+                        *d = w * g;
+                    }
+                }
                 (&gated[..], &image[columns.start..], plane)
             }
             Some(g) => {
-                gated.clear();
-                for (row, &g) in image.chunks(plane).zip(g) {
-                    gated.extend(row[columns.clone()].iter().map(|&v| v * g));
+                gated.resize(cin * len, 0.0);
+                for ((dst, row), &g) in gated.chunks_exact_mut(len).zip(image.chunks(plane)).zip(g) {
+                    for (d, &v) in dst.iter_mut().zip(&row[columns.clone()]) {
+                        *d = v * g;
+                    }
                 }
                 (weight, &gated[..], len)
             }

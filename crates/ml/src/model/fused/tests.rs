@@ -226,7 +226,7 @@ fn row_kernels_give_short_rows_and_tails_the_bits_of_the_formulas() {
         let g: Vec<f32> = (0..len).map(|_| rng.random::<f32>() - 0.5).collect();
         for silu in [false, true] {
             let kernels = super::flex::row_kernels_match_the_scalar_formulas(&x, &g, silu);
-            let names = ["affine", "affine in place", "affine + residual", "input gradient", "gradient sums"];
+            let names = ["affine", "affine in place", "affine + residual", "input gradient", "gradient sums", "kept g_z"];
             for (ok, name) in kernels.iter().zip(names) {
                 assert!(ok, "{name}, length {len}, silu {silu}");
             }
