@@ -4,9 +4,12 @@
 //! `p % C`. Padding is `k / 2` zeros on every side, dilation 1. Each output row takes its `k²`
 //! taps as row-wise multiply-adds over the columns where the tap lands inside the image, so the
 //! borders need no per-pixel test. The forward and the input gradient run one rayon task per
-//! group of planes; the weight gradient one per channel, summing its planes in batch order, so
-//! results do not depend on the thread count. Planes narrower than a register block go through
-//! the forward eight at a time, interleaved (see [`interleaved`]), with the same bits.
+//! group of planes; the weight gradient one per channel (or group of eight channels), summing
+//! its planes in batch order, so results do not depend on the thread count. Planes narrower
+//! than a register block go through the forward eight at a time, interleaved (see
+//! [`interleaved`]); the weight gradient and the stride-2 input gradient take eight channels at
+//! a time at every plane size when the channel count is a multiple of eight (see
+//! [`grouped_weight_grad`] and [`input_grad_grouped`]). Each keeps the bits of the plane kernel.
 
 use std::ops::Range;
 
