@@ -1000,6 +1000,25 @@ fn tap_products<const K: usize>(acc: &mut [[f32; GROUP]; K], grad: [f32; GROUP],
 mod tests {
     use super::*;
 
+    /// `n` input values, varied and exact in f32 (the same ramp in every test).
+    fn inputs(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect()
+    }
+
+    /// `n` filter taps.
+    fn filters(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect()
+    }
+
+    /// `n` output-gradient values.
+    fn gradients(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect()
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
     /// The definition, one output value at a time.
     fn naive(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         let (k, pad) = (g.kernel as isize, (g.kernel / 2) as isize);
@@ -1058,8 +1077,8 @@ mod tests {
     fn forward_adds_taps_in_order_from_zero() {
         for (h, w, k, s) in [(57, 45, 3, 1), (57, 45, 3, 2), (30, 33, 5, 1), (30, 33, 5, 2), (7, 9, 5, 2), (5, 3, 3, 1), (2, 2, 7, 1)] {
             let g = Geometry::new([2, 3, h, w], k, s);
-            let x: Vec<f32> = (0..2 * 3 * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
-            let weight: Vec<f32> = (0..3 * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+            let x = inputs(2 * 3 * h * w);
+            let weight = filters(3 * k * k);
             let pad = (k / 2) as isize;
             let mut want = Vec::new();
             for p in 0..2 * 3 {
@@ -1079,7 +1098,7 @@ mod tests {
                     }
                 }
             }
-            let got: Vec<u32> = forward(&g, &x, &weight).iter().map(|v| v.to_bits()).collect();
+            let got = bits(&forward(&g, &x, &weight));
             assert_eq!(got, want, "{h}x{w} k{k} s{s}");
         }
     }
@@ -1105,8 +1124,8 @@ mod tests {
             let g = Geometry::new(shape, k, s);
             assert!(interleaved(&g), "{shape:?} k{k} s{s} must take the interleaved kernel");
             let planes = shape[0] * shape[1];
-            let x: Vec<f32> = (0..planes * g.in_plane()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
-            let weight: Vec<f32> = (0..shape[1] * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
+            let x = inputs(planes * g.in_plane());
+            let weight = filters(shape[1] * k * k);
             let mut want = Vec::with_capacity(planes * g.out_plane());
             let mut scratch = PlaneScratch::default();
             for p in 0..planes {
@@ -1115,7 +1134,7 @@ mod tests {
                 forward_plane(&g, &x[p * g.in_plane()..][..g.in_plane()], &weight[c * k * k..][..k * k], &mut plane, &mut scratch);
                 want.extend(plane.iter().map(|v| v.to_bits()));
             }
-            let got: Vec<u32> = forward(&g, &x, &weight).iter().map(|v| v.to_bits()).collect();
+            let got = bits(&forward(&g, &x, &weight));
             assert_eq!(got, want, "{shape:?} k{k} s{s}");
         }
     }
@@ -1140,10 +1159,9 @@ mod tests {
             let g = Geometry::new(shape, k, s);
             assert!(grouped_weight_grad(&g), "{shape:?} k{k} s{s} must take the grouped kernel");
             let planes = shape[0] * shape[1];
-            let x: Vec<f32> = (0..planes * g.in_plane()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
-            let grad: Vec<f32> = (0..planes * g.out_plane()).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect();
-            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(weight_grad(&g, &x, &grad)), bits(weight_grad_planes(&g, &x, &grad)), "{shape:?} k{k} s{s}");
+            let x = inputs(planes * g.in_plane());
+            let grad = gradients(planes * g.out_plane());
+            assert_eq!(bits(&weight_grad(&g, &x, &grad)), bits(&weight_grad_planes(&g, &x, &grad)), "{shape:?} k{k} s{s}");
         }
     }
 
@@ -1157,10 +1175,9 @@ mod tests {
         {
             let g = Geometry::new(shape, k, 2);
             let planes = shape[0] * shape[1];
-            let grad: Vec<f32> = (0..planes * g.out_plane()).map(|i| ((i * 53 % 97) as f32 - 48.0) / 11.0).collect();
-            let weight: Vec<f32> = (0..shape[1] * k * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
-            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(input_grad(&g, &grad, &weight)), bits(input_grad_planes(&g, &grad, &weight)), "{shape:?} k{k}");
+            let grad = gradients(planes * g.out_plane());
+            let weight = filters(shape[1] * k * k);
+            assert_eq!(bits(&input_grad(&g, &grad, &weight)), bits(&input_grad_planes(&g, &grad, &weight)), "{shape:?} k{k}");
         }
     }
 
@@ -1185,7 +1202,6 @@ mod tests {
                     forward_plane_strided::<2, 5, BLOCK>(&g, &x, &filter, &mut split, &mut scratch);
                 }
                 forward_plane_strided::<0, 0, BLOCK>(&g, &x, &filter, &mut strided, &mut fresh);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&split), bits(&strided), "{h}x{w} k{k} plane {plane}");
             }
         }
