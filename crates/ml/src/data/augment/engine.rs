@@ -160,8 +160,11 @@ impl<'a> Work<'a> {
             AugOp::Rotate { degrees, random } => {
                 let angle = if random { rng.uniform(-degrees, degrees) } else { degrees };
                 if angle != 0.0 {
-                    self.materialize()?;
-                    self.img = rotate(&self.img, angle);
+                    self.resolve_view()?;
+                    // A pending mirror (never behind pending pointwise ops) is read by the
+                    // rotation rather than copied first.
+                    self.materialize_point()?;
+                    self.img = rotate(&self.img, angle, std::mem::take(&mut self.flip));
                 }
             }
             AugOp::Jitter { brightness, contrast, saturation } => {
@@ -275,5 +278,94 @@ impl<'a> Work<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::data::augment::rotate::tests::rotate_reference;
+
+    /// The geometry at the head of `ops` done eagerly, one op at a time, with the plain
+    /// primitives (a resize of the whole image, a mirror copied, the first rotation); the
+    /// rest (pointwise ops, which `fused` checks against the general path) goes to the
+    /// engine on the result, with the random draws continuing in order.
+    fn eager(ops: &[AugOp], src: &[u8], w: usize, h: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SplitMix64::new(seed);
+        let mut img = Img { w, h, px: Pixels::U8(Cow::Borrowed(src)) };
+        let mut rest = ops;
+        while let Some((op, tail)) = rest.split_first() {
+            match *op {
+                AugOp::Resize { width, height } => {
+                    img = resize(&img, (0.0, 0.0, img.w as f64, img.h as f64), width as usize, height as usize).expect("resize");
+                }
+                AugOp::Hflip { p } => {
+                    if rng.next_f64() < p {
+                        hflip(&mut img);
+                    }
+                }
+                AugOp::Rotate { degrees, random } => {
+                    let angle = if random { rng.uniform(-degrees, degrees) } else { degrees };
+                    if angle != 0.0 {
+                        img = rotate_reference(&img, angle);
+                    }
+                }
+                _ => break,
+            }
+            rest = tail;
+        }
+        let Pixels::U8(bytes) = &img.px else { panic!("the eager geometry of a u8 image stays u8") };
+        let (ow, oh) = output_size(rest, img.w, img.h);
+        let mut out = vec![f32::NAN; 3 * ow * oh];
+        augment_into(&[rest], bytes, img.w, img.h, &mut rng, &mut out).expect("pointwise ops");
+        out
+    }
+
+    #[test]
+    fn lazy_geometry_gives_the_bits_of_eager_ops() {
+        const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+        const STD: [f64; 3] = [0.229, 0.224, 0.225];
+        let normalize = AugOp::Normalize { mean: MEAN, std: STD };
+        let cases = [
+            // pipelines/b4_focal.mf's train ops on its 384x384 shard.
+            (
+                (384, 384),
+                vec![
+                    AugOp::Resize { width: 380, height: 380 },
+                    AugOp::Hflip { p: 0.5 },
+                    AugOp::Rotate { degrees: 10.0, random: true },
+                    AugOp::Jitter { brightness: 0.2, contrast: 0.2, saturation: 0.0 },
+                    normalize.clone(),
+                ],
+            ),
+            ((41, 29), vec![AugOp::Hflip { p: 1.0 }, AugOp::Rotate { degrees: 45.0, random: true }]),
+            (
+                (64, 48),
+                vec![
+                    AugOp::Resize { width: 37, height: 31 },
+                    AugOp::Hflip { p: 0.5 },
+                    AugOp::Rotate { degrees: 30.0, random: true },
+                    AugOp::Hflip { p: 0.5 },
+                    AugOp::Rotate { degrees: -90.0, random: false },
+                    AugOp::Jitter { brightness: 0.3, contrast: 0.3, saturation: 0.3 },
+                ],
+            ),
+            ((9, 300), vec![AugOp::Hflip { p: 0.5 }, AugOp::Rotate { degrees: 180.0, random: true }, normalize]),
+        ];
+        let mut rng = SplitMix64::new(5);
+        for ((w, h), ops) in &cases {
+            let (w, h) = (*w, *h);
+            let src: Vec<u8> = (0..w * h * 3).map(|_| rng.below(256) as u8).collect();
+            let (ow, oh) = output_size(ops, w, h);
+            for seed in 0..6 {
+                let want = eager(ops, &src, w, h, seed);
+                let mut got = vec![f32::NAN; 3 * ow * oh];
+                augment_into(&[ops], &src, w, h, &mut SplitMix64::new(seed), &mut got).expect("augment");
+                let differ = want.iter().zip(&got).position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(differ, None, "{w}x{h}, seed {seed}, ops {ops:?}");
+            }
+        }
     }
 }

@@ -6,13 +6,21 @@
 //! (resize 380, flip, rotate, jitter, normalise) loaded at 235 img/s. Here pixels go in chunks
 //! of 8 whose maths is vector code; a chunk with all taps inside the image skips the bounds
 //! checks, others (the border) keep them per tap; with AVX2 the whole loop is compiled a
-//! second time so that `floor` and `round` are instructions.
+//! second time so that `floor` and `trunc` are instructions (`round_to_u8` rounds through
+//! `trunc`: `f32::round`, half away from zero, has no instruction and stays a libm call).
 //!
 //! With AVX2, `u8` images (the epoch-time case: a shard image after its resize) take
 //! [`x86::rotate_u8`] instead: the inverse map is computed four lanes at a time in `f64`, and
 //! each output pixel's taps arrive as two 8-byte gathers (pixels x0 and x0 + 1 of rows y0 and
 //! y0 + 1) instead of twelve scalar loads. That made a 380×380 rotation about 3× faster
 //! (1.2 ms against 3.6 ms on this machine kind, one thread).
+//!
+//! A pending mirror (`hflip` just before the rotation, as in b4_focal's ops) is read, not
+//! copied: the mirrored image's pixel `x` is the stored image's pixel `w - 1 - x`, so its taps
+//! x0 and x0 + 1 are the stored pixels `w - 1 - x0` and `w - 2 - x0`, which one 8-byte read
+//! starting at `w - 2 - x0` still covers, in the other order. The weights and the order the
+//! taps are added in are those of the mirrored image, so the values are those of a mirror
+//! copied first (a test checks this).
 //!
 //! The arithmetic per output value is unchanged (a test compares against the first version bit
 //! for bit): the inverse map in `f64`, weights in `f32`, taps added in the order (x0, y0),
@@ -23,35 +31,52 @@ use std::borrow::Cow;
 
 use super::pixels::{Img, Pixels};
 
-/// Rotates counter-clockwise by `degrees` about the image centre (bilinear, zero fill).
-pub(super) fn rotate<'a>(img: &Img<'_>, degrees: f64) -> Img<'a> {
+/// Rotates counter-clockwise by `degrees` about the image centre (bilinear, zero fill), after
+/// mirroring it left-right when `flip`.
+pub(super) fn rotate<'a>(img: &Img<'_>, degrees: f64, flip: bool) -> Img<'a> {
     let px = match &img.px {
         #[cfg(target_arch = "x86_64")]
         Pixels::U8(b) if x86::fits(img.w, img.h) && std::arch::is_x86_feature_detected!("avx2") => {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            Pixels::U8(Cow::Owned(unsafe { x86::rotate_u8(b, img.w, img.h, degrees) }))
+            Pixels::U8(Cow::Owned(unsafe { x86::rotate_u8(b, img.w, img.h, degrees, flip) }))
         }
-        Pixels::U8(b) => Pixels::U8(Cow::Owned(run(b, img.w, img.h, degrees, |v: u8| v as f32, round_to_u8))),
-        Pixels::F32(v) => Pixels::F32(run(v, img.w, img.h, degrees, |v: f32| v, |c: f32| c)),
+        Pixels::U8(b) => Pixels::U8(Cow::Owned(run(b, img.w, img.h, degrees, flip, |v: u8| v as f32, round_to_u8))),
+        Pixels::F32(v) => Pixels::F32(run(v, img.w, img.h, degrees, flip, |v: f32| v, |c: f32| c)),
     };
     Img { w: img.w, h: img.h, px }
 }
 
-/// Rotates `src` (HWC, 3 channels, `w × h`) counter-clockwise by `degrees`. `load` turns a
-/// stored value into `f32`, `store` an accumulated `f32` back.
-fn run<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load: impl Fn(T) -> f32, store: impl Fn(f32) -> T) -> Vec<T> {
+/// Rotates `src` (HWC, 3 channels, `w × h`, mirrored when `flip`) counter-clockwise by
+/// `degrees`. `load` turns a stored value into `f32`, `store` an accumulated `f32` back.
+fn run<T: Copy + Default>(
+    src: &[T],
+    w: usize,
+    h: usize,
+    degrees: f64,
+    flip: bool,
+    load: impl Fn(T) -> f32,
+    store: impl Fn(f32) -> T,
+) -> Vec<T> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { run_avx2(src, w, h, degrees, load, store) };
+        return unsafe { run_avx2(src, w, h, degrees, flip, load, store) };
     }
-    run_with(src, w, h, degrees, load, store)
+    run_with(src, w, h, degrees, flip, load, store)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn run_avx2<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load: impl Fn(T) -> f32, store: impl Fn(f32) -> T) -> Vec<T> {
-    run_with(src, w, h, degrees, load, store)
+fn run_avx2<T: Copy + Default>(
+    src: &[T],
+    w: usize,
+    h: usize,
+    degrees: f64,
+    flip: bool,
+    load: impl Fn(T) -> f32,
+    store: impl Fn(f32) -> T,
+) -> Vec<T> {
+    run_with(src, w, h, degrees, flip, load, store)
 }
 
 /// Output pixels computed together: the inverse map, weights and sums run as 8-lane vector
@@ -59,7 +84,15 @@ fn run_avx2<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load
 const CHUNK: usize = 8;
 
 #[inline(always)]
-fn run_with<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load: impl Fn(T) -> f32, store: impl Fn(f32) -> T) -> Vec<T> {
+fn run_with<T: Copy + Default>(
+    src: &[T],
+    w: usize,
+    h: usize,
+    degrees: f64,
+    flip: bool,
+    load: impl Fn(T) -> f32,
+    store: impl Fn(f32) -> T,
+) -> Vec<T> {
     let (sin, cos) = degrees.to_radians().sin_cos();
     let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
     let (wf, hf) = (w as f64, h as f64);
@@ -85,7 +118,7 @@ fn run_with<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load
             let interior = (0..CHUNK).all(|i| x0[i] >= 0.0 && y0[i] >= 0.0 && x0[i] + 1.0 < wf && y0[i] + 1.0 < hf);
             if !interior {
                 for i in 0..CHUNK {
-                    let acc = border_pixel(src, w, wf, hf, (x0[i], y0[i]), (fx[i], fy[i]), &load);
+                    let acc = border_pixel(src, w, wf, hf, flip, (x0[i], y0[i]), (fx[i], fy[i]), &load);
                     for (d, a) in row[(x + i) * 3..][..3].iter_mut().zip(acc) {
                         *d = store(a);
                     }
@@ -95,11 +128,14 @@ fn run_with<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load
             }
             // Through i32 (both are in the image here): f64 → usize does not vectorise.
             let (xi, yi) = (x0.map(|v| v as i32), y0.map(|v| v as i32));
-            let base: [usize; CHUNK] = std::array::from_fn(|i| (yi[i] as usize * w + xi[i] as usize) * 3);
+            // The stored pixel left of the pair x0, x0 + 1 (mirrored: w - 2 - x0, w - 1 - x0).
+            let left = |x: i32| if flip { w - 2 - x as usize } else { x as usize };
+            let base: [usize; CHUNK] = std::array::from_fn(|i| (yi[i] as usize * w + left(xi[i])) * 3);
             let gx: [f32; CHUNK] = fx.map(|f| 1.0 - f);
             let gy: [f32; CHUNK] = fy.map(|f| 1.0 - f);
-            // Taps in the order (x0, y0), (x1, y0), (x0, y1), (x1, y1).
-            let taps = [(0, &gx, &gy), (3, &fx, &gy), (3 * w, &gx, &fy), (3 * w + 3, &fx, &fy)];
+            // Taps in the order (x0, y0), (x1, y0), (x0, y1), (x1, y1); mirrored, x0 is the right one.
+            let (x0_at, x1_at) = if flip { (3, 0) } else { (0, 3) };
+            let taps = [(x0_at, &gx, &gy), (x1_at, &fx, &gy), (3 * w + x0_at, &gx, &fy), (3 * w + x1_at, &fx, &fy)];
             for c in 0..3 {
                 let mut acc = [0.0f32; CHUNK];
                 for &(offset, wx, wy) in &taps {
@@ -114,16 +150,18 @@ fn run_with<T: Copy + Default>(src: &[T], w: usize, h: usize, degrees: f64, load
             }
             x += CHUNK;
         }
-        row_tail(src, w, row, x, map, &load, &store);
+        row_tail(src, w, flip, row, x, map, &load, &store);
     }
     out
 }
 
 /// Output pixels `from..w` of a row (fewer than a chunk), each through [`border_pixel`].
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn row_tail<T: Copy, U>(
     src: &[T],
     w: usize,
+    flip: bool,
     row: &mut [U],
     from: usize,
     map: impl Fn(usize) -> (f64, f64),
@@ -135,26 +173,35 @@ fn row_tail<T: Copy, U>(
     for x in from..w {
         let (sx, sy) = map(x);
         let (x0, y0) = (sx.floor(), sy.floor());
-        let acc = border_pixel(src, w, w as f64, h as f64, (x0, y0), ((sx - x0) as f32, (sy - y0) as f32), load);
+        let acc = border_pixel(src, w, w as f64, h as f64, flip, (x0, y0), ((sx - x0) as f32, (sy - y0) as f32), load);
         for (d, a) in row[x * 3..][..3].iter_mut().zip(acc) {
             *d = store(a);
         }
     }
 }
 
-/// `f32` accumulated value to a byte as the `u8` path stores it.
+/// `f32` accumulated value to a byte as the `u8` path stores it: `c.round()` (half away from
+/// zero), clamped to [0, 255]. Written through `trunc` because `f32::round` is a libm call on
+/// x86-64 (2% of b4_focal's loader, from the border pixels), while `trunc` is an instruction
+/// wherever SSE4.1 is enabled. Equal for every `f32` (a test checks): for `c >= 0`, `c - trunc(c)`
+/// is exact and the `.5` case goes up, as `round` does; any `c < 0` or NaN clamps to 0 either way.
 #[inline(always)]
 fn round_to_u8(c: f32) -> u8 {
-    c.round().clamp(0.0, 255.0) as u8
+    let t = c.trunc();
+    let r = if c - t >= 0.5 { t + 1.0 } else { t };
+    r.clamp(0.0, 255.0) as u8
 }
 
-/// One output pixel with a per-tap bounds check (a tap outside the image adds nothing).
+/// One output pixel with a per-tap bounds check (a tap outside the image adds nothing), of
+/// `src` mirrored when `flip`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn border_pixel<T: Copy>(
     src: &[T],
     w: usize,
     wf: f64,
     hf: f64,
+    flip: bool,
     (x0, y0): (f64, f64),
     (fx, fy): (f32, f32),
     load: &impl Fn(T) -> f32,
@@ -166,7 +213,8 @@ fn border_pixel<T: Copy>(
         if px < 0.0 || py < 0.0 || px >= wf || py >= hf {
             continue;
         }
-        let o = (py as usize * w + px as usize) * 3;
+        let column = if flip { w - 1 - px as usize } else { px as usize };
+        let o = (py as usize * w + column) * 3;
         for c in 0..3 {
             acc[c] += load(src[o + c]) * wx * wy;
         }
@@ -184,16 +232,33 @@ mod x86 {
     /// Output pixels per step: two `f64` vectors of the inverse map, one `f32` vector of taps.
     const CHUNK: usize = 8;
 
+    /// `pshufb` masks that take channel `c`'s byte of each 32-bit lane (one pixel's r, g, b and
+    /// a spare byte) and zero-extend it: `CHANNELS[c]`, -1 (0x80) for the zeroed bytes.
+    const CHANNELS: [[i8; 32]; 3] = {
+        let mut m = [[-1i8; 32]; 3];
+        let mut c = 0;
+        while c < 3 {
+            let mut lane = 0;
+            while lane < 8 {
+                // `pshufb` indexes within each 16-byte half.
+                m[c][4 * lane] = (4 * (lane % 4) + c) as i8;
+                lane += 1;
+            }
+            c += 1;
+        }
+        m
+    };
+
     /// Whether byte offsets into a `w × h` image (plus a row and 8 bytes) fit the gathers'
     /// `i32` indices.
     pub(super) fn fits(w: usize, h: usize) -> bool {
         (w * h * 3).checked_add(3 * w + 8).is_some_and(|n| n < i32::MAX as usize)
     }
 
-    /// Rotates `src` (HWC `u8`, `w × h`, [`fits`]) counter-clockwise by `degrees`, as
-    /// `super::run` does with `round_to_u8`.
+    /// Rotates `src` (HWC `u8`, `w × h`, [`fits`], mirrored when `flip`) counter-clockwise by
+    /// `degrees`, as `super::run` does with `round_to_u8`.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn rotate_u8(src: &[u8], w: usize, h: usize, degrees: f64) -> Vec<u8> {
+    pub(super) unsafe fn rotate_u8(src: &[u8], w: usize, h: usize, degrees: f64, flip: bool) -> Vec<u8> {
         let (sin, cos) = degrees.to_radians().sin_cos();
         let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
         let (wf, hf) = (w as f64, h as f64);
@@ -202,16 +267,25 @@ mod x86 {
         // An 8-byte gather at offset `o` of the lower tap row reads up to `o + 3w + 8`.
         let last = _mm256_set1_epi32(src.len() as i32 - 3 * w as i32 - 8);
         let stride = _mm_set1_epi32(3 * w as i32);
-        let (width, three) = (_mm256_set1_epi32(w as i32), _mm256_set1_epi32(3));
-        let (zero_d, one_d, wv, hv) = (_mm256_setzero_pd(), _mm256_set1_pd(1.0), _mm256_set1_pd(wf), _mm256_set1_pd(hf));
+        let row_bytes = _mm256_set1_epi32(3 * w as i32);
         let (zero, half, one, top) = (_mm256_setzero_ps(), _mm256_set1_ps(0.5), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0));
-        let byte = _mm256_set1_epi32(0xff);
+        // SAFETY: each mask is 32 bytes; unaligned loads.
+        let channels = CHANNELS.map(|mask| unsafe { _mm256_loadu_si256(mask.as_ptr().cast()) });
+        // The last x0 and y0 whose pair of taps is inside the image; with one column or row
+        // there is no such pair (`pairs`). Mirrored, the pair x0, x0 + 1 starts at stored
+        // pixel w - 2 - x0 (`super::run_with`).
+        let pairs = w >= 2 && h >= 2;
+        let (x_last, y_last) = (_mm256_set1_epi32(w as i32 - 2), _mm256_set1_epi32(h as i32 - 2));
         // Per 128-bit lane: pixel p's r, g, b (bytes 4p..4p + 3) packed into 12 bytes.
         #[rustfmt::skip]
         let pack = _mm256_setr_epi8(
             0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
             0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
         );
+        // The inverse map's products with dx (the same for every row), per column.
+        let dx = |x: usize| x as f64 + 0.5 - cx;
+        let cos_dx: Vec<f64> = (0..w).map(|x| cos * dx(x)).collect();
+        let sin_dx: Vec<f64> = (0..w).map(|x| sin * dx(x)).collect();
         for (y, row) in out.chunks_exact_mut(w * 3).enumerate() {
             let dy = y as f64 + 0.5 - cy;
             let (sin_dy, cos_dy) = (sin * dy, cos * dy);
@@ -221,24 +295,24 @@ mod x86 {
             };
             let mut x = 0;
             while x + CHUNK <= w {
-                let (sx0, sy0, x00, y00) = map4(x, (cos, sin), (cx, cy), (sin_dy, cos_dy));
-                let (sx1, sy1, x01, y01) = map4(x + 4, (cos, sin), (cx, cy), (sin_dy, cos_dy));
-                let inside = |x0: __m256d, y0: __m256d| {
-                    let low = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(x0, zero_d), _mm256_cmp_pd::<_CMP_GE_OQ>(y0, zero_d));
-                    let high = _mm256_and_pd(
-                        _mm256_cmp_pd::<_CMP_LT_OQ>(_mm256_add_pd(x0, one_d), wv),
-                        _mm256_cmp_pd::<_CMP_LT_OQ>(_mm256_add_pd(y0, one_d), hv),
-                    );
-                    _mm256_movemask_pd(_mm256_and_pd(low, high)) == 0xf
-                };
+                let (sx0, sy0, x00, y00) = map4(&cos_dx[x..x + 4], &sin_dx[x..x + 4], (cx, cy), (sin_dy, cos_dy));
+                let (sx1, sy1, x01, y01) = map4(&cos_dx[x + 4..x + 8], &sin_dx[x + 4..x + 8], (cx, cy), (sin_dy, cos_dy));
                 let fx = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(sx1, x01)), _mm256_cvtpd_ps(_mm256_sub_pd(sx0, x00)));
                 let fy = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(sy1, y01)), _mm256_cvtpd_ps(_mm256_sub_pd(sy0, y00)));
-                let interior = inside(x00, y00) && inside(x01, y01);
-                // Whole numbers inside the image when `interior`: truncation is exact.
+                // The floors are whole numbers; one outside i32 becomes i32::MIN, which fails
+                // the range checks below like any other value outside the image.
                 let xi = _mm256_set_m128i(_mm256_cvttpd_epi32(x01), _mm256_cvttpd_epi32(x00));
                 let yi = _mm256_set_m128i(_mm256_cvttpd_epi32(y01), _mm256_cvttpd_epi32(y00));
-                let base = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(yi, width), xi), three);
-                if !interior || _mm256_movemask_epi8(_mm256_cmpgt_epi32(base, last)) != 0 {
+                let left = if flip { _mm256_sub_epi32(x_last, xi) } else { xi };
+                let base = _mm256_add_epi32(_mm256_mullo_epi32(yi, row_bytes), _mm256_add_epi32(left, _mm256_add_epi32(left, left)));
+                // All taps inside: 0 <= x0 <= w - 2 and 0 <= y0 <= h - 2 (unsigned, so negative
+                // values fail too), and the 8-byte reads end inside `src` (`last`).
+                let within = |v: __m256i, max: __m256i| _mm256_cmpeq_epi32(_mm256_min_epu32(v, max), v);
+                let checks = _mm256_and_si256(
+                    _mm256_and_si256(within(xi, x_last), within(yi, y_last)),
+                    _mm256_cmpeq_epi32(_mm256_min_epi32(base, last), base),
+                );
+                if !pairs || _mm256_movemask_epi8(checks) != -1 {
                     // The border (or the image's last pixel): per-tap bounds checks.
                     let (mut fxs, mut fys, mut x0s, mut y0s) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f64; CHUNK], [0.0f64; CHUNK]);
                     // SAFETY: each store writes 8 `f32` or 4 `f64` inside its array.
@@ -251,7 +325,7 @@ mod x86 {
                         _mm256_storeu_pd(y0s.as_mut_ptr().add(4), y01);
                     }
                     for i in 0..CHUNK {
-                        let acc = border_pixel(src, w, wf, hf, (x0s[i], y0s[i]), (fxs[i], fys[i]), &load);
+                        let acc = border_pixel(src, w, wf, hf, flip, (x0s[i], y0s[i]), (fxs[i], fys[i]), &load);
                         for (d, a) in row[(x + i) * 3..][..3].iter_mut().zip(acc) {
                             *d = round_to_u8(a);
                         }
@@ -276,18 +350,24 @@ mod x86 {
                     let m = _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b)));
                     _mm256_permute4x64_epi64::<0b11_01_10_00>(m)
                 };
+                // The left and right pixel of each pair; mirrored, x0 is the right one.
+                let pair = |lo: __m256i, hi: __m256i| {
+                    let (left, right) = (narrow(lo, hi), narrow(_mm256_srli_epi64::<24>(lo), _mm256_srli_epi64::<24>(hi)));
+                    if flip { (right, left) } else { (left, right) }
+                };
+                let ((top0, top1), (bottom0, bottom1)) = (pair(top_lo, top_hi), pair(bottom_lo, bottom_hi));
                 let taps = [
-                    (narrow(top_lo, top_hi), _mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy)),
-                    (narrow(_mm256_srli_epi64::<24>(top_lo), _mm256_srli_epi64::<24>(top_hi)), fx, _mm256_sub_ps(one, fy)),
-                    (narrow(bottom_lo, bottom_hi), _mm256_sub_ps(one, fx), fy),
-                    (narrow(_mm256_srli_epi64::<24>(bottom_lo), _mm256_srli_epi64::<24>(bottom_hi)), fx, fy),
+                    (top0, _mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy)),
+                    (top1, fx, _mm256_sub_ps(one, fy)),
+                    (bottom0, _mm256_sub_ps(one, fx), fy),
+                    (bottom1, fx, fy),
                 ];
                 let mut packed = _mm256_setzero_si256();
-                for c in 0..3 {
-                    let shift = _mm_cvtsi32_si128(8 * c);
+                for (c, channel) in channels.iter().enumerate() {
+                    let shift = _mm_cvtsi32_si128(8 * c as i32);
                     let mut acc = zero;
                     for &(t, wx, wy) in &taps {
-                        let v = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(t, shift), byte));
+                        let v = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(t, *channel));
                         acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(v, wx), wy));
                     }
                     // `round_to_u8` on values >= 0: truncate, then up by one from .5.
@@ -303,41 +383,37 @@ mod x86 {
                 row[x * 3 + 12..][..12].copy_from_slice(&bytes[16..28]);
                 x += CHUNK;
             }
-            super::row_tail(src, w, row, x, map, &load, &round_to_u8);
+            super::row_tail(src, w, flip, row, x, map, &load, &round_to_u8);
         }
         out
     }
 
-    /// `map(x + i)` for `i` in 0..4, in the same `f64` operations, and the floors:
-    /// (sx, sy, floor(sx), floor(sy)).
+    /// `map(x + i)` for `i` in 0..4 from those columns' `cos * dx` and `sin * dx` (four each),
+    /// in the same `f64` operations, and the floors: (sx, sy, floor(sx), floor(sy)).
     #[target_feature(enable = "avx2")]
-    fn map4(x: usize, (cos, sin): (f64, f64), (cx, cy): (f64, f64), (sin_dy, cos_dy): (f64, f64)) -> (__m256d, __m256d, __m256d, __m256d) {
-        let xs = _mm256_add_pd(_mm256_set1_pd(x as f64), _mm256_setr_pd(0.0, 1.0, 2.0, 3.0));
-        let dx = _mm256_sub_pd(_mm256_add_pd(xs, _mm256_set1_pd(0.5)), _mm256_set1_pd(cx));
+    fn map4(cos_dx: &[f64], sin_dx: &[f64], (cx, cy): (f64, f64), (sin_dy, cos_dy): (f64, f64)) -> (__m256d, __m256d, __m256d, __m256d) {
+        assert!(cos_dx.len() == 4 && sin_dx.len() == 4);
+        // SAFETY: four `f64`s each (asserted); unaligned loads.
+        let (cos_dx, sin_dx) = unsafe { (_mm256_loadu_pd(cos_dx.as_ptr()), _mm256_loadu_pd(sin_dx.as_ptr())) };
         let half = _mm256_set1_pd(0.5);
-        let sx = _mm256_sub_pd(
-            _mm256_add_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_set1_pd(cos), dx), _mm256_set1_pd(sin_dy)), _mm256_set1_pd(cx)),
-            half,
-        );
-        let sy = _mm256_sub_pd(
-            _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(sin), dx), _mm256_set1_pd(cos_dy)), _mm256_set1_pd(cy)),
-            half,
-        );
+        let sx = _mm256_sub_pd(_mm256_add_pd(_mm256_sub_pd(cos_dx, _mm256_set1_pd(sin_dy)), _mm256_set1_pd(cx)), half);
+        let sy = _mm256_sub_pd(_mm256_add_pd(_mm256_add_pd(sin_dx, _mm256_set1_pd(cos_dy)), _mm256_set1_pd(cy)), half);
         (sx, sy, _mm256_floor_pd(sx), _mm256_floor_pd(sy))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::borrow::Cow;
 
-    use super::rotate;
+    use super::{rotate, round_to_u8};
+    use crate::data::augment::geometry::hflip;
     use crate::data::augment::pixels::{Img, Pixels};
     use crate::rng::SplitMix64;
 
     /// The first, straightforward rotation (per-pixel closures), kept as the reference that
     /// `run` must match bit for bit.
-    fn rotate_reference<'a>(img: &Img<'_>, degrees: f64) -> Img<'a> {
+    pub(in crate::data::augment) fn rotate_reference<'a>(img: &Img<'_>, degrees: f64) -> Img<'a> {
         let (w, h) = (img.w, img.h);
         let (sin, cos) = degrees.to_radians().sin_cos();
         let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
@@ -404,15 +480,42 @@ mod tests {
             for degrees in [0.25, -3.0, 10.0, 45.0, 90.0, -137.5, rng.uniform(-180.0, 180.0)] {
                 let images = [Img { w, h, px: Pixels::U8(Cow::Borrowed(&bytes)) }, Img { w, h, px: Pixels::F32(floats.clone()) }];
                 for img in &images {
-                    let (got, want) = (rotate(img, degrees), rotate_reference(img, degrees));
-                    let same = match (&got.px, &want.px) {
-                        (Pixels::U8(a), Pixels::U8(b)) => a == b,
-                        (Pixels::F32(a), Pixels::F32(b)) => a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        _ => false,
-                    };
-                    assert!(same, "{w}x{h} by {degrees} degrees");
+                    for flip in [false, true] {
+                        // The reference mirrors a copy first, then rotates it.
+                        let mut mirrored = Img { w, h, px: copy(&img.px) };
+                        if flip {
+                            hflip(&mut mirrored);
+                        }
+                        let (got, want) = (rotate(img, degrees, flip), rotate_reference(&mirrored, degrees));
+                        let same = match (&got.px, &want.px) {
+                            (Pixels::U8(a), Pixels::U8(b)) => a == b,
+                            (Pixels::F32(a), Pixels::F32(b)) => a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            _ => false,
+                        };
+                        assert!(same, "{w}x{h} by {degrees} degrees, flip {flip}");
+                    }
                 }
             }
+        }
+    }
+
+    fn copy<'a>(px: &Pixels<'_>) -> Pixels<'a> {
+        match px {
+            Pixels::U8(b) => Pixels::U8(Cow::Owned(b.to_vec())),
+            Pixels::F32(v) => Pixels::F32(v.clone()),
+        }
+    }
+
+    #[test]
+    fn rounding_to_bytes_is_f32_round_then_clamp() {
+        let round = |c: f32| c.round().clamp(0.0, 255.0) as u8;
+        // Every multiple of 1/4096 over the byte range and past it, each with its two
+        // neighbouring floats (around the .5 boundaries among them), then special values.
+        let steps = (-4 * 4096..=260 * 4096).map(|i| i as f32 / 4096.0);
+        let near = steps.flat_map(|c| [c, f32::from_bits(c.to_bits().wrapping_sub(1)), f32::from_bits(c.to_bits() + 1)]);
+        let special = [0.0, -0.0, 0.5, 254.5, 255.5, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE];
+        for c in near.chain(special) {
+            assert_eq!(round_to_u8(c), round(c), "{c:e} ({:#x})", c.to_bits());
         }
     }
 
@@ -422,7 +525,7 @@ mod tests {
         let n = 6;
         let src: Vec<u8> = (0..n * n * 3).map(|i| (i * 5 % 251) as u8).collect();
         let img = Img { w: n, h: n, px: Pixels::U8(Cow::Borrowed(&src)) };
-        let Pixels::U8(out) = rotate(&img, 90.0).px else { panic!("u8 in, u8 out") };
+        let Pixels::U8(out) = rotate(&img, 90.0, false).px else { panic!("u8 in, u8 out") };
         for y in 0..n {
             for x in 0..n {
                 let (dx, dy) = (y, n - 1 - x);
