@@ -13,7 +13,11 @@
 //! [`x86::rotate_u8`] instead: the inverse map is computed four lanes at a time in `f64`, and
 //! each output pixel's taps arrive as two 8-byte gathers (pixels x0 and x0 + 1 of rows y0 and
 //! y0 + 1) instead of twelve scalar loads. That made a 380×380 rotation about 3× faster
-//! (1.2 ms against 3.6 ms on this machine kind, one thread).
+//! (1.2 ms against 3.6 ms on this machine kind, one thread). The taps' bytes are picked out of
+//! the gathered words with one `pshufb` per channel, the inverse map's `cos * dx` and
+//! `sin * dx` are computed once per column rather than per pixel, and chunks go two at a time,
+//! both chunks' gathers issued before either's arithmetic so that the second's load latency
+//! overlaps the first's work: 0.72 ms for the same rotation (mirrored, best of 50, one thread).
 //!
 //! A pending mirror (`hflip` just before the rotation, as in b4_focal's ops) is read, not
 //! copied: the mirrored image's pixel `x` is the stored image's pixel `w - 1 - x`, so its taps
@@ -286,6 +290,71 @@ mod x86 {
         let dx = |x: usize| x as f64 + 0.5 - cx;
         let cos_dx: Vec<f64> = (0..w).map(|x| cos * dx(x)).collect();
         let sin_dx: Vec<f64> = (0..w).map(|x| sin * dx(x)).collect();
+        // A chunk's four tap vectors (gathered) to its 24 output bytes, packed in a 32-byte
+        // array (bytes 0..12 and 16..28).
+        let finish = |[top_lo, top_hi, bottom_lo, bottom_hi]: [__m256i; 4], chunk: &Chunk| {
+            let Chunk { fx, fy, .. } = *chunk;
+            // The low 32 bits of each 64-bit lane (one pixel's r, g, b), in pixel order.
+            let narrow = |a: __m256i, b: __m256i| {
+                let m = _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b)));
+                _mm256_permute4x64_epi64::<0b11_01_10_00>(m)
+            };
+            // The left and right pixel of each pair; mirrored, x0 is the right one.
+            let pair = |lo: __m256i, hi: __m256i| {
+                let (left, right) = (narrow(lo, hi), narrow(_mm256_srli_epi64::<24>(lo), _mm256_srli_epi64::<24>(hi)));
+                if flip { (right, left) } else { (left, right) }
+            };
+            let ((top0, top1), (bottom0, bottom1)) = (pair(top_lo, top_hi), pair(bottom_lo, bottom_hi));
+            let taps = [
+                (top0, _mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy)),
+                (top1, fx, _mm256_sub_ps(one, fy)),
+                (bottom0, _mm256_sub_ps(one, fx), fy),
+                (bottom1, fx, fy),
+            ];
+            let mut packed = _mm256_setzero_si256();
+            for (c, channel) in channels.iter().enumerate() {
+                let shift = _mm_cvtsi32_si128(8 * c as i32);
+                let mut acc = zero;
+                for &(t, wx, wy) in &taps {
+                    let v = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(t, *channel));
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(v, wx), wy));
+                }
+                // `round_to_u8` on values >= 0: truncate, then up by one from .5.
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(acc);
+                let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_sub_ps(acc, t), half), one);
+                let r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(t, up), zero), top);
+                packed = _mm256_or_si256(packed, _mm256_sll_epi32(_mm256_cvttps_epi32(r), shift));
+            }
+            let mut bytes = [0u8; 32];
+            // SAFETY: a 32-byte store into a 32-byte array.
+            unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), _mm256_shuffle_epi8(packed, pack)) };
+            bytes
+        };
+        // One chunk at output pixel `x` of `row`: gathered when inside, else per tap with
+        // bounds checks (the border, or the image's last pixel).
+        let chunk = |row: &mut [u8], x: usize, chunk: &Chunk| {
+            if chunk.inside {
+                // SAFETY: the chunk is inside (its offsets checked against `last`).
+                put(row, x, finish(unsafe { gather(src, chunk.base, stride) }, chunk));
+                return;
+            }
+            let (mut fxs, mut fys, mut x0s, mut y0s) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f64; CHUNK], [0.0f64; CHUNK]);
+            // SAFETY: each store writes 8 `f32` or 4 `f64` inside its array.
+            unsafe {
+                _mm256_storeu_ps(fxs.as_mut_ptr(), chunk.fx);
+                _mm256_storeu_ps(fys.as_mut_ptr(), chunk.fy);
+                _mm256_storeu_pd(x0s.as_mut_ptr(), chunk.x0[0]);
+                _mm256_storeu_pd(x0s.as_mut_ptr().add(4), chunk.x0[1]);
+                _mm256_storeu_pd(y0s.as_mut_ptr(), chunk.y0[0]);
+                _mm256_storeu_pd(y0s.as_mut_ptr().add(4), chunk.y0[1]);
+            }
+            for i in 0..CHUNK {
+                let acc = border_pixel(src, w, wf, hf, flip, (x0s[i], y0s[i]), (fxs[i], fys[i]), &load);
+                for (d, a) in row[(x + i) * 3..][..3].iter_mut().zip(acc) {
+                    *d = round_to_u8(a);
+                }
+            }
+        };
         for (y, row) in out.chunks_exact_mut(w * 3).enumerate() {
             let dy = y as f64 + 0.5 - cy;
             let (sin_dy, cos_dy) = (sin * dy, cos * dy);
@@ -293,8 +362,9 @@ mod x86 {
                 let dx = x as f64 + 0.5 - cx;
                 (cos * dx - sin * dy + cx - 0.5, sin * dx + cos * dy + cy - 0.5)
             };
-            let mut x = 0;
-            while x + CHUNK <= w {
+            // One chunk's geometry: its weights, its gather offsets, and whether all its taps
+            // are inside the image (`inside`); the floors for the border path.
+            let prepare = |x: usize| {
                 let (sx0, sy0, x00, y00) = map4(&cos_dx[x..x + 4], &sin_dx[x..x + 4], (cx, cy), (sin_dy, cos_dy));
                 let (sx1, sy1, x01, y01) = map4(&cos_dx[x + 4..x + 8], &sin_dx[x + 4..x + 8], (cx, cy), (sin_dy, cos_dy));
                 let fx = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(sx1, x01)), _mm256_cvtpd_ps(_mm256_sub_pd(sx0, x00)));
@@ -312,80 +382,71 @@ mod x86 {
                     _mm256_and_si256(within(xi, x_last), within(yi, y_last)),
                     _mm256_cmpeq_epi32(_mm256_min_epi32(base, last), base),
                 );
-                if !pairs || _mm256_movemask_epi8(checks) != -1 {
-                    // The border (or the image's last pixel): per-tap bounds checks.
-                    let (mut fxs, mut fys, mut x0s, mut y0s) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f64; CHUNK], [0.0f64; CHUNK]);
-                    // SAFETY: each store writes 8 `f32` or 4 `f64` inside its array.
-                    unsafe {
-                        _mm256_storeu_ps(fxs.as_mut_ptr(), fx);
-                        _mm256_storeu_ps(fys.as_mut_ptr(), fy);
-                        _mm256_storeu_pd(x0s.as_mut_ptr(), x00);
-                        _mm256_storeu_pd(x0s.as_mut_ptr().add(4), x01);
-                        _mm256_storeu_pd(y0s.as_mut_ptr(), y00);
-                        _mm256_storeu_pd(y0s.as_mut_ptr().add(4), y01);
-                    }
-                    for i in 0..CHUNK {
-                        let acc = border_pixel(src, w, wf, hf, flip, (x0s[i], y0s[i]), (fxs[i], fys[i]), &load);
-                        for (d, a) in row[(x + i) * 3..][..3].iter_mut().zip(acc) {
-                            *d = round_to_u8(a);
-                        }
-                    }
-                    x += CHUNK;
-                    continue;
+                let inside = pairs && _mm256_movemask_epi8(checks) == -1;
+                Chunk { fx, fy, base, inside, x0: [x00, x01], y0: [y00, y01] }
+            };
+            let mut x = 0;
+            // Two chunks at a time when both are inside: both chunks' gathers go out before
+            // either's arithmetic, so that the second's load latency overlaps the first's work.
+            while x + 2 * CHUNK <= w {
+                let (a, b) = (prepare(x), prepare(x + CHUNK));
+                if a.inside && b.inside {
+                    // SAFETY: both chunks are inside (their offsets checked against `last`).
+                    let (taps_a, taps_b) = unsafe { (gather(src, a.base, stride), gather(src, b.base, stride)) };
+                    put(row, x, finish(taps_a, &a));
+                    put(row, x + CHUNK, finish(taps_b, &b));
+                } else {
+                    chunk(row, x, &a);
+                    chunk(row, x + CHUNK, &b);
                 }
-                // Eight bytes per tap row and pixel: pixels x0 and x0 + 1, four pixels a gather.
-                let p = src.as_ptr().cast::<i64>();
-                let (lo, hi) = (_mm256_castsi256_si128(base), _mm256_extracti128_si256::<1>(base));
-                // SAFETY: every offset plus 8 bytes (and a row) is inside `src` (`last` above).
-                let (top_lo, top_hi, bottom_lo, bottom_hi) = unsafe {
-                    (
-                        _mm256_i32gather_epi64::<1>(p, lo),
-                        _mm256_i32gather_epi64::<1>(p, hi),
-                        _mm256_i32gather_epi64::<1>(p, _mm_add_epi32(lo, stride)),
-                        _mm256_i32gather_epi64::<1>(p, _mm_add_epi32(hi, stride)),
-                    )
-                };
-                // The low 32 bits of each 64-bit lane (one pixel's r, g, b), in pixel order.
-                let narrow = |a: __m256i, b: __m256i| {
-                    let m = _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b)));
-                    _mm256_permute4x64_epi64::<0b11_01_10_00>(m)
-                };
-                // The left and right pixel of each pair; mirrored, x0 is the right one.
-                let pair = |lo: __m256i, hi: __m256i| {
-                    let (left, right) = (narrow(lo, hi), narrow(_mm256_srli_epi64::<24>(lo), _mm256_srli_epi64::<24>(hi)));
-                    if flip { (right, left) } else { (left, right) }
-                };
-                let ((top0, top1), (bottom0, bottom1)) = (pair(top_lo, top_hi), pair(bottom_lo, bottom_hi));
-                let taps = [
-                    (top0, _mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy)),
-                    (top1, fx, _mm256_sub_ps(one, fy)),
-                    (bottom0, _mm256_sub_ps(one, fx), fy),
-                    (bottom1, fx, fy),
-                ];
-                let mut packed = _mm256_setzero_si256();
-                for (c, channel) in channels.iter().enumerate() {
-                    let shift = _mm_cvtsi32_si128(8 * c as i32);
-                    let mut acc = zero;
-                    for &(t, wx, wy) in &taps {
-                        let v = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(t, *channel));
-                        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(v, wx), wy));
-                    }
-                    // `round_to_u8` on values >= 0: truncate, then up by one from .5.
-                    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(acc);
-                    let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_sub_ps(acc, t), half), one);
-                    let r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(t, up), zero), top);
-                    packed = _mm256_or_si256(packed, _mm256_sll_epi32(_mm256_cvttps_epi32(r), shift));
-                }
-                let mut bytes = [0u8; 32];
-                // SAFETY: a 32-byte store into a 32-byte array.
-                unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), _mm256_shuffle_epi8(packed, pack)) };
-                row[x * 3..][..12].copy_from_slice(&bytes[..12]);
-                row[x * 3 + 12..][..12].copy_from_slice(&bytes[16..28]);
+                x += 2 * CHUNK;
+            }
+            while x + CHUNK <= w {
+                chunk(row, x, &prepare(x));
                 x += CHUNK;
             }
             super::row_tail(src, w, flip, row, x, map, &load, &round_to_u8);
         }
         out
+    }
+
+    /// One chunk of output pixels, prepared: weights, the byte offsets of its upper taps,
+    /// whether every tap is inside the image, and the floors (for the border path).
+    struct Chunk {
+        fx: __m256,
+        fy: __m256,
+        base: __m256i,
+        inside: bool,
+        x0: [__m256d; 2],
+        y0: [__m256d; 2],
+    }
+
+    /// The pairs of taps of a chunk's eight pixels, eight bytes each (pixels x0 and x0 + 1),
+    /// four pixels a gather: the upper row's (pixels 0..4, 4..8), then the lower row's.
+    ///
+    /// # Safety
+    /// AVX2; every offset in `base`, and each plus `stride` (a row), has 8 bytes of `src` after it.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn gather(src: &[u8], base: __m256i, stride: __m128i) -> [__m256i; 4] {
+        let p = src.as_ptr().cast::<i64>();
+        let (lo, hi) = (_mm256_castsi256_si128(base), _mm256_extracti128_si256::<1>(base));
+        // SAFETY: in bounds, as the caller guarantees.
+        unsafe {
+            [
+                _mm256_i32gather_epi64::<1>(p, lo),
+                _mm256_i32gather_epi64::<1>(p, hi),
+                _mm256_i32gather_epi64::<1>(p, _mm_add_epi32(lo, stride)),
+                _mm256_i32gather_epi64::<1>(p, _mm_add_epi32(hi, stride)),
+            ]
+        }
+    }
+
+    /// Stores a chunk's 24 bytes (`finish`'s bytes 0..12 and 16..28) at output pixel `x`.
+    #[inline(always)]
+    fn put(row: &mut [u8], x: usize, bytes: [u8; 32]) {
+        row[x * 3..][..12].copy_from_slice(&bytes[..12]);
+        row[x * 3 + 12..][..12].copy_from_slice(&bytes[16..28]);
     }
 
     /// `map(x + i)` for `i` in 0..4 from those columns' `cos * dx` and `sin * dx` (four each),
