@@ -467,7 +467,7 @@ mod x86 {
 pub(super) mod tests {
     use std::borrow::Cow;
 
-    use super::{rotate, round_to_u8};
+    use super::{rotate, round_to_u8, run};
     use crate::data::augment::geometry::hflip;
     use crate::data::augment::pixels::{Img, Pixels};
     use crate::rng::SplitMix64;
@@ -554,6 +554,12 @@ pub(super) mod tests {
                             _ => false,
                         };
                         assert!(same, "{w}x{h} by {degrees} degrees, flip {flip}");
+                        // `u8` images take the gathers where the CPU has AVX2: the generic
+                        // chunks (what other CPUs run) must give the same bytes.
+                        if let (Pixels::U8(src), Pixels::U8(want)) = (&img.px, &want.px) {
+                            let generic = run(src, w, h, degrees, flip, |v: u8| v as f32, round_to_u8);
+                            assert!(generic == **want, "{w}x{h} by {degrees} degrees, flip {flip}, generic u8 path");
+                        }
                     }
                 }
             }
