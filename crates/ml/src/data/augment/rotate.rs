@@ -44,43 +44,27 @@ pub(super) fn rotate<'a>(img: &Img<'_>, degrees: f64, flip: bool) -> Img<'a> {
             // SAFETY: the CPU supports AVX2 (checked just above).
             Pixels::U8(Cow::Owned(unsafe { x86::rotate_u8(b, img.w, img.h, degrees, flip) }))
         }
-        Pixels::U8(b) => Pixels::U8(Cow::Owned(run(b, img.w, img.h, degrees, flip, |v: u8| v as f32, round_to_u8))),
-        Pixels::F32(v) => Pixels::F32(run(v, img.w, img.h, degrees, flip, |v: f32| v, |c: f32| c)),
+        Pixels::U8(b) => Pixels::U8(Cow::Owned(run(b, img.w, img.h, degrees, flip))),
+        Pixels::F32(v) => Pixels::F32(run(v, img.w, img.h, degrees, flip)),
     };
     Img { w: img.w, h: img.h, px }
 }
 
 /// Rotates `src` (HWC, 3 channels, `w × h`, mirrored when `flip`) counter-clockwise by
-/// `degrees`. `load` turns a stored value into `f32`, `store` an accumulated `f32` back.
-fn run<T: Copy + Default>(
-    src: &[T],
-    w: usize,
-    h: usize,
-    degrees: f64,
-    flip: bool,
-    load: impl Fn(T) -> f32,
-    store: impl Fn(f32) -> T,
-) -> Vec<T> {
+/// `degrees`.
+fn run<T: Channel>(src: &[T], w: usize, h: usize, degrees: f64, flip: bool) -> Vec<T> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { run_avx2(src, w, h, degrees, flip, load, store) };
+        return unsafe { run_avx2(src, w, h, degrees, flip) };
     }
-    run_with(src, w, h, degrees, flip, load, store)
+    run_with(src, w, h, degrees, flip)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn run_avx2<T: Copy + Default>(
-    src: &[T],
-    w: usize,
-    h: usize,
-    degrees: f64,
-    flip: bool,
-    load: impl Fn(T) -> f32,
-    store: impl Fn(f32) -> T,
-) -> Vec<T> {
-    run_with(src, w, h, degrees, flip, load, store)
+fn run_avx2<T: Channel>(src: &[T], w: usize, h: usize, degrees: f64, flip: bool) -> Vec<T> {
+    run_with(src, w, h, degrees, flip)
 }
 
 /// Output pixels computed together: the inverse map, weights and sums run as 8-lane vector
@@ -88,15 +72,7 @@ fn run_avx2<T: Copy + Default>(
 const CHUNK: usize = 8;
 
 #[inline(always)]
-fn run_with<T: Copy + Default>(
-    src: &[T],
-    w: usize,
-    h: usize,
-    degrees: f64,
-    flip: bool,
-    load: impl Fn(T) -> f32,
-    store: impl Fn(f32) -> T,
-) -> Vec<T> {
+fn run_with<T: Channel>(src: &[T], w: usize, h: usize, degrees: f64, flip: bool) -> Vec<T> {
     let (sin, cos) = degrees.to_radians().sin_cos();
     let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
     let (wf, hf) = (w as f64, h as f64);
@@ -122,9 +98,9 @@ fn run_with<T: Copy + Default>(
             let interior = (0..CHUNK).all(|i| x0[i] >= 0.0 && y0[i] >= 0.0 && x0[i] + 1.0 < wf && y0[i] + 1.0 < hf);
             if !interior {
                 for i in 0..CHUNK {
-                    let acc = border_pixel(src, w, wf, hf, flip, (x0[i], y0[i]), (fx[i], fy[i]), &load);
+                    let acc = border_pixel(src, w, wf, hf, flip, (x0[i], y0[i]), (fx[i], fy[i]));
                     for (d, a) in row[(x + i) * 3..][..3].iter_mut().zip(acc) {
-                        *d = store(a);
+                        *d = T::store(a);
                     }
                 }
                 x += CHUNK;
@@ -143,44 +119,65 @@ fn run_with<T: Copy + Default>(
             for c in 0..3 {
                 let mut acc = [0.0f32; CHUNK];
                 for &(offset, wx, wy) in &taps {
-                    let v: [f32; CHUNK] = std::array::from_fn(|i| load(src[base[i] + offset + c]));
+                    let v: [f32; CHUNK] = std::array::from_fn(|i| src[base[i] + offset + c].load());
                     for i in 0..CHUNK {
                         acc[i] += v[i] * wx[i] * wy[i];
                     }
                 }
                 for i in 0..CHUNK {
-                    row[(x + i) * 3 + c] = store(acc[i]);
+                    row[(x + i) * 3 + c] = T::store(acc[i]);
                 }
             }
             x += CHUNK;
         }
-        row_tail(src, w, flip, row, x, map, &load, &store);
+        row_tail(src, w, flip, row, x, map);
     }
     out
 }
 
 /// Output pixels `from..w` of a row (fewer than a chunk), each through [`border_pixel`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_tail<T: Copy, U>(
-    src: &[T],
-    w: usize,
-    flip: bool,
-    row: &mut [U],
-    from: usize,
-    map: impl Fn(usize) -> (f64, f64),
-    load: &impl Fn(T) -> f32,
-    store: &impl Fn(f32) -> U,
-) {
+fn row_tail<T: Channel>(src: &[T], w: usize, flip: bool, row: &mut [T], from: usize, map: impl Fn(usize) -> (f64, f64)) {
     // `src` is the whole `w × h` image (and `w > 0`: the row exists).
     let h = src.len() / (3 * w);
     for x in from..w {
         let (sx, sy) = map(x);
         let (x0, y0) = (sx.floor(), sy.floor());
-        let acc = border_pixel(src, w, w as f64, h as f64, flip, (x0, y0), ((sx - x0) as f32, (sy - y0) as f32), load);
+        let acc = border_pixel(src, w, w as f64, h as f64, flip, (x0, y0), ((sx - x0) as f32, (sy - y0) as f32));
         for (d, a) in row[x * 3..][..3].iter_mut().zip(acc) {
-            *d = store(a);
+            *d = T::store(a);
         }
+    }
+}
+
+/// A stored channel value: how a tap is read as `f32`, and how an accumulated `f32` is
+/// stored back (`u8` rounds and clamps; `f32` is kept as it is).
+trait Channel: Copy + Default {
+    fn load(self) -> f32;
+    fn store(acc: f32) -> Self;
+}
+
+impl Channel for u8 {
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self as f32
+    }
+
+    #[inline(always)]
+    fn store(acc: f32) -> u8 {
+        round_to_u8(acc)
+    }
+}
+
+impl Channel for f32 {
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self
+    }
+
+    #[inline(always)]
+    fn store(acc: f32) -> f32 {
+        acc
     }
 }
 
@@ -199,17 +196,7 @@ fn round_to_u8(c: f32) -> u8 {
 /// One output pixel with a per-tap bounds check (a tap outside the image adds nothing), of
 /// `src` mirrored when `flip`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn border_pixel<T: Copy>(
-    src: &[T],
-    w: usize,
-    wf: f64,
-    hf: f64,
-    flip: bool,
-    (x0, y0): (f64, f64),
-    (fx, fy): (f32, f32),
-    load: &impl Fn(T) -> f32,
-) -> [f32; 3] {
+fn border_pixel<T: Channel>(src: &[T], w: usize, wf: f64, hf: f64, flip: bool, (x0, y0): (f64, f64), (fx, fy): (f32, f32)) -> [f32; 3] {
     let taps = [(0.0, 0.0, 1.0 - fx, 1.0 - fy), (1.0, 0.0, fx, 1.0 - fy), (0.0, 1.0, 1.0 - fx, fy), (1.0, 1.0, fx, fy)];
     let mut acc = [0.0f32; 3];
     for (ox, oy, wx, wy) in taps {
@@ -220,7 +207,7 @@ fn border_pixel<T: Copy>(
         let column = if flip { w - 1 - px as usize } else { px as usize };
         let o = (py as usize * w + column) * 3;
         for c in 0..3 {
-            acc[c] += load(src[o + c]) * wx * wy;
+            acc[c] += src[o + c].load() * wx * wy;
         }
     }
     acc
@@ -266,7 +253,6 @@ mod x86 {
         let (sin, cos) = degrees.to_radians().sin_cos();
         let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
         let (wf, hf) = (w as f64, h as f64);
-        let load = |v: u8| v as f32;
         let mut out = vec![0u8; w * h * 3];
         // An 8-byte gather at offset `o` of the lower tap row reads up to `o + 3w + 8`.
         let last = _mm256_set1_epi32(src.len() as i32 - 3 * w as i32 - 8);
@@ -349,7 +335,7 @@ mod x86 {
                 _mm256_storeu_pd(y0s.as_mut_ptr().add(4), chunk.y0[1]);
             }
             for i in 0..CHUNK {
-                let acc = border_pixel(src, w, wf, hf, flip, (x0s[i], y0s[i]), (fxs[i], fys[i]), &load);
+                let acc = border_pixel(src, w, wf, hf, flip, (x0s[i], y0s[i]), (fxs[i], fys[i]));
                 for (d, a) in row[(x + i) * 3..][..3].iter_mut().zip(acc) {
                     *d = round_to_u8(a);
                 }
@@ -405,7 +391,7 @@ mod x86 {
                 chunk(row, x, &prepare(x));
                 x += CHUNK;
             }
-            super::row_tail(src, w, flip, row, x, map, &load, &round_to_u8);
+            super::row_tail(src, w, flip, row, x, map);
         }
         out
     }
@@ -557,7 +543,7 @@ pub(super) mod tests {
                         // `u8` images take the gathers where the CPU has AVX2: the generic
                         // chunks (what other CPUs run) must give the same bytes.
                         if let (Pixels::U8(src), Pixels::U8(want)) = (&img.px, &want.px) {
-                            let generic = run(src, w, h, degrees, flip, |v: u8| v as f32, round_to_u8);
+                            let generic = run(&src[..], w, h, degrees, flip);
                             assert!(generic == **want, "{w}x{h} by {degrees} degrees, flip {flip}, generic u8 path");
                         }
                     }
