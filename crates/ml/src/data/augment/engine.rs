@@ -161,8 +161,9 @@ impl<'a> Work<'a> {
                 let angle = if random { rng.uniform(-degrees, degrees) } else { degrees };
                 if angle != 0.0 {
                     self.resolve_view()?;
-                    // A pending mirror (never behind pending pointwise ops) is read by the
-                    // rotation rather than copied first.
+                    // Pending pointwise ops or erasures (which come after a pending mirror)
+                    // are applied first, mirror included; otherwise a pending mirror is read
+                    // by the rotation rather than copied first.
                     self.materialize_point()?;
                     self.img = rotate(&self.img, angle, std::mem::take(&mut self.flip));
                 }
