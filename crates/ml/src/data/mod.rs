@@ -14,6 +14,7 @@ pub mod loader;
 pub mod mix;
 pub mod prepare;
 pub mod relabel;
+pub(crate) mod resample;
 pub mod shard;
 pub mod split;
 pub mod stats;

@@ -17,11 +17,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rayon::prelude::*;
 
 use super::layout::BadImagePolicy;
+use super::resample;
 use super::shard::{ShardError, ShardWriter};
 use crate::fsutil::{AtomicFile, Durability};
 
@@ -302,22 +301,16 @@ fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
     }
 }
 
-thread_local! {
-    static RESIZER: std::cell::RefCell<Resizer> = std::cell::RefCell::new(Resizer::new());
-}
-
 /// Resizes the `crop` box of `src` to `width × height` (antialiased bilinear).
 pub fn resize_rgb(src: &RgbPixels, crop: CropBox, width: u32, height: u32) -> Result<Vec<u8>, String> {
     let full = CropBox::full(src.width, src.height);
     if crop == full && (src.width, src.height) == (width, height) {
         return Ok(src.data.clone());
     }
-    let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3).map_err(|e| e.to_string())?;
-    let mut dst = Image::new(width, height, PixelType::U8x3);
-    let options =
-        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(crop.left, crop.top, crop.width, crop.height);
-    RESIZER.with(|r| r.borrow_mut().resize(&view, &mut dst, &options)).map_err(|e| e.to_string())?;
-    Ok(dst.into_vec())
+    let mut out = vec![0; width as usize * height as usize * 3];
+    let (source, size) = ((src.width as usize, src.height as usize), (width as usize, height as usize));
+    resample::resize_u8(&src.data, source, (crop.left, crop.top, crop.width, crop.height), size, &mut out)?;
+    Ok(out)
 }
 
 /// Per-image prepared pixels, content-addressed.

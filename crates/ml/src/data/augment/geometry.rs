@@ -1,5 +1,6 @@
 //! Geometry on working images: torchvision's random boxes (`RandomResizedCrop`,
-//! `RandomErasing`), SIMD crop-and-resize, centre crop with zero padding, and mirroring.
+//! `RandomErasing`), SIMD crop-and-resize (`u8` images through `data::resample`), centre crop
+//! with zero padding, and mirroring.
 //! Rotation has its own module, `rotate`.
 
 use std::borrow::Cow;
@@ -8,7 +9,8 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::ops::AugError;
-use super::pixels::{Img, Pixels, Rect};
+use super::pixels::{Img, Pixels, Rect, image_bytes};
+use crate::data::resample;
 use crate::rng::SplitMix64;
 
 /// torchvision `RandomResizedCrop.get_params`.
@@ -66,21 +68,25 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
-/// Resizes the `crop` box (left, top, width, height) of `img` to `w × h`.
+/// Resizes the `crop` box (left, top, width, height) of `img` to `w × h` (bilinear, with the
+/// kernel widened when downscaling).
 pub(super) fn resize<'a>(img: &Img<'_>, crop: (f64, f64, f64, f64), w: usize, h: usize) -> Result<Img<'a>, AugError> {
-    let err = |e: &dyn std::fmt::Display| AugError::Resize(e.to_string());
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(crop.0, crop.1, crop.2, crop.3);
-    let (bytes, pixel_type) = match &img.px {
-        Pixels::U8(b) => (&b[..], PixelType::U8x3),
-        Pixels::F32(v) => (f32_bytes(v), PixelType::F32x3),
-    };
-    let src = ImageRef::new(img.w as u32, img.h as u32, bytes, pixel_type).map_err(|e| err(&e))?;
-    let mut dst = Image::new(w as u32, h as u32, pixel_type);
-    RESIZER.with(|r| r.borrow_mut().resize(&src, &mut dst, &options)).map_err(|e| err(&e))?;
-    let out = dst.into_vec();
-    let px = match pixel_type {
-        PixelType::U8x3 => Pixels::U8(Cow::Owned(out)),
-        _ => Pixels::F32(out.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect()),
+    let px = match &img.px {
+        Pixels::U8(bytes) => {
+            let mut out = image_bytes(w * h * 3);
+            resample::resize_u8(bytes, (img.w, img.h), crop, (w, h), &mut out).map_err(AugError::Resize)?;
+            Pixels::U8(Cow::Owned(out))
+        }
+        Pixels::F32(v) => {
+            let err = |e: &dyn std::fmt::Display| AugError::Resize(e.to_string());
+            let options =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(crop.0, crop.1, crop.2, crop.3);
+            let src = ImageRef::new(img.w as u32, img.h as u32, f32_bytes(v), PixelType::F32x3).map_err(|e| err(&e))?;
+            let mut dst = Image::new(w as u32, h as u32, PixelType::F32x3);
+            RESIZER.with(|r| r.borrow_mut().resize(&src, &mut dst, &options)).map_err(|e| err(&e))?;
+            let out = dst.into_vec();
+            Pixels::F32(out.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect())
+        }
     };
     Ok(Img { w, h, px })
 }
@@ -121,7 +127,7 @@ pub(super) fn hflip(img: &mut Img<'_>) {
     match &mut img.px {
         // A borrowed (shard) image: write the mirror straight into a new buffer.
         Pixels::U8(Cow::Borrowed(src)) => {
-            let mut out = vec![0u8; src.len()];
+            let mut out = image_bytes(src.len());
             for (dst, row) in out.chunks_exact_mut(w * 3).zip(src.chunks_exact(w * 3)) {
                 let (dst, _) = dst.as_chunks_mut::<3>();
                 let (px, _) = row.as_chunks::<3>();

@@ -33,7 +33,7 @@
 
 use std::borrow::Cow;
 
-use super::pixels::{Img, Pixels};
+use super::pixels::{Img, Pixels, image_bytes};
 
 /// Rotates counter-clockwise by `degrees` about the image centre (bilinear, zero fill), after
 /// mirroring it left-right when `flip`.
@@ -253,7 +253,7 @@ mod x86 {
         let (sin, cos) = degrees.to_radians().sin_cos();
         let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
         let (wf, hf) = (w as f64, h as f64);
-        let mut out = vec![0u8; w * h * 3];
+        let mut out = super::image_bytes(w * h * 3);
         // An 8-byte gather at offset `o` of the lower tap row reads up to `o + 3w + 8`.
         let last = _mm256_set1_epi32(src.len() as i32 - 3 * w as i32 - 8);
         let stride = _mm_set1_epi32(3 * w as i32);
@@ -578,7 +578,8 @@ pub(super) mod tests {
         let n = 6;
         let src: Vec<u8> = (0..n * n * 3).map(|i| (i * 5 % 251) as u8).collect();
         let img = Img { w: n, h: n, px: Pixels::U8(Cow::Borrowed(&src)) };
-        let Pixels::U8(out) = rotate(&img, 90.0, false).px else { panic!("u8 in, u8 out") };
+        let rotated = rotate(&img, 90.0, false);
+        let Pixels::U8(out) = &rotated.px else { panic!("u8 in, u8 out") };
         for y in 0..n {
             for x in 0..n {
                 let (dx, dy) = (y, n - 1 - x);
