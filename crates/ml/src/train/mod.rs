@@ -30,7 +30,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchSource;
@@ -563,7 +563,7 @@ fn check_batch(batch: &crate::batch::Batch, epoch: usize, step: usize) -> Result
     Ok(())
 }
 
-fn save_epoch<B: AutodiffBackend>(
+fn save_epoch<B: TrainBackend>(
     dir: &Path,
     rec: &NamedMpkFileRecorder<FullPrecisionSettings>,
     model: &Classifier<B>,

@@ -20,7 +20,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
 use super::dense::SharedOut;
-use super::{ModelBackend, PointwiseEval, dense, depthwise, float, pointwise, reference, vmath};
+use super::{AdamWStep, ModelBackend, PointwiseEval, dense, depthwise, float, pointwise, reference, vmath};
 
 /// Lanes per kernel step: two AVX registers, so the loop body has two independent chains.
 const LANES: usize = 16;
@@ -314,6 +314,119 @@ impl ModelBackend for Flex {
         let (xs, ws, gs) = (slice(&x), slice(&weight), slice(&grad));
         let (dx, dw) = rayon::join(|| depthwise::input_grad(&g, gs, ws), || depthwise::weight_grad(&g, xs, gs));
         [tensor(dx, x.shape()), tensor(dw, weight.shape())]
+    }
+
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moments: Option<[FloatTensor<Self>; 2]>,
+        step: &AdamWStep,
+    ) -> [FloatTensor<Self>; 3] {
+        let all_f32 = [Some(&param), Some(&grad), moments.as_ref().map(|m| &m[0]), moments.as_ref().map(|m| &m[1])]
+            .into_iter()
+            .flatten()
+            .all(|t| t.dtype() == DType::F32);
+        if !all_f32 {
+            return reference::on_primitives::adamw::<Flex>(param, grad, moments, step);
+        }
+        let n = param.shape().num_elements();
+        let grad = grad.to_contiguous();
+        // Updated in place: the parameter and moments are usually this step's only holders
+        // (`storage_mut` copies them first when not).
+        let (mut param, first) = (owned_contiguous(param), moments.is_none());
+        let [mut moment_1, mut moment_2] = match moments {
+            Some([m1, m2]) => [owned_contiguous(m1), owned_contiguous(m2)],
+            None => [tensor(vec![0.0; n], param.shape()), tensor(vec![0.0; n], param.shape())],
+        };
+        let k = AdamWScalars::of(step);
+        let g = &slice(&grad)[..n];
+        let (p, m1, m2) =
+            (&mut param.storage_mut::<f32>()[..n], &mut moment_1.storage_mut::<f32>()[..n], &mut moment_2.storage_mut::<f32>()[..n]);
+        let task = 4 * MIN_TASK_ELEMS;
+        p.par_chunks_mut(task).zip(m1.par_chunks_mut(task)).zip(m2.par_chunks_mut(task)).zip(g.par_chunks(task)).for_each(
+            |(((p, m1), m2), g)| {
+                if first {
+                    adamw_first(p, m1, m2, g, &k);
+                } else {
+                    adamw_next(p, m1, m2, g, &k);
+                }
+            },
+        );
+        [param, moment_1, moment_2]
+    }
+}
+
+/// `t` contiguous from offset 0 and no longer shared with the caller's copy, so that updating
+/// it in place does not copy it (unless something else still holds it).
+fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+    let contiguous = t.to_contiguous(); // `t` itself when already contiguous: a second handle
+    drop(t);
+    contiguous
+}
+
+/// [`AdamWStep`] as the `f32` scalars burn's tensor ops apply (each scalar is rounded to the
+/// tensor's `f32` by the op).
+struct AdamWScalars {
+    beta_1: f32,
+    beta_2: f32,
+    factor_1: f32,
+    factor_2: f32,
+    correction_1: f32,
+    correction_2: f32,
+    epsilon: f32,
+    /// `1 - lr · weight_decay`, `None` when that product is 0 (burn then skips the multiply).
+    keep: Option<f32>,
+    lr: f32,
+}
+
+impl AdamWScalars {
+    fn of(s: &AdamWStep) -> Self {
+        AdamWScalars {
+            beta_1: s.beta_1,
+            beta_2: s.beta_2,
+            factor_1: 1.0 - s.beta_1,
+            factor_2: 1.0 - s.beta_2,
+            correction_1: s.correction_1,
+            correction_2: s.correction_2,
+            epsilon: s.epsilon,
+            keep: (s.decay_rate != 0.0).then_some((1.0 - s.decay_rate) as f32),
+            lr: s.lr as f32,
+        }
+    }
+}
+
+dispatch!(fn adamw_first(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &AdamWScalars) -> () => adamw_update_first);
+dispatch!(fn adamw_next(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &AdamWScalars) -> () => adamw_update_next);
+
+#[inline(always)]
+fn adamw_update_first(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &AdamWScalars) {
+    adamw_update::<true>(p, m1, m2, g, k);
+}
+
+#[inline(always)]
+fn adamw_update_next(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &AdamWScalars) {
+    adamw_update::<false>(p, m1, m2, g, k);
+}
+
+/// The AdamW update of `p` and its moments, value by value, with the operations (each rounded
+/// to `f32`) in the order of burn's tensor ops ([`reference::adamw`](reference::adamw)); on
+/// the `FIRST` step the moments start from the gradient alone.
+#[inline(always)]
+fn adamw_update<const FIRST: bool>(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &AdamWScalars) {
+    for (((p, m1), m2), &g) in p.iter_mut().zip(m1.iter_mut()).zip(m2.iter_mut()).zip(g) {
+        let (new_1, new_2) = if FIRST {
+            (g * k.factor_1, (g * g) * k.factor_2)
+        } else {
+            (*m1 * k.beta_1 + g * k.factor_1, *m2 * k.beta_2 + (g * g) * k.factor_2)
+        };
+        *m1 = new_1;
+        *m2 = new_2;
+        let delta = (new_1 / k.correction_1) / ((new_2 / k.correction_2).sqrt() + k.epsilon);
+        let decayed = match k.keep {
+            Some(keep) => *p * keep,
+            None => *p,
+        };
+        *p = decayed - delta * k.lr;
     }
 }
 

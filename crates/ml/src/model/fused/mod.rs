@@ -186,6 +186,19 @@ pub trait ModelBackend: Backend {
 
     /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
     /// and `weight`, given the output gradient `grad`.
+    /// One AdamW update of a parameter with its gradient: the new parameter and first and
+    /// second moments, from the previous moments (`None` on the first step). The bits are
+    /// those of burn-optim's `AdamW` ([`reference::adamw`](reference::adamw)), which runs it
+    /// as about fifteen tensor ops, each a pass over the parameter; flex does one.
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moments: Option<[FloatTensor<Self>; 2]>,
+        step: &AdamWStep,
+    ) -> [FloatTensor<Self>; 3] {
+        reference::on_primitives::adamw::<Self>(param, grad, moments, step)
+    }
+
     fn fused_depthwise_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -227,6 +240,22 @@ fn pointwise_conv_affine_apart<B: ModelBackend>(x: FloatTensor<B>, weight: Float
         Some(r) => B::float_add(y, r),
         None => y,
     }
+}
+
+/// The scalars of one AdamW update (burn-optim 0.21's `AdamW`, whose state records the
+/// optimiser keeps): see [`ModelBackend::fused_adamw`].
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWStep {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    /// `1 - beta_1^t` and `1 - beta_2^t` for the step number `t` (from 1), in `f32`.
+    pub correction_1: f32,
+    pub correction_2: f32,
+    /// The learning rate.
+    pub lr: f64,
+    /// `lr * weight_decay`: the parameter is multiplied by `1 - decay_rate` (not at all when 0).
+    pub decay_rate: f64,
 }
 
 /// An autodiff backend whose eval-mode backend is a [`ModelBackend`] too: what training needs.

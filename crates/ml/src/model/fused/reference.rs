@@ -192,12 +192,37 @@ pub fn plane_means_backward<B: Backend>([n, c, h, w]: [usize; 4], grad: Tensor<B
     grad.div_scalar((h * w) as f64).reshape([n, c, 1, 1]).expand([n, c, h, w])
 }
 
+/// One AdamW update of a parameter: burn-optim 0.21's `AdamW` (no AMSGrad, no cautious
+/// decay), tensor op for tensor op in the same order, so the bits are its own. Returns the new
+/// parameter and first and second moments; `moments` are the previous ones (`None` on the
+/// first step).
+pub fn adamw<B: Backend, const D: usize>(
+    param: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
+    s: &super::AdamWStep,
+) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
+    let (factor_1, factor_2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
+    let (moment_1, moment_2) = match moments {
+        Some((m1, m2)) => (
+            m1.mul_scalar(s.beta_1).add(grad.clone().mul_scalar(factor_1)),
+            m2.mul_scalar(s.beta_2).add(grad.square().mul_scalar(factor_2)),
+        ),
+        None => (grad.clone().mul_scalar(factor_1), grad.square().mul_scalar(factor_2)),
+    };
+    let corrected_1 = moment_1.clone().div_scalar(s.correction_1);
+    let corrected_2 = moment_2.clone().div_scalar(s.correction_2);
+    let delta = corrected_1.div(corrected_2.sqrt().add_scalar(s.epsilon));
+    let decayed = if s.decay_rate == 0.0 { param } else { param.mul_scalar(1.0 - s.decay_rate) };
+    (decayed - delta.mul_scalar(s.lr), moment_1, moment_2)
+}
+
 /// The same functions on backend primitives: the trait's default methods, and the flex
 /// kernels' fall-back for tensors they do not take.
 pub(super) mod on_primitives {
     use burn::tensor::backend::Backend;
     use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{Tensor, TensorPrimitive};
+    use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 
     fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
         Tensor::from_primitive(TensorPrimitive::Float(t))
@@ -232,6 +257,21 @@ pub(super) mod on_primitives {
         let (dx, dgamma, dbeta) =
             super::batch_norm_train_backward::<B>(float(x), float(gamma), float(beta), float(mean), float(var), epsilon, silu, float(grad));
         [prim(dx), prim(dgamma), prim(dbeta)]
+    }
+
+    /// [`adamw`](super::adamw) on primitives of any shape (flattened: every op is elementwise).
+    pub fn adamw<B: Backend>(
+        param: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        moments: Option<[FloatTensor<B>; 2]>,
+        step: &super::super::AdamWStep,
+    ) -> [FloatTensor<B>; 3] {
+        let shape = param.shape();
+        let flat = |t: FloatTensor<B>| -> Tensor<B, 1> { float::<B, 1>(B::float_reshape(t, [shape.num_elements()].into())) };
+        let back = |t: Tensor<B, 1>| B::float_reshape(prim(t), shape.clone());
+        let moments = moments.map(|[m1, m2]| (flat(m1), flat(m2)));
+        let (p, m1, m2) = super::adamw(flat(param), flat(grad), moments, step);
+        [back(p), back(m1), back(m2)]
     }
 
     pub fn channel_affine<B: Backend>(x: FloatTensor<B>, scale: FloatTensor<B>, shift: FloatTensor<B>, silu: bool) -> FloatTensor<B> {
