@@ -409,7 +409,7 @@ fn adamw_update_next(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k
 }
 
 /// The AdamW update of `p` and its moments, value by value, with the operations (each rounded
-/// to `f32`) in the order of burn's tensor ops ([`reference::adamw`](reference::adamw)); on
+/// to `f32`) in the order of burn's tensor ops ([`reference::adamw`]); on
 /// the `FIRST` step the moments start from the gradient alone.
 #[inline(always)]
 fn adamw_update<const FIRST: bool>(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &AdamWScalars) {

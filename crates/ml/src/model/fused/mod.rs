@@ -184,11 +184,9 @@ pub trait ModelBackend: Backend {
         reference::on_primitives::plane_means_backward::<Self>(x_shape, grad)
     }
 
-    /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
-    /// and `weight`, given the output gradient `grad`.
     /// One AdamW update of a parameter with its gradient: the new parameter and first and
     /// second moments, from the previous moments (`None` on the first step). The bits are
-    /// those of burn-optim's `AdamW` ([`reference::adamw`](reference::adamw)), which runs it
+    /// those of burn-optim's `AdamW` ([`reference::adamw`]), which runs it
     /// as about fifteen tensor ops, each a pass over the parameter; flex does one.
     fn fused_adamw(
         param: FloatTensor<Self>,
@@ -199,6 +197,8 @@ pub trait ModelBackend: Backend {
         reference::on_primitives::adamw::<Self>(param, grad, moments, step)
     }
 
+    /// Gradients of [`fused_depthwise_conv`](Self::fused_depthwise_conv) with respect to `x`
+    /// and `weight`, given the output gradient `grad`.
     fn fused_depthwise_conv_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
